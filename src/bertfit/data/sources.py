@@ -1,0 +1,155 @@
+"""Where a task's GLUE files come from: ``--data-dir``, ``$BERTFIT_DATA``, or a download.
+
+Resolution order for a task's directory (the one holding ``train.tsv``, ``dev.tsv``, ``test.tsv``):
+
+1. the directory the user passed (either the task directory itself or a GLUE root holding
+   ``<TASK>/``);
+2. ``$BERTFIT_DATA/<TASK>/``;
+3. the user cache (``$XDG_CACHE_HOME/bertfit/glue/<TASK>``), downloading into it when online.
+
+Downloads rebuild the files exactly as GLUE's ``download_glue_data.py`` does, land in a
+temporary directory first and are renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from bertfit.data.tasks import TaskSpec
+from bertfit.errors import DataError
+
+DATA_ENV = "BERTFIT_DATA"
+
+# The sources GLUE's own download script uses for MRPC (SentEval's copy of the Microsoft corpus
+# plus GLUE's list of dev pairs).
+MRPC_URLS = {
+    "train": "https://dl.fbaipublicfiles.com/senteval/senteval_data/msr_paraphrase_train.txt",
+    "test": "https://dl.fbaipublicfiles.com/senteval/senteval_data/msr_paraphrase_test.txt",
+    "dev_ids": (
+        "https://firebasestorage.googleapis.com/v0/b/mtl-sentence-representations.appspot.com/"
+        "o/data%2Fmrpc_dev_ids.tsv?alt=media&token=ec5c0836-31d5-48f4-b431-7480817f1adc"
+    ),
+}
+
+HOW_TO_GET_DATA = (
+    "pass --data-dir DIR (a GLUE directory holding {glue}/train.tsv, dev.tsv, test.tsv) "
+    "or set ${env} to a directory holding {glue}/"
+)
+
+
+def cache_root() -> Path:
+    """The user cache directory for downloaded data."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "bertfit" / "glue"
+
+
+def _has_split(directory: Path, split: str) -> bool:
+    return (directory / f"{split}.tsv").is_file()
+
+
+def _task_dir_in(root: Path, task: TaskSpec, split: str) -> Path | None:
+    """``root`` itself if it holds the split, else ``root/<TASK>`` if that does."""
+    for candidate in (root, root / task.glue_dir, root / task.glue_dir.lower()):
+        if _has_split(candidate, split):
+            return candidate
+    return None
+
+
+def resolve_task_dir(
+    task: TaskSpec, data_dir: str | Path | None, split: str = "train", download: bool = True
+) -> Path:
+    """Find (or download) the directory holding ``task``'s GLUE files; see the module docs."""
+    hint = HOW_TO_GET_DATA.format(glue=task.glue_dir, env=DATA_ENV)
+    if data_dir is not None:
+        root = Path(data_dir).expanduser()
+        if not root.is_dir():
+            raise DataError(f"data directory {root} does not exist; {hint}")
+        found = _task_dir_in(root, task, split)
+        if found is None:
+            raise DataError(f"{root}: no {split}.tsv here or in {root / task.glue_dir}; {hint}")
+        return found
+    env_root = os.environ.get(DATA_ENV)
+    if env_root:
+        found = _task_dir_in(Path(env_root).expanduser(), task, split)
+        if found is None:
+            raise DataError(
+                f"${DATA_ENV}={env_root} holds no {task.glue_dir}/{split}.tsv; {hint}"
+            )
+        return found
+    cached = cache_root() / task.glue_dir
+    if _has_split(cached, split):
+        return cached
+    if not download:
+        raise DataError(f"no data for task {task.name}; {hint}")
+    download_task(task, cached)
+    return cached
+
+
+def download_task(task: TaskSpec, target: Path, urls: dict[str, str] | None = None) -> None:
+    """Download ``task``'s GLUE files into ``target`` (complete or not at all)."""
+    if task.glue_dir != "MRPC":
+        raise DataError(f"no download source known for {task.glue_dir}; {HOW_TO_GET_DATA}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        sources = {name: staging / f"source-{name}" for name in ("train", "test", "dev_ids")}
+        for name, path in sources.items():
+            _fetch((urls or MRPC_URLS)[name], path)
+        build_mrpc_splits(sources["train"], sources["test"], sources["dev_ids"], staging)
+        for path in sources.values():
+            path.unlink()
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _fetch(url: str, path: Path) -> None:
+    print(f"downloading {url}", flush=True)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(path, "wb") as out:
+            shutil.copyfileobj(response, out)
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise DataError(
+            f"could not download {url} ({reason}); you may be offline: "
+            + HOW_TO_GET_DATA.format(glue="MRPC", env=DATA_ENV)
+        ) from None
+
+
+def build_mrpc_splits(train_source: Path, test_source: Path, dev_ids: Path, out: Path) -> None:
+    """Write GLUE's MRPC ``train.tsv``/``dev.tsv``/``test.tsv`` from SentEval's files.
+
+    Mirrors GLUE's ``download_glue_data.py``: rows of the training file whose id pair is in
+    the dev list go to ``dev.tsv``, the rest to ``train.tsv``; the test file gets an index.
+    """
+    dev_pairs = set()
+    for row in dev_ids.read_text(encoding="utf-8").splitlines():
+        if row.strip():
+            dev_pairs.add(tuple(row.strip().split("\t")))
+    with open(train_source, encoding="utf-8") as source, open(
+        out / "train.tsv", "w", encoding="utf-8"
+    ) as train, open(out / "dev.tsv", "w", encoding="utf-8") as dev:
+        header = source.readline()
+        train.write(header)
+        dev.write(header)
+        for row in source:
+            label, id1, id2, s1, s2 = row.strip().split("\t")
+            (dev if (id1, id2) in dev_pairs else train).write(
+                f"{label}\t{id1}\t{id2}\t{s1}\t{s2}\n"
+            )
+    with open(test_source, encoding="utf-8") as source, open(
+        out / "test.tsv", "w", encoding="utf-8"
+    ) as test:
+        source.readline()
+        test.write("index\t#1 ID\t#2 ID\t#1 String\t#2 String\n")
+        for index, row in enumerate(source):
+            _label, id1, id2, s1, s2 = row.strip().split("\t")
+            test.write(f"{index}\t{id1}\t{id2}\t{s1}\t{s2}\n")
