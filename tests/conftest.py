@@ -35,3 +35,85 @@ def minilm_dir() -> Path:
     from bertfit.model.presets import default_model_dir
 
     return default_model_dir()
+
+
+TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + [
+    "red", "blue", "green", "yellow", "purple", "orange",
+    "the", "a", "cat", "dog", "sat", "ran", "on", "mat", "big", "small", "and", "saw", "it",
+]  # fmt: skip
+WARM = ["red", "yellow", "orange"]
+COOL = ["blue", "green", "purple"]
+FILLERS = TINY_VOCAB[13:]
+
+
+def synthetic_pairs(n: int, seed: int) -> tuple[list[list[str]], list[int]]:
+    """Pairs where one sentence names a warm colour and the other a cool one; the label says
+    whether the warm one is in the second sentence (balanced, and only learnable by telling
+    the two segments apart)."""
+    import random
+
+    rng = random.Random(seed)
+    first, second, labels = [], [], []
+    for i in range(n):
+        label = i % 2
+        warm, cool = rng.choice(WARM), rng.choice(COOL)
+        sentences = []
+        for color in (cool, warm) if label else (warm, cool):
+            words = rng.choices(FILLERS, k=rng.randint(2, 6))
+            words.insert(rng.randint(0, len(words)), color)
+            sentences.append(" ".join(words) + " .")
+        first.append(sentences[0])
+        second.append(sentences[1])
+        labels.append(label)
+    return [first, second], labels
+
+
+def make_tiny_classifier(tmp_path: Path, num_classes: int = 2, seed: int = 0):
+    """A randomly initialised 2-layer, hidden-32 classifier with its tokenizer."""
+    import torch
+
+    from bertfit.data.tasks import MRPC
+    from bertfit.inference import ClassifierInfo, TextClassifier
+    from bertfit.model.classifier import BertClassifier
+    from bertfit.model.config import EncoderConfig
+    from bertfit.text.tokenizer import WordpieceTokenizer
+
+    vocab = tmp_path / "tiny-vocab.txt"
+    vocab.write_text("\n".join(TINY_VOCAB) + "\n", encoding="utf-8")
+    config = EncoderConfig(
+        vocab_size=len(TINY_VOCAB),
+        hidden_size=32,
+        num_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        dropout_rate=0.0,
+        attention_dropout_rate=0.0,
+    )
+    torch.manual_seed(seed)
+    model = BertClassifier(config, num_classes)
+    info = ClassifierInfo(
+        task="mrpc",
+        label_names=list(MRPC.label_names),
+        max_seq_length=32,
+        lower_case=True,
+        input_names=list(MRPC.input_names),
+    )
+    return TextClassifier(model, WordpieceTokenizer(vocab, lower_case=True), info)
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path) -> Path:
+    """A saved tiny model directory (usable as ``--model``)."""
+    directory = tmp_path / "tiny-model"
+    make_tiny_classifier(tmp_path).save_pretrained(directory)
+    return directory
+
+
+def write_synthetic_glue(root: Path, n_train: int = 256, n_dev: int = 64) -> Path:
+    """An MRPC-layout GLUE directory of synthetic pairs; returns the GLUE root."""
+    for split, n, seed in (("train", n_train, 1), ("dev", n_dev, 2)):
+        (a, b), labels = synthetic_pairs(n, seed)
+        rows = [(str(y), s1, s2) for y, s1, s2 in zip(labels, a, b)]
+        write_mrpc_split(root / "MRPC" / f"{split}.tsv", rows)
+    return root

@@ -1,4 +1,4 @@
-"""Length-grouped batch order: a permutation, reproducible by seed, new each epoch, little padding."""
+"""Length-grouped batch order: a permutation, reproducible, new each epoch, little padding."""
 
 from __future__ import annotations
 

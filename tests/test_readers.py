@@ -7,6 +7,7 @@ import pytest
 from bertfit.data.readers import read_glue_split, read_prediction_input
 from bertfit.data.tasks import MRPC, get_task
 from bertfit.errors import ConfigError, DataError
+
 from conftest import write_mrpc_split
 
 
@@ -87,7 +88,9 @@ def test_prediction_input_tsv_with_and_without_header(tmp_path):
 def test_prediction_input_jsonl_errors(tmp_path):
     names = ("sentence1", "sentence2")
     good = tmp_path / "pairs.jsonl"
-    good.write_text('{"sentence1": "a", "sentence2": "b"}\n\n{"sentence1": "c", "sentence2": "d"}\n')
+    good.write_text(
+        '{"sentence1": "a", "sentence2": "b"}\n\n{"sentence1": "c", "sentence2": "d"}\n'
+    )
     assert read_prediction_input(good, names) == [["a", "c"], ["b", "d"]]
     missing = tmp_path / "missing.jsonl"
     missing.write_text('{"sentence1": "a", "sentence2": "b"}\n{"sentence1": "c"}\n')

@@ -12,6 +12,7 @@ from bertfit.data import sources
 from bertfit.data.sources import build_mrpc_splits, download_task, resolve_task_dir
 from bertfit.data.tasks import MRPC
 from bertfit.errors import DataError
+
 from conftest import write_mrpc_split
 
 SENTEVAL_TRAIN = (
@@ -20,10 +21,7 @@ SENTEVAL_TRAIN = (
     "0\t21\t22\tIt rained .\tIt was sunny .\n"
     "1\t31\t32\tHe left .\tHe went away .\n"
 )
-SENTEVAL_TEST = (
-    "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
-    "1\t41\t42\tOne .\tUno .\n"
-)
+SENTEVAL_TEST = "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t41\t42\tOne .\tUno .\n"
 DEV_IDS = "21\t22\n"
 
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from bertfit.config import make_staging_dir
 from bertfit.data.tasks import TaskSpec
 from bertfit.errors import DataError
 
@@ -77,9 +77,7 @@ def resolve_task_dir(
     if env_root:
         found = _task_dir_in(Path(env_root).expanduser(), task, split)
         if found is None:
-            raise DataError(
-                f"${DATA_ENV}={env_root} holds no {task.glue_dir}/{split}.tsv; {hint}"
-            )
+            raise DataError(f"${DATA_ENV}={env_root} holds no {task.glue_dir}/{split}.tsv; {hint}")
         return found
     cached = cache_root() / task.glue_dir
     if _has_split(cached, split):
@@ -94,8 +92,7 @@ def download_task(task: TaskSpec, target: Path, urls: dict[str, str] | None = No
     """Download ``task``'s GLUE files into ``target`` (complete or not at all)."""
     if task.glue_dir != "MRPC":
         raise DataError(f"no download source known for {task.glue_dir}; {HOW_TO_GET_DATA}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    staging = make_staging_dir(target)
     try:
         sources = {name: staging / f"source-{name}" for name in ("train", "test", "dev_ids")}
         for name, path in sources.items():
@@ -134,9 +131,11 @@ def build_mrpc_splits(train_source: Path, test_source: Path, dev_ids: Path, out:
     for row in dev_ids.read_text(encoding="utf-8").splitlines():
         if row.strip():
             dev_pairs.add(tuple(row.strip().split("\t")))
-    with open(train_source, encoding="utf-8") as source, open(
-        out / "train.tsv", "w", encoding="utf-8"
-    ) as train, open(out / "dev.tsv", "w", encoding="utf-8") as dev:
+    with (
+        open(train_source, encoding="utf-8") as source,
+        open(out / "train.tsv", "w", encoding="utf-8") as train,
+        open(out / "dev.tsv", "w", encoding="utf-8") as dev,
+    ):
         header = source.readline()
         train.write(header)
         dev.write(header)
@@ -145,9 +144,10 @@ def build_mrpc_splits(train_source: Path, test_source: Path, dev_ids: Path, out:
             (dev if (id1, id2) in dev_pairs else train).write(
                 f"{label}\t{id1}\t{id2}\t{s1}\t{s2}\n"
             )
-    with open(test_source, encoding="utf-8") as source, open(
-        out / "test.tsv", "w", encoding="utf-8"
-    ) as test:
+    with (
+        open(test_source, encoding="utf-8") as source,
+        open(out / "test.tsv", "w", encoding="utf-8") as test,
+    ):
         source.readline()
         test.write("index\t#1 ID\t#2 ID\t#1 String\t#2 String\n")
         for index, row in enumerate(source):

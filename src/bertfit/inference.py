@@ -1,0 +1,168 @@
+"""A fine-tuned classifier with its tokenizer: raw strings in, labels and scores out.
+
+:class:`TextClassifier` is what a run saves in ``RUN/model/`` and what ``bertfit evaluate`` and
+``bertfit predict`` load. The directory is a Hugging Face-compatible model directory
+(``config.json``, ``model.safetensors``, ``vocab.txt``) plus ``bertfit.json`` with the task,
+label names and text settings.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import bertfit
+from bertfit.config import dataclass_from_dict, make_staging_dir, read_json, write_json
+from bertfit.data.batching import sorted_batches
+from bertfit.errors import CheckpointError
+from bertfit.model.classifier import BertClassifier
+from bertfit.model.weights import load_classifier, save_pretrained
+from bertfit.text.packing import pad_packed
+from bertfit.text.processor import TextProcessor
+from bertfit.text.tokenizer import WordpieceTokenizer
+
+BERTFIT_FILE = "bertfit.json"
+VOCAB_FILE = "vocab.txt"
+
+
+@dataclass
+class ClassifierInfo:
+    """What ``bertfit.json`` records beside the Hugging Face files."""
+
+    task: str
+    label_names: list[str]
+    max_seq_length: int
+    lower_case: bool
+    input_names: list[str]
+    bertfit_version: str = bertfit.__version__
+
+
+Packed = tuple[list[int], list[int]]
+
+
+def to_tensors(examples: list[Packed], padding_id: int, seq_length: int | None) -> dict:
+    """Pad packed examples into the three model inputs as torch tensors."""
+    arrays = pad_packed(examples, padding_id, seq_length)
+    return {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in arrays.items()}
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: BertClassifier, examples: list[Packed], padding_id: int, batch_size: int = 64
+) -> np.ndarray:
+    """Logits for every example, in input order, computed on length-sorted batches."""
+    was_training = model.training
+    model.eval()
+    logits = np.zeros((len(examples), model_num_outputs(model)), dtype=np.float32)
+    try:
+        for batch in sorted_batches([len(ids) for ids, _ in examples], batch_size):
+            inputs = to_tensors([examples[i] for i in batch], padding_id, None)
+            logits[batch] = model(**inputs).float().numpy()
+    finally:
+        model.train(was_training)
+    return logits
+
+
+def model_num_outputs(model: BertClassifier) -> int:
+    """Number of logits the classifier produces."""
+    return model.num_classes
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities along the last axis."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+class TextClassifier:
+    """A classifier model, its tokenizer and its label names, used on raw strings."""
+
+    def __init__(
+        self, model: BertClassifier, tokenizer: WordpieceTokenizer, info: ClassifierInfo
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.info = info
+        self.processor = TextProcessor(tokenizer, info.max_seq_length)
+
+    @property
+    def padding_id(self) -> int:
+        """Id of the padding token."""
+        return self.tokenizer.special_tokens_dict["padding_id"]
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> TextClassifier:
+        """Load a directory written by :meth:`save_pretrained` (a run's ``model/``)."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise CheckpointError(f"{directory}: model directory not found")
+        info_path = directory / BERTFIT_FILE
+        if not info_path.is_file():
+            raise CheckpointError(f"{directory}: no {BERTFIT_FILE}; not a bertfit model directory")
+        info = dataclass_from_dict(ClassifierInfo, read_json(info_path), str(info_path))
+        model = load_classifier(directory)
+        if model.num_classes != len(info.label_names):
+            raise CheckpointError(
+                f"{directory}: the model has {model.num_classes} outputs but {BERTFIT_FILE} "
+                f"names {len(info.label_names)} labels"
+            )
+        tokenizer = WordpieceTokenizer(directory / VOCAB_FILE, lower_case=info.lower_case)
+        return cls(model, tokenizer, info)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write the model directory atomically: it is complete or left as it was."""
+        directory = Path(directory)
+        staging = make_staging_dir(directory)
+        try:
+            save_pretrained(
+                self.model,
+                staging,
+                id2label=dict(enumerate(self.info.label_names)),
+            )
+            self.tokenizer.save(staging)
+            write_json(staging / BERTFIT_FILE, asdict(self.info))
+            _replace_directory(staging, directory)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def encode(self, columns: list[list[str]]) -> list[Packed]:
+        """Tokenize and pack text columns into unpadded model inputs."""
+        return self.processor.encode(columns)
+
+    def logits(self, columns: list[list[str]], batch_size: int = 64) -> np.ndarray:
+        """Logits [n, num_classes] for n examples given as text columns."""
+        return predict_logits(self.model, self.encode(columns), self.padding_id, batch_size)
+
+    def predict(self, columns: list[list[str]], batch_size: int = 64) -> list[dict]:
+        """One dict per example: ``label``, ``class_id``, ``probabilities``, ``logits``."""
+        logits = self.logits(columns, batch_size)
+        probabilities = softmax(logits)
+        # argmax over classes (axis -1), one answer per example.
+        class_ids = logits.argmax(axis=-1)
+        return [
+            {
+                "label": self.info.label_names[int(class_id)],
+                "class_id": int(class_id),
+                "probabilities": [float(p) for p in probs],
+                "logits": [float(v) for v in row],
+            }
+            for class_id, probs, row in zip(class_ids, probabilities, logits)
+        ]
+
+
+def _replace_directory(new: Path, target: Path) -> None:
+    """Swap ``new`` into ``target``'s place; an old ``target`` is removed only after."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

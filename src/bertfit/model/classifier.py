@@ -1,0 +1,64 @@
+"""BERT classifier: an encoder plus dropout and one dense layer on its pooled output.
+
+The same head as Model Garden's ``BertClassifier`` and Hugging Face's
+``BertForSequenceClassification``; ``num_classes=1`` makes it a regressor (one score).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import nn
+
+from bertfit.model.config import EncoderConfig
+from bertfit.model.encoder import BertEncoder, init_bert_weights
+
+
+class ClassificationHead(nn.Module):
+    """Dropout, then a dense layer from the pooled vector to one logit per class."""
+
+    def __init__(self, hidden_size: int, num_classes: int, dropout_rate: float) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout_rate)
+        self.dense = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, pooled_output: torch.Tensor) -> torch.Tensor:
+        return self.dense(self.dropout(pooled_output))
+
+
+class BertClassifier(nn.Module):
+    """Sequence classifier (or regressor when ``num_classes == 1``) on a :class:`BertEncoder`.
+
+    ``dropout_rate`` is the head's dropout; ``None`` uses the encoder's ``dropout_rate`` as
+    Model Garden and Hugging Face do. Weights start from BERT's initialization; restore a
+    pretrained encoder with :func:`bertfit.model.weights.load_pretrained`.
+    """
+
+    def __init__(
+        self, config: EncoderConfig, num_classes: int, dropout_rate: float | None = None
+    ) -> None:
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        self.config = config
+        self.num_classes = num_classes
+        self.dropout_rate = config.dropout_rate if dropout_rate is None else dropout_rate
+        self.encoder = BertEncoder(config)
+        self.classifier = ClassificationHead(config.hidden_size, num_classes, self.dropout_rate)
+        self.classifier.apply(functools.partial(init_bert_weights, std=config.initializer_range))
+
+    @property
+    def is_regression(self) -> bool:
+        """True when the model predicts one real-valued score rather than class logits."""
+        return self.num_classes == 1
+
+    def forward(
+        self,
+        input_word_ids: torch.Tensor,
+        input_mask: torch.Tensor | None = None,
+        input_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits [B, num_classes] (scores [B, 1] for regression) for a packed batch."""
+        pooled = self.encoder(input_word_ids, input_mask, input_type_ids).pooled_output
+        return self.classifier(pooled)

@@ -1,0 +1,502 @@
+"""Pretrained weights: reading, name mapping to and from Hugging Face, strict load reports, saving.
+
+Checkpoints are compared with the model in Hugging Face's names (the names nearly every BERT
+checkpoint uses), so a report names tensors the way the checkpoint spells them:
+
+Hugging Face name (``bert.`` prefix in a classifier)  bertfit name (``encoder.`` prefix)
+----------------------------------------------------  -----------------------------------
+embeddings.{word,position,token_type}_embeddings      the same
+embeddings.LayerNorm                                  embeddings.layer_norm
+encoder.layer.N.attention.self.{query,key,value}      layers.N.attention.qkv (q, k, v stacked)
+encoder.layer.N.attention.output.dense                layers.N.attention.output
+encoder.layer.N.attention.output.LayerNorm            layers.N.attention_norm
+encoder.layer.N.intermediate.dense                    layers.N.feed_forward.intermediate
+encoder.layer.N.output.dense                          layers.N.feed_forward.output
+encoder.layer.N.output.LayerNorm                      layers.N.output_norm
+pooler.dense                                          pooler.dense
+classifier                                            classifier.dense
+
+Weight files are read with safetensors, or with ``torch.load(..., weights_only=True)`` for
+``pytorch_model.bin``, so a weight file can never run code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from bertfit.config import atomic_path, read_json, write_json
+from bertfit.errors import CheckpointError, ConfigError
+from bertfit.model.classifier import BertClassifier
+from bertfit.model.config import EncoderConfig
+from bertfit.model.encoder import BertEncoder
+from bertfit.model.presets import find_weights_file
+
+# --------------------------------------------------------------------------------------------
+# Name mapping
+# --------------------------------------------------------------------------------------------
+
+# Per-layer module names, ours -> Hugging Face's (the fused qkv is handled on its own).
+_LAYER_TO_HF = {
+    "attention.output": "attention.output.dense",
+    "attention_norm": "attention.output.LayerNorm",
+    "feed_forward.intermediate": "intermediate.dense",
+    "feed_forward.output": "output.dense",
+    "output_norm": "output.LayerNorm",
+}
+_LAYER_FROM_HF = {hf: ours for ours, hf in _LAYER_TO_HF.items()}
+_QKV_HF = ("attention.self.query", "attention.self.key", "attention.self.value")
+_OUR_LAYER = re.compile(r"layers\.(\d+)\.(.+)\.(weight|bias)")
+_HF_LAYER = re.compile(r"encoder\.layer\.(\d+)\.(.+)\.(weight|bias)")
+_ENCODER_PARTS = ("embeddings.", "encoder.", "pooler.")
+_HEAD = ("classifier.weight", "classifier.bias")
+
+# Checkpoint entries that are not weights of a BERT encoder and are safe to leave unused:
+# index buffers older transformers versions saved, and the pretraining (masked LM and
+# next-sentence) heads of BertForPreTraining checkpoints such as bert-base-uncased.
+_HARMLESS_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
+_PRETRAINING_HEADS = "cls."
+
+
+def _encoder_name_to_hf(name: str) -> list[str]:
+    """HF names of one encoder-relative bertfit parameter (three for the fused qkv)."""
+    if name.startswith("embeddings.layer_norm."):
+        return ["embeddings.LayerNorm." + name.rsplit(".", 1)[1]]
+    if name.startswith(("embeddings.", "pooler.")):
+        return [name]
+    match = _OUR_LAYER.fullmatch(name)
+    if match:
+        index, module, kind = match.groups()
+        if module == "attention.qkv":
+            return [f"encoder.layer.{index}.{part}.{kind}" for part in _QKV_HF]
+        if module in _LAYER_TO_HF:
+            return [f"encoder.layer.{index}.{_LAYER_TO_HF[module]}.{kind}"]
+    raise KeyError(f"not a bertfit encoder parameter: {name}")
+
+
+def _encoder_name_from_hf(name: str) -> tuple[str, int | None]:
+    """bertfit name of one encoder-relative HF parameter, and its slot in the fused qkv."""
+    if name.startswith("embeddings.LayerNorm."):
+        return "embeddings.layer_norm." + name.rsplit(".", 1)[1], None
+    if name.startswith(("embeddings.", "pooler.")):
+        return name, None
+    match = _HF_LAYER.fullmatch(name)
+    if match:
+        index, module, kind = match.groups()
+        if module in _QKV_HF:
+            return f"layers.{index}.attention.qkv.{kind}", _QKV_HF.index(module)
+        if module in _LAYER_FROM_HF:
+            return f"layers.{index}.{_LAYER_FROM_HF[module]}.{kind}", None
+    raise KeyError(f"not a Hugging Face BERT encoder parameter: {name}")
+
+
+def to_hf_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a bertfit state dict (encoder or classifier) to Hugging Face's names.
+
+    A classifier's ``encoder.*`` becomes ``bert.*`` and ``classifier.dense.*`` becomes
+    ``classifier.*``; fused qkv tensors are split into query, key and value (as views).
+    """
+    result = {}
+    for name, tensor in state.items():
+        if name.startswith("classifier.dense."):
+            result["classifier." + name.rsplit(".", 1)[1]] = tensor
+            continue
+        prefix, rest = ("", name)
+        if name.startswith("encoder."):
+            prefix, rest = "bert.", name[len("encoder.") :]
+        hf_names = _encoder_name_to_hf(rest)
+        parts = tensor.chunk(len(hf_names)) if len(hf_names) > 1 else [tensor]
+        result.update({prefix + hf: part for hf, part in zip(hf_names, parts)})
+    return result
+
+
+def from_hf_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a Hugging Face BERT state dict to bertfit's names, fusing query, key and value.
+
+    ``bert.*`` names become a classifier's ``encoder.*``; names without the prefix stay
+    encoder-relative. Raises :class:`CheckpointError` for names it cannot map or incomplete
+    query/key/value triples.
+    """
+    result: dict[str, torch.Tensor] = {}
+    pending: dict[str, list[torch.Tensor | None]] = {}  # fused name -> [q, k, v]
+    for name, tensor in state.items():
+        if name in _HEAD:
+            result["classifier.dense." + name.rsplit(".", 1)[1]] = tensor
+            continue
+        prefix, rest = ("", name)
+        if name.startswith("bert."):
+            prefix, rest = "encoder.", name[len("bert.") :]
+        try:
+            ours, slot = _encoder_name_from_hf(rest)
+        except KeyError as error:
+            raise CheckpointError(str(error.args[0])) from None
+        if slot is None:
+            result[prefix + ours] = tensor
+        else:
+            pending.setdefault(prefix + ours, [None, None, None])[slot] = tensor
+    for name, parts in pending.items():
+        if any(part is None for part in parts):
+            raise CheckpointError(f"{name}: needs query, key and value; some are missing")
+        result[name] = torch.cat(parts)  # type: ignore[arg-type]
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Load report
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadReport:
+    """What restoring a checkpoint into a model matched, in the checkpoint's tensor names.
+
+    ``missing``: model tensors the checkpoint lacks. ``unexpected``: checkpoint tensors the
+    model has no place for. ``mismatched``: ``(name, checkpoint shape, model shape)``.
+    ``initialized``: tensors deliberately left at their fresh initialization (a classifier's
+    head, when the checkpoint holds an encoder only). ``ignored``: checkpoint entries that are
+    not encoder weights and are known to be safe to drop (index buffers, pretraining heads).
+    Only the first three make a load fail.
+    """
+
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    initialized: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    restored: int = 0
+    source: str = "checkpoint"
+
+    @property
+    def ok(self) -> bool:
+        """True when every model tensor was restored and every checkpoint tensor used."""
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def __str__(self) -> str:
+        lines = [f"{self.source}: restored {self.restored} tensors"]
+        lines += self._problems()
+        if self.initialized:
+            lines.append(f"left initialized (not in checkpoint): {_names(self.initialized)}")
+        if self.ignored:
+            lines.append(f"ignored: {_names(self.ignored)}")
+        return "\n  ".join(lines)
+
+    def assert_consumed(self) -> LoadReport:
+        """Raise :class:`CheckpointError` unless the checkpoint and the model matched exactly.
+
+        Like ``tf.train.Checkpoint(...).read(path).assert_consumed()``; returns ``self``.
+        """
+        problems = self._problems()
+        if problems:
+            raise CheckpointError(f"{self.source} does not fit the model: " + "; ".join(problems))
+        return self
+
+    def assert_existing_objects_matched(self) -> LoadReport:
+        """Raise unless every model tensor was restored; unused checkpoint tensors are allowed.
+
+        Like TensorFlow's method of the same name; returns ``self``.
+        """
+        problems = self._problems(include_unexpected=False)
+        if problems:
+            raise CheckpointError(f"{self.source} does not fit the model: " + "; ".join(problems))
+        return self
+
+    def _problems(self, include_unexpected: bool = True) -> list[str]:
+        problems = []
+        if self.missing:
+            problems.append(f"missing {len(self.missing)}: {_names(self.missing)}")
+        if self.unexpected and include_unexpected:
+            problems.append(f"unexpected {len(self.unexpected)}: {_names(self.unexpected)}")
+        if self.mismatched:
+            shapes = [
+                f"{name} (checkpoint {list(have)}, model {list(want)})"
+                for name, have, want in self.mismatched
+            ]
+            problems.append(f"wrong shape {len(shapes)}: {_names(shapes)}")
+        return problems
+
+
+def _names(names: Sequence[str], limit: int = 12) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... and {len(names) - limit} more" if len(names) > limit else "")
+
+
+# --------------------------------------------------------------------------------------------
+# Reading and restoring
+# --------------------------------------------------------------------------------------------
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` file, or a ``torch.save``d state dict with ``weights_only=True``.
+
+    Raises :class:`CheckpointError` naming the file when it is unreadable or not a flat
+    mapping from names to tensors.
+    """
+    path = Path(path)
+    try:
+        if _looks_like_safetensors(path):
+            state = load_file(path, device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # safetensors, pickle and zip errors share no base class
+        reason = f"{type(error).__name__}: {error}"
+        raise CheckpointError(f"{path}: cannot read weights ({reason})") from error
+    if not isinstance(state, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise CheckpointError(f"{path}: not a state dict (a mapping of names to tensors)")
+    return dict(state)
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """By name, or by content: an 8-byte header length, then the JSON header's ``{``."""
+    if path.suffix == ".safetensors":
+        return True
+    with path.open("rb") as handle:
+        return handle.read(9)[8:9] == b"{"
+
+
+def load_pretrained(
+    model: BertEncoder | BertClassifier, source: str | Path, strict: bool = True
+) -> LoadReport:
+    """Restore pretrained weights from a model directory or weight file into ``model``.
+
+    ``source`` is a directory (``model.safetensors``, else ``pytorch_model.bin``) or a weight
+    file, in Hugging Face's names (with or without the ``bert.`` prefix) or bertfit's own.
+    An encoder-only checkpoint restores a classifier's encoder and leaves its head initialized
+    (listed in ``report.initialized``, not an error). With ``strict`` anything else missing,
+    unexpected or mis-shaped raises :class:`CheckpointError` before the model is touched;
+    without it the matching tensors are restored and the report says what was not.
+    """
+    path = find_weights_file(source)
+    return restore_state_dict(model, read_state_dict(path), strict=strict, source=str(path))
+
+
+def restore_state_dict(
+    model: BertEncoder | BertClassifier,
+    checkpoint: Mapping[str, torch.Tensor],
+    strict: bool = True,
+    source: str = "checkpoint",
+) -> LoadReport:
+    """Restore an in-memory state dict; see :func:`load_pretrained` for the rules."""
+    is_classifier = isinstance(model, BertClassifier)
+    expected = to_hf_state_dict(model.state_dict())
+    found, original = _canonical_checkpoint(checkpoint, is_classifier, source)
+    report = _compare(expected, found, original, is_classifier, source)
+    if strict:
+        report.assert_consumed()
+    merged = dict(expected)
+    for name, tensor in found.items():
+        target = expected.get(name)
+        if target is not None and target.shape == tensor.shape:
+            merged[name] = tensor.to(device=target.device, dtype=target.dtype)
+            report.restored += 1
+    model.load_state_dict(from_hf_state_dict(merged))
+    return report
+
+
+def _canonical_checkpoint(
+    checkpoint: Mapping[str, torch.Tensor], is_classifier: bool, source: str
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Checkpoint in HF names as the model sees them, and each name's spelling in the file."""
+    if any(name.endswith("attention.qkv.weight") for name in checkpoint):
+        checkpoint = _bertfit_names_to_hf(checkpoint)
+    encoder_prefix = "bert." if is_classifier else ""
+    found: dict[str, torch.Tensor] = {}
+    original: dict[str, str] = {}
+    for name, tensor in checkpoint.items():
+        rest = name[len("bert.") :] if name.startswith("bert.") else name
+        # Very old checkpoints (pytorch-pretrained-bert) call LayerNorm's parameters gamma/beta.
+        rest = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", rest)
+        rest = re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", rest)
+        canonical = encoder_prefix + rest if rest.startswith(_ENCODER_PARTS) else rest
+        if canonical in found:
+            raise CheckpointError(f"{source}: holds both {original[canonical]} and {name}")
+        found[canonical], original[canonical] = tensor, name
+    return found, original
+
+
+def _bertfit_names_to_hf(checkpoint: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """HF names for a checkpoint saved from a bertfit model's own ``state_dict()``."""
+    result = {}
+    for name, tensor in checkpoint.items():
+        try:
+            result.update(to_hf_state_dict({name: tensor}))
+        except KeyError:
+            result[name] = tensor  # left for the report to call unexpected
+    return result
+
+
+def _compare(
+    expected: Mapping[str, torch.Tensor],
+    found: Mapping[str, torch.Tensor],
+    original: Mapping[str, str],
+    is_classifier: bool,
+    source: str,
+) -> LoadReport:
+    report = LoadReport(source=source)
+    head_absent = is_classifier and not any(name in found for name in _HEAD)
+    for name in expected:
+        if name in found:
+            have, want = tuple(found[name].shape), tuple(expected[name].shape)
+            if have != want:
+                report.mismatched.append((original[name], have, want))
+        elif head_absent and name in _HEAD:
+            report.initialized.append(name)
+        else:
+            report.missing.append(name)
+    for name in found:
+        if name in expected:
+            continue
+        if _is_harmless(name, is_classifier):
+            report.ignored.append(original[name])
+        else:
+            report.unexpected.append(original[name])
+    return report
+
+
+def _is_harmless(name: str, is_classifier: bool) -> bool:
+    rest = name[len("bert.") :] if name.startswith("bert.") else name
+    if rest in _HARMLESS_BUFFERS or name.startswith(_PRETRAINING_HEADS):
+        return True
+    # A bare encoder restored from a fine-tuned classifier has no use for its head.
+    return not is_classifier and name in _HEAD
+
+
+# --------------------------------------------------------------------------------------------
+# Building and saving classifiers
+# --------------------------------------------------------------------------------------------
+
+
+def classifier_from_pretrained(
+    model_dir: str | Path,
+    num_classes: int,
+    *,
+    dropout_rate: float | None = None,
+    strict: bool = True,
+) -> tuple[BertClassifier, LoadReport]:
+    """A fresh classifier on the pretrained encoder of ``model_dir``, and the load report."""
+    model = BertClassifier(EncoderConfig.from_model_dir(model_dir), num_classes, dropout_rate)
+    return model, load_pretrained(model, model_dir, strict=strict)
+
+
+def save_pretrained(
+    model: BertClassifier,
+    directory: str | Path,
+    *,
+    id2label: Mapping[int, str] | Sequence[str] | None = None,
+    extra_config: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` as Hugging Face's BERT classifier does.
+
+    ``id2label`` names the classes (``LABEL_i`` when left out); ``extra_config`` adds keys to
+    ``config.json`` (such as ``finetuning_task``) and must not override the ones written here.
+    Each file is written to a temporary name and renamed. The caller adds ``vocab.txt``.
+    Returns the directory.
+    """
+    directory = Path(directory)
+    config = _hf_classifier_config(model, id2label, extra_config, directory / "config.json")
+    tensors = {
+        name: tensor.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+        for name, tensor in to_hf_state_dict(model.state_dict()).items()
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    _atomic_save_file(tensors, directory / "model.safetensors")
+    write_json(directory / "config.json", config)
+    return directory
+
+
+def load_classifier(directory: str | Path) -> BertClassifier:
+    """Load a classifier saved by :func:`save_pretrained` (or by transformers), in eval mode.
+
+    Needs ``config.json`` with the number of labels and a weight file holding the head.
+    """
+    directory = Path(directory)
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{config_path}: no such file")
+    data = read_json(config_path)
+    encoder_config = EncoderConfig.from_dict(data, source=str(config_path))
+    dropout = data.get("classifier_dropout")
+    if dropout is not None and (isinstance(dropout, bool) or not isinstance(dropout, (int, float))):
+        raise ConfigError(f"{config_path}.classifier_dropout: expected a number, got {dropout!r}")
+    model = BertClassifier(encoder_config, _num_labels(data, str(config_path)), dropout)
+    report = load_pretrained(model, directory, strict=True)
+    if report.initialized:
+        raise CheckpointError(
+            f"{report.source}: holds no classification head ({', '.join(report.initialized)});"
+            " it is an encoder checkpoint, not a fine-tuned classifier"
+        )
+    return model.eval()
+
+
+def _num_labels(data: Mapping[str, Any], source: str) -> int:
+    id2label, num_labels = data.get("id2label"), data.get("num_labels")
+    if num_labels is not None and (
+        isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1
+    ):
+        raise ConfigError(f"{source}.num_labels: expected a positive integer, got {num_labels!r}")
+    if isinstance(id2label, Mapping) and id2label:
+        if num_labels is not None and num_labels != len(id2label):
+            raise ConfigError(
+                f"{source}: num_labels {num_labels} disagrees with {len(id2label)} id2label entries"
+            )
+        return len(id2label)
+    if num_labels is None:
+        raise ConfigError(f"{source}: needs num_labels or id2label to build a classifier")
+    return num_labels
+
+
+def _hf_classifier_config(
+    model: BertClassifier,
+    id2label: Mapping[int, str] | Sequence[str] | None,
+    extra_config: Mapping[str, Any] | None,
+    path: Path,
+) -> dict[str, Any]:
+    labels = _label_names(id2label, model.num_classes)
+    config = model.config.to_hf_dict()
+    config.update(
+        architectures=["BertForSequenceClassification"],
+        num_labels=model.num_classes,
+        id2label={str(i): label for i, label in enumerate(labels)},
+        label2id={label: i for i, label in enumerate(labels)},
+        problem_type="regression" if model.is_regression else "single_label_classification",
+        classifier_dropout=model.dropout_rate,
+    )
+    for key, value in (extra_config or {}).items():
+        if key in config:
+            raise ConfigError(f"extra_config: {key!r} is written by save_pretrained itself")
+        config[key] = value
+    # What is written must load again: refuse keys our own reader would reject.
+    EncoderConfig.from_dict(config, source=f"{path} (with extra_config)")
+    return config
+
+
+def _label_names(id2label: Mapping[int, str] | Sequence[str] | None, num_classes: int) -> list[str]:
+    if id2label is None:
+        return [f"LABEL_{i}" for i in range(num_classes)]
+    if isinstance(id2label, Mapping):
+        if sorted(id2label) != list(range(num_classes)):
+            raise ConfigError(
+                f"id2label: keys must be 0..{num_classes - 1} for {num_classes} classes, "
+                f"got {sorted(id2label)}"
+            )
+        labels = [id2label[i] for i in range(num_classes)]
+    else:
+        labels = list(id2label)
+        if len(labels) != num_classes:
+            raise ConfigError(f"id2label: {len(labels)} names for {num_classes} classes")
+    if len(set(labels)) != len(labels) or not all(isinstance(x, str) for x in labels):
+        raise ConfigError(f"id2label: label names must be distinct strings, got {labels}")
+    return labels
+
+
+def _atomic_save_file(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
+    """safetensors ``save_file`` to a temporary name in ``path``'s directory, then rename."""
+    with atomic_path(path) as tmp:
+        save_file(dict(tensors), tmp, metadata={"format": "pt"})

@@ -1,0 +1,230 @@
+"""Pack token-id segments into BERT inputs, as Model Garden's ``BertPackInputs`` does.
+
+An example with segments ``a, b, ...`` becomes ``[CLS] a [SEP] b [SEP] ...`` with type id ``i``
+on segment ``i`` and on the ``[SEP]`` that closes it (``[CLS]`` has type 0). When the segments do
+not fit, they are trimmed with TF Text's ``RoundRobinTrimmer`` allocation before the special
+tokens are added, so the packed example never exceeds ``seq_length``. Padding is a separate step
+(:func:`pad_packed`) so that batches can be padded to a fixed length or to their longest example.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from bertfit.errors import ConfigError
+
+PackedExample = tuple[list[int], list[int]]
+
+_PACK_KEYS = ("start_of_sequence_id", "end_of_segment_id", "padding_id")
+
+
+def _allocate(lengths: Sequence[int], budget: int) -> list[int]:
+    """How many tokens each segment keeps under round-robin allocation of ``budget``.
+
+    Equivalent to handing out one token at a time to each segment that still has tokens, in
+    segment order, until the budget runs out. Computed in closed form like TF Text's C++
+    kernel: segments short enough to keep whole are filled first (shortest first), the rest
+    share what is left evenly, and the remainder goes one each to the earliest of those.
+    """
+    count = len(lengths)
+    used = [0] * count
+    left = budget
+    unfilled = sorted(range(count), key=lambda i: lengths[i])
+    while unfilled and lengths[unfilled[0]] * len(unfilled) <= left:
+        index = unfilled.pop(0)
+        used[index] = lengths[index]
+        left -= lengths[index]
+    if unfilled:
+        share, extra = divmod(left, len(unfilled))
+        for index in sorted(unfilled)[:extra]:
+            used[index] = share + 1
+        for index in sorted(unfilled)[extra:]:
+            used[index] = share
+    return used
+
+
+def round_robin_trim(segments: Sequence[Sequence[int]], budget: int) -> list[list[int]]:
+    """Trim ``segments`` to ``budget`` tokens in total, as TF Text's ``RoundRobinTrimmer`` does.
+
+    Tokens are kept from the start of each segment; the budget is dealt out one token per
+    segment in turn, skipping segments that are already whole. For example a budget of 5 over
+    segments of lengths 3, 4 and 2 keeps 2, 2 and 1 tokens.
+
+    Args:
+        segments: token ids of each segment of one example.
+        budget: the most tokens the trimmed segments may hold together (``seq_length`` minus
+            the special tokens).
+
+    Raises:
+        ValueError: if ``budget`` is negative.
+    """
+    if budget < 0:
+        raise ValueError(f"round_robin_trim: budget must be >= 0, got {budget}")
+    lengths = [len(segment) for segment in segments]
+    if sum(lengths) <= budget:
+        return [list(segment) for segment in segments]
+    keep = _allocate(lengths, budget)
+    return [list(segment[:n]) for segment, n in zip(segments, keep)]
+
+
+def _special_ids(special_tokens: Mapping[str, int], keys: Sequence[str]) -> list[int]:
+    missing = [key for key in keys if key not in special_tokens]
+    if missing:
+        raise ConfigError(
+            f"special_tokens: missing key {missing[0]!r} (has {sorted(special_tokens)})"
+        )
+    return [int(special_tokens[key]) for key in keys]
+
+
+def _is_int(value: object) -> bool:
+    # numpy integers count; bools do not, though Python treats them as ints.
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_seq_length(seq_length: int, num_segments: int) -> None:
+    if num_segments < 1:
+        raise ValueError("packing needs at least one segment")
+    needed = num_segments + 1  # [CLS] plus one [SEP] per segment
+    if not _is_int(seq_length) or seq_length < needed:
+        raise ConfigError(
+            f"seq_length={seq_length!r} is too small for {num_segments} segment(s): "
+            f"the special tokens alone take {needed}"
+        )
+
+
+def pack_example(
+    segments: Sequence[Sequence[int]], seq_length: int, special_tokens: Mapping[str, int]
+) -> PackedExample:
+    """Pack one example's segments into ``([CLS] a [SEP] b [SEP] ..., type ids)``, unpadded.
+
+    The segments are trimmed with :func:`round_robin_trim` so the result has at most
+    ``seq_length`` ids. Segment ``i`` and its closing ``[SEP]`` get type id ``i``.
+
+    Args:
+        segments: one or more lists of token ids (without special tokens).
+        seq_length: the longest packed length allowed, special tokens included.
+        special_tokens: a dict with ``start_of_sequence_id`` and ``end_of_segment_id``
+            (as from ``WordpieceTokenizer.special_tokens_dict``).
+
+    Raises:
+        ConfigError: if ``seq_length`` cannot hold the special tokens, or a key is missing.
+    """
+    _check_seq_length(seq_length, len(segments))
+    cls_id, sep_id = _special_ids(special_tokens, _PACK_KEYS[:2])
+    return _pack(segments, seq_length, cls_id, sep_id)
+
+
+def _pack(
+    segments: Sequence[Sequence[int]], seq_length: int, cls_id: int, sep_id: int
+) -> PackedExample:
+    trimmed = round_robin_trim(segments, seq_length - len(segments) - 1)
+    word_ids = [cls_id]
+    type_ids = [0]
+    for type_id, segment in enumerate(trimmed):
+        word_ids.extend(segment)
+        word_ids.append(sep_id)
+        type_ids.extend([type_id] * (len(segment) + 1))
+    return word_ids, type_ids
+
+
+def pad_packed(
+    examples: Sequence[PackedExample], padding_id: int, seq_length: int | None = None
+) -> dict[str, np.ndarray]:
+    """Pad packed examples into ``input_word_ids``, ``input_mask`` and ``input_type_ids``.
+
+    Each is an int64 array of shape ``[batch, L]``: ``L`` is ``seq_length`` when given, else
+    the longest example of the batch (dynamic padding). Word ids are padded with
+    ``padding_id``, type ids and mask with 0; the mask is 1 on every real token.
+
+    Raises:
+        ValueError: if an example is longer than ``seq_length``, or its word and type ids
+            differ in length.
+    """
+    lengths = np.array([len(words) for words, _ in examples], dtype=np.int64)
+    for index, (words, types) in enumerate(examples):
+        if len(words) != len(types):
+            raise ValueError(f"example {index}: {len(words)} word ids but {len(types)} type ids")
+    longest = int(lengths.max()) if len(examples) else 0
+    width = longest if seq_length is None else int(seq_length)
+    if longest > width:
+        raise ValueError(f"an example has {longest} ids, more than seq_length={width}")
+    # Row-major boolean indexing fills real positions in the order of the flattened examples.
+    mask = np.arange(width)[None, :] < lengths[:, None]
+    word_ids = np.full((len(examples), width), padding_id, dtype=np.int64)
+    type_ids = np.zeros((len(examples), width), dtype=np.int64)
+    word_ids[mask] = _flatten(words for words, _ in examples)
+    type_ids[mask] = _flatten(types for _, types in examples)
+    return {
+        "input_word_ids": word_ids,
+        "input_mask": mask.astype(np.int64),
+        "input_type_ids": type_ids,
+    }
+
+
+def _flatten(rows) -> np.ndarray:
+    return np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64)
+
+
+class BertPacker:
+    """Model Garden ``BertPackInputs``: batches of segments in, padded BERT inputs out.
+
+    Args:
+        seq_length: packed length, special tokens included (the model's ``max_seq_length``
+            or less).
+        special_tokens: a dict with ``start_of_sequence_id``, ``end_of_segment_id`` and
+            ``padding_id``, as from ``WordpieceTokenizer.special_tokens_dict``.
+    """
+
+    def __init__(self, seq_length: int, special_tokens: Mapping[str, int]) -> None:
+        _check_seq_length(seq_length, 1)
+        self.seq_length = int(seq_length)
+        self.start_of_sequence_id, self.end_of_segment_id, self.padding_id = _special_ids(
+            special_tokens, _PACK_KEYS
+        )
+
+    def pack(self, segments_batch: Sequence[Sequence[Sequence[int]]]) -> list[PackedExample]:
+        """Trim and pack every example of the batch, unpadded (see :meth:`__call__`)."""
+        if not segments_batch:
+            raise ValueError("packing needs at least one segment")
+        sizes = [len(segment) for segment in segments_batch]
+        if len(set(sizes)) > 1:
+            raise ValueError(
+                f"every segment must hold the same number of examples, got batch sizes {sizes}"
+            )
+        _check_seq_length(self.seq_length, len(segments_batch))
+        return [
+            _pack(example, self.seq_length, self.start_of_sequence_id, self.end_of_segment_id)
+            for example in zip(*segments_batch)
+        ]
+
+    def __call__(
+        self, segments_batch: Sequence[Sequence[Sequence[int]]], pad_to_longest: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Pack a batch into ``input_word_ids``, ``input_mask``, ``input_type_ids``.
+
+        Args:
+            segments_batch: one entry per segment, each a list over the batch of token-id lists
+                (the orientation of ``BertPackInputs([tok1, tok2])``).
+            pad_to_longest: pad to the batch's longest packed example instead of
+                ``seq_length``.
+
+        Returns:
+            int64 arrays of shape ``[batch, seq_length]`` (or ``[batch, longest]``).
+
+        Raises:
+            ValueError: if the segments hold different numbers of examples.
+            ConfigError: if ``seq_length`` cannot hold the special tokens of this many segments.
+        """
+        examples = self.pack(segments_batch)
+        width = None if pad_to_longest else self.seq_length
+        return pad_packed(examples, self.padding_id, width)
+
+    def __repr__(self) -> str:
+        return (
+            f"BertPacker(seq_length={self.seq_length}, "
+            f"start_of_sequence_id={self.start_of_sequence_id}, "
+            f"end_of_segment_id={self.end_of_segment_id}, padding_id={self.padding_id})"
+        )

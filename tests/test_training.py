@@ -1,0 +1,83 @@
+"""The trainer learns, is reproducible, evaluates when --max-steps stops mid-epoch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bertfit.data.readers import TextExamples
+from bertfit.data.tasks import MRPC
+from bertfit.inference import TextClassifier
+from bertfit.train.config import TrainerConfig
+from bertfit.train.optim import OptimizationConfig
+from bertfit.train.trainer import Trainer
+
+from conftest import make_tiny_classifier, synthetic_pairs
+
+
+def _examples(n: int, seed: int) -> TextExamples:
+    columns, labels = synthetic_pairs(n, seed)
+    return TextExamples(columns, labels, "synthetic")
+
+
+def _trainer(tmp_path, output=None, **trainer_settings) -> Trainer:
+    settings = {"epochs": 6, "batch_size": 32, "seed": 0, **trainer_settings}
+    return Trainer(
+        make_tiny_classifier(tmp_path),
+        MRPC,
+        TrainerConfig(**settings),
+        OptimizationConfig(learning_rate=3e-3),
+        output_dir=output,
+        progress=False,
+    )
+
+
+def test_tiny_encoder_learns_a_pair_rule(tmp_path):
+    trainer = _trainer(tmp_path, output=tmp_path / "run")
+    train, dev = trainer.encode(_examples(1024, 1)), trainer.encode(_examples(200, 2))
+    assert np.mean(dev.labels) == 0.5
+    before = trainer.evaluate(dev)["accuracy"]
+    result = trainer.fit(train, dev)
+    assert result.best["dev_accuracy"] >= 0.9 > before
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4, 5, 6]
+    assert result.steps == 6 * 32
+    # The saved model is the best one and gives the same metrics after reloading.
+    reloaded = TextClassifier.from_pretrained(tmp_path / "run" / "model")
+    reloaded_trainer = Trainer(
+        reloaded, MRPC, TrainerConfig(), OptimizationConfig(learning_rate=1e-3), progress=False
+    )
+    assert reloaded_trainer.evaluate(dev)["accuracy"] == result.best["dev_accuracy"]
+    lines = (tmp_path / "run" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == result.history
+
+
+def test_same_seed_same_metrics_other_seed_differs(tmp_path):
+    def run(seed):
+        trainer = _trainer(tmp_path, epochs=2, seed=seed)
+        train, dev = trainer.encode(_examples(256, 1)), trainer.encode(_examples(64, 2))
+        return trainer.fit(train, dev).history
+
+    first, second, other = run(3), run(3), run(4)
+    strip = [{k: v for k, v in r.items() if "second" not in k} for r in first]
+    assert strip == [{k: v for k, v in r.items() if "second" not in k} for r in second]
+    assert [r["train_loss"] for r in first] != [r["train_loss"] for r in other]
+
+
+def test_max_steps_mid_epoch_evaluates_at_the_end(tmp_path):
+    trainer = _trainer(tmp_path, epochs=3, max_steps=11)
+    train, dev = trainer.encode(_examples(256, 1)), trainer.encode(_examples(64, 2))
+    result = trainer.fit(train, dev)  # 8 batches per epoch: stops 3 steps into epoch 2
+    assert [(r["epoch"], r["step"]) for r in result.history] == [(1, 8), (2, 11)]
+    assert "dev_accuracy" in result.history[-1] and "dev_f1" in result.history[-1]
+    assert result.history[-1]["learning_rate"] == 0.0  # the schedule decays to 0 at max_steps
+
+
+def test_nan_loss_stops_with_the_step(tmp_path):
+    trainer = _trainer(tmp_path, epochs=1)
+    train = trainer.encode(_examples(64, 1))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Trainer, "_loss", lambda self, logits, labels: logits.sum() * float("nan"))
+        with pytest.raises(FloatingPointError, match="step 1"):
+            trainer.fit(train, None)
