@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+import bertfit
 from bertfit.errors import BertfitError, ConfigError
 
 EXIT_USER_ERROR = 2
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bertfit", description="Fine-tune BERT-family encoders into text classifiers."
     )
+    parser.add_argument("--version", action="version", version=f"bertfit {bertfit.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(commands)
     _add_evaluate(commands)
