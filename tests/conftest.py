@@ -117,3 +117,40 @@ def write_synthetic_glue(root: Path, n_train: int = 256, n_dev: int = 64) -> Pat
         rows = [(str(y), s1, s2) for y, s1, s2 in zip(labels, a, b)]
         write_mrpc_split(root / "MRPC" / f"{split}.tsv", rows)
     return root
+
+
+def write_glue_task(root: Path, task_name: str, n_train: int = 64, n_dev: int = 32) -> Path:
+    """A GLUE directory for ``task_name`` in its exact file layout, from synthetic pairs.
+
+    Labels follow :func:`synthetic_pairs` (mapped onto the task's label values; regression
+    targets are 0.0 or 5.0; the first text alone carries the rule for single-sentence tasks).
+    """
+    from bertfit.data.tasks import get_task
+
+    task = get_task(task_name)
+    for split, n, seed in (("train", n_train, 1), *((s, n_dev, 2) for s in task.dev_splits)):
+        (first, second), labels = synthetic_pairs(n, seed)
+        lines = [] if not task.header else ["\t".join(_header(task))]
+        for i, (a, b, y) in enumerate(zip(first, second, labels)):
+            lines.append("\t".join(_row(task, i, a, b, y)))
+        path = root / task.glue_dir / f"{split}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def _header(task) -> list[str]:
+    return [*task.text_columns, "pad", task.label_column]
+
+
+def _row(task, i: int, first: str, second: str, label: int) -> list[str]:
+    if task.regression:
+        value = "5.000" if label else "0.000"
+    else:
+        value = task.label_values[label % len(task.label_values)]
+    if not task.header:  # CoLA: source, label, original mark, sentence
+        return [f"src{i}", value, "", f"{first} {second}"]
+    texts = [first, second][: len(task.text_columns)]
+    if len(texts) == 1:
+        texts = [f"{first} {second}"]
+    return [*texts, "x", value]

@@ -60,7 +60,12 @@ def _add_train(commands) -> None:
 def _add_evaluate(commands) -> None:
     parser = commands.add_parser("evaluate", help="metrics of a run's best model on a split")
     parser.add_argument("run", help="run directory (or a saved model directory)")
-    parser.add_argument("--split", default="dev", choices=["train", "dev"])
+    parser.add_argument(
+        "--split",
+        default="dev",
+        help="split to evaluate: dev (all dev files of the task), train, or a file's split name "
+        "such as dev_mismatched",
+    )
     parser.add_argument("--data-dir", help="GLUE directory (default: the one the run used)")
     parser.add_argument("--batch-size", type=_positive_int, default=64)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -142,15 +147,23 @@ def _run_evaluate(args) -> int:
     run_config = model_dir.parent / "config.json"
     if data_dir is None and run_config.is_file():
         data_dir = read_json(run_config).get("data_dir")
-    task_dir = resolve_task_dir(task, data_dir, args.split)
-    examples = read_glue_split(task_dir / f"{args.split}.tsv", task, args.split)
-    metrics = evaluate_examples(classifier, task, examples, args.batch_size)
+    splits = task.dev_splits if args.split == "dev" else (args.split,)
+    metrics: dict[str, float] = {}
+    for split in splits:
+        task_dir = resolve_task_dir(task, data_dir, split)
+        examples = read_glue_split(task_dir / task.split_file(split), task, split)
+        if examples.labels is None:
+            raise ConfigError(f"split {split!r} has no labels to evaluate against; use predict")
+        scores = evaluate_examples(classifier, task, examples, args.batch_size)
+        # One dev file: plain metric names; several (MNLI): named after the file.
+        prefix = "" if len(splits) == 1 else split.removeprefix("dev_") + "_"
+        metrics.update({prefix + name: value for name, value in scores.items()})
+        if not args.json:
+            print(f"{task.name} {split} ({len(examples)} examples)")
+            for name, value in scores.items():
+                print(f"  {name}: {value:.4f}")
     if args.json:
         print(json.dumps(metrics))
-    else:
-        print(f"{task.name} {args.split} ({len(examples)} examples)")
-        for name, value in metrics.items():
-            print(f"  {name}: {value:.4f}")
     return 0
 
 

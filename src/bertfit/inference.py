@@ -141,8 +141,13 @@ class TextClassifier:
         return predict_logits(self.model, self.encode(columns), self.padding_id, batch_size)
 
     def predict(self, columns: list[list[str]], batch_size: int = 64) -> list[dict]:
-        """One dict per example: ``label``, ``class_id``, ``probabilities``, ``logits``."""
+        """One dict per example: ``label``, ``class_id``, ``probabilities``, ``logits``.
+
+        A regression model answers ``{"score": ...}`` instead.
+        """
         logits = self.logits(columns, batch_size)
+        if self.model.is_regression:
+            return [{"score": float(row[0])} for row in logits]
         probabilities = softmax(logits)
         # argmax over classes (axis -1), one answer per example.
         class_ids = logits.argmax(axis=-1)

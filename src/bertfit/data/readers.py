@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bertfit.data.tasks import TaskSpec
+from bertfit.data.tasks import SplitLayout, TaskSpec
 from bertfit.errors import DataError
 
 # Real GLUE rows are short, but csv's default field limit (128 KiB) is an arbitrary cap.
@@ -25,7 +26,7 @@ class TextExamples:
     """Texts in columns (one list per text field, equal lengths) with optional class ids."""
 
     columns: list[list[str]]
-    labels: list[int] | None
+    labels: list[int] | list[float] | None
     source: str
 
     def __len__(self) -> int:
@@ -49,61 +50,91 @@ def _open_rows(path: Path):
 
 
 def read_glue_split(path: str | Path, task: TaskSpec, split: str) -> TextExamples:
-    """Read one GLUE split of ``task``; the test split has no labels."""
+    """Read one GLUE split of ``task``; test splits have no labels.
+
+    Classification labels become class ids (positions in ``task.label_values``); a regression
+    task's labels are floats.
+    """
     path = Path(path)
-    text_columns = task.text_columns_for(split)
-    want_labels = split != "test"
+    layout = task.layout(split)
     handle, rows = _open_rows(path)
     with handle:
         try:
-            header = next(rows)
-        except StopIteration:
-            raise DataError(f"{path}: file is empty") from None
-        except UnicodeDecodeError:
-            raise DataError(f"{path}: not UTF-8 text") from None
-        positions = _column_positions(path, header, text_columns, task.label_column, want_labels)
-        columns: list[list[str]] = [[] for _ in text_columns]
-        labels: list[int] = []
-        label_ids = {value: i for i, value in enumerate(task.label_values)}
-        try:
-            for row in rows:
-                line = rows.line_num
-                if not row:
-                    continue
-                if len(row) != len(header):
+            first = next(rows, None)
+            if first is None:
+                raise DataError(f"{path}: file is empty")
+            width, positions = _layout_positions(path, first, layout)
+            columns: list[list[str]] = [[] for _ in layout.text_columns]
+            raw_labels: list[tuple[int, str]] = []
+            for line, row in _numbered_rows(first, rows, layout.header):
+                if len(row) != width:
                     raise DataError(
-                        f"{path}:{line}: expected {len(header)} tab-separated fields, "
-                        f"found {len(row)}"
+                        f"{path}:{line}: expected {width} tab-separated fields, found {len(row)}"
                     )
-                for column, position in zip(columns, positions[: len(text_columns)]):
+                for column, position in zip(columns, positions):
                     column.append(row[position])
-                if want_labels:
-                    value = row[positions[-1]].strip()
-                    if value not in label_ids:
-                        allowed = ", ".join(task.label_values)
-                        raise DataError(
-                            f"{path}:{line}: unknown label {value!r} in column "
-                            f"{task.label_column!r} (expected one of: {allowed})"
-                        )
-                    labels.append(label_ids[value])
+                if layout.label_column is not None:
+                    raw_labels.append((line, row[positions[-1]].strip()))
         except UnicodeDecodeError:
             raise DataError(f"{path}: not UTF-8 text (near line {rows.line_num + 1})") from None
     if not columns[0]:
-        raise DataError(f"{path}: no examples after the header")
-    return TextExamples(columns, labels if want_labels else None, str(path))
+        raise DataError(f"{path}: no examples" + (" after the header" if layout.header else ""))
+    labels = None if layout.label_column is None else _parse_labels(path, task, raw_labels)
+    return TextExamples(columns, labels, str(path))
 
 
-def _column_positions(
-    path: Path, header: list[str], text_columns: tuple[str, ...], label: str, want_label: bool
-) -> list[int]:
-    wanted = list(text_columns) + ([label] if want_label else [])
-    header = [name.strip() for name in header]
+def _numbered_rows(first: list[str], rows, header: bool):
+    """(line number, fields) of every non-empty data row; the first row unless it is a header."""
+    if not header:
+        yield 1, first
+    for row in rows:
+        if row:
+            yield rows.line_num, row
+
+
+def _layout_positions(path: Path, first: list[str], layout: SplitLayout) -> tuple[int, list[int]]:
+    """Row width and the positions of the text fields (then the label field, if any)."""
+    wanted = list(layout.text_columns)
+    if layout.label_column is not None:
+        wanted.append(layout.label_column)
+    if not layout.header:
+        needed = max(wanted) + 1
+        if len(first) < needed:
+            raise DataError(f"{path}:1: expected at least {needed} fields, found {len(first)}")
+        return len(first), wanted
+    header = [name.strip() for name in first]
     missing = [name for name in wanted if name not in header]
     if missing:
         raise DataError(
             f"{path}:1: missing column {missing[0]!r} in header (found: {', '.join(header)})"
         )
-    return [header.index(name) for name in wanted]
+    return len(header), [header.index(name) for name in wanted]
+
+
+def _parse_labels(path: Path, task: TaskSpec, raw: list[tuple[int, str]]) -> list:
+    """Class ids (or floats for regression) from the label fields, with line-numbered errors."""
+    if task.regression:
+        return [_parse_target(path, line, text) for line, text in raw]
+    ids = {value: i for i, value in enumerate(task.label_values)}
+    labels = []
+    for line, text in raw:
+        if text not in ids:
+            raise DataError(
+                f"{path}:{line}: unknown label {text!r} (expected one of: "
+                f"{', '.join(task.label_values)})"
+            )
+        labels.append(ids[text])
+    return labels
+
+
+def _parse_target(path: Path, line: int, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise DataError(f"{path}:{line}: regression target {text!r} is not a number")
+    return value
 
 
 def read_prediction_input(path: str | Path, input_names: tuple[str, ...]) -> list[list[str]]:

@@ -15,7 +15,7 @@ import torch
 from bertfit.config import write_json
 from bertfit.data.readers import read_glue_split
 from bertfit.data.sources import resolve_task_dir
-from bertfit.data.tasks import get_task
+from bertfit.data.tasks import TaskSpec, get_task
 from bertfit.errors import ConfigError
 from bertfit.inference import ClassifierInfo, TextClassifier
 from bertfit.model.classifier import BertClassifier
@@ -27,8 +27,9 @@ from bertfit.train.config import RunConfig
 from bertfit.train.trainer import Trainer, TrainResult
 
 
-def build_classifier(config: RunConfig, label_names, input_names, seed: int) -> TextClassifier:
-    """The pretrained encoder of ``config.model`` with a fresh head, and its tokenizer."""
+def build_classifier(config: RunConfig, task: TaskSpec) -> TextClassifier:
+    """The pretrained encoder of ``config.model`` with a fresh head for ``task``, and its
+    tokenizer; the head's initial weights depend on ``config.trainer.seed`` only."""
     model_dir = resolve_model_dir(config.model)
     encoder_config = EncoderConfig.from_model_dir(model_dir)
     if config.max_seq_length > encoder_config.max_position_embeddings:
@@ -36,17 +37,19 @@ def build_classifier(config: RunConfig, label_names, input_names, seed: int) -> 
             f"max_seq_length {config.max_seq_length} exceeds the model's "
             f"{encoder_config.max_position_embeddings} positions"
         )
-    torch.manual_seed(seed)  # the head's initial weights depend on the seed only
-    model = BertClassifier(encoder_config, num_classes=len(label_names))
-    load_pretrained(model, model_dir, strict=True)
+    torch.manual_seed(config.trainer.seed)
+    model = BertClassifier(encoder_config, num_classes=task.num_classes)
+    # Only the encoder is restored: a classifier directory's own head (possibly for other
+    # labels) is ignored and the new head starts fresh, as fine-tuning expects.
+    load_pretrained(model.encoder, model_dir, strict=True)
     lower_case = read_lower_case(model_dir)
     tokenizer = WordpieceTokenizer(model_dir / "vocab.txt", lower_case=lower_case)
     info = ClassifierInfo(
         task=config.task,
-        label_names=list(label_names),
+        label_names=list(task.label_names),
         max_seq_length=config.max_seq_length,
         lower_case=lower_case,
-        input_names=list(input_names),
+        input_names=list(task.input_names),
     )
     return TextClassifier(model, tokenizer, info)
 
@@ -59,17 +62,22 @@ def train_run(config: RunConfig, output: str | Path, progress: bool | None = Non
     task_dir = resolve_task_dir(task, config.data_dir, "train")
     config.data_dir = str(task_dir.resolve())
     train_examples = read_glue_split(task_dir / "train.tsv", task, "train")
-    dev_examples = read_glue_split(task_dir / "dev.tsv", task, "dev")
-    classifier = build_classifier(config, task.label_names, task.input_names, config.trainer.seed)
+    dev_examples = {
+        split: read_glue_split(task_dir / task.split_file(split), task, split)
+        for split in task.dev_splits
+    }
+    classifier = build_classifier(config, task)
     config.model = str(resolve_model_dir(config.model))
     output = Path(output)
     trainer = Trainer(classifier, task, config.trainer, config.optimizer, output, progress)
-    train_data, dev_data = trainer.encode(train_examples), trainer.encode(dev_examples)
+    train_data = trainer.encode(train_examples)
+    dev_data = {split: trainer.encode(examples) for split, examples in dev_examples.items()}
     config.optimizer.total_steps = trainer.plan_steps(len(train_data))
     output.mkdir(parents=True, exist_ok=True)
     write_json(output / "config.json", config.to_dict())
     print(
-        f"training {task.name}: {len(train_data)} train / {len(dev_data)} dev examples, "
+        f"training {task.name}: {len(train_data)} train / "
+        f"{sum(len(d) for d in dev_data.values())} dev examples, "
         f"{config.optimizer.total_steps} steps, model {config.model}"
     )
     result = trainer.fit(train_data, dev_data)

@@ -55,15 +55,20 @@ def evaluate_encoded(
 ) -> dict[str, float]:
     """The task's metrics of ``classifier`` on already encoded examples."""
     logits = predict_logits(classifier.model, data.inputs, classifier.padding_id, batch_size)
-    predictions = logits[:, 0] if task.num_classes == 1 else logits.argmax(axis=-1)
+    predictions = logits[:, 0] if task.regression else logits.argmax(axis=-1)
     return compute_metrics(task.metrics, predictions, data.labels)
+
+
+def metric_prefix(split: str) -> str:
+    """Prefix of a dev split's metrics in records: ``dev_`` or ``dev_matched_`` (MNLI)."""
+    return f"{split}_"
 
 
 def encode_examples(
     classifier: TextClassifier, task: TaskSpec, examples: TextExamples
 ) -> EncodedExamples:
     """Tokenize and pack labelled examples (float targets for regression tasks)."""
-    dtype = np.float32 if task.num_classes == 1 else np.int64
+    dtype = np.float32 if task.regression else np.int64
     return EncodedExamples(
         classifier.encode(examples.columns), np.asarray(examples.labels, dtype=dtype)
     )
@@ -98,6 +103,8 @@ class Trainer:
         # None: a progress bar only when stderr is a terminal.
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.history: list[dict] = []
+        # The record key that picks the best model, e.g. "dev_accuracy"; None without dev data.
+        self._main_key: str | None = None
         self.best: dict | None = None
 
     # -- data ---------------------------------------------------------------------------------
@@ -121,8 +128,20 @@ class Trainer:
 
     # -- loop ---------------------------------------------------------------------------------
 
-    def fit(self, train: EncodedExamples, dev: EncodedExamples | None) -> TrainResult:
-        """Train for the configured epochs (or ``max_steps``), evaluating on ``dev``."""
+    def fit(
+        self,
+        train: EncodedExamples,
+        dev: EncodedExamples | dict[str, EncodedExamples] | None,
+    ) -> TrainResult:
+        """Train for the configured epochs (or ``max_steps``), evaluating on ``dev``.
+
+        ``dev`` is one evaluation set (its metrics are recorded as ``dev_<metric>``) or a
+        mapping of split names to sets (``<split>_<metric>``; the first picks the best model).
+        """
+        if isinstance(dev, EncodedExamples):
+            dev = {"dev": dev}
+        if dev:
+            self._main_key = metric_prefix(next(iter(dev))) + self.task.main_metric
         torch.manual_seed(self.config.seed)
         model = self.classifier.model
         total_steps = self.plan_steps(len(train))
@@ -191,7 +210,7 @@ class Trainer:
         }
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.task.num_classes == 1:
+        if self.task.regression:
             return F.mse_loss(logits.squeeze(-1).float(), labels)
         return F.cross_entropy(logits.float(), labels)
 
@@ -199,11 +218,11 @@ class Trainer:
         """The task's metrics on encoded examples."""
         return evaluate_encoded(self.classifier, self.task, data, self.config.eval_batch_size)
 
-    def _evaluate_and_record(self, epoch, step, stats, dev) -> None:
+    def _evaluate_and_record(self, epoch, step, stats, dev: dict | None) -> None:
         record = {"epoch": epoch, "step": step, **stats}
-        if dev is not None and len(dev):
-            metrics = self.evaluate(dev)
-            record.update({f"dev_{name}": value for name, value in metrics.items()})
+        for split, data in (dev or {}).items():
+            metrics = self.evaluate(data)
+            record.update({metric_prefix(split) + name: value for name, value in metrics.items()})
         self.history.append(record)
         self._log(record)
         improved = self._is_better(record)
@@ -215,8 +234,8 @@ class Trainer:
             self._write_history()
 
     def _is_better(self, record: dict) -> bool:
-        key = f"dev_{self.task.main_metric}"
-        if key not in record:
+        key = self._main_key
+        if key is None:
             return True  # no dev set: the latest model is the one to keep
         return self.best is None or record[key] > self.best[key]
 
@@ -226,7 +245,7 @@ class Trainer:
 
     def _log(self, record: dict, write: Callable[[str], None] = print) -> None:
         metrics = "  ".join(
-            f"{key[4:]} {value:.4f}" for key, value in record.items() if key.startswith("dev_")
+            f"{key} {value:.4f}" for key, value in record.items() if key.startswith("dev_")
         )
         write(
             f"epoch {record['epoch']}  step {record['step']}  loss {record['train_loss']:.4f}  "
