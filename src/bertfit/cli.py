@@ -16,6 +16,7 @@ from bertfit.errors import BertfitError, ConfigError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool whose reader left
 
 
 def _positive_int(text: str) -> int:
@@ -40,21 +41,61 @@ def _positive_float(text: str) -> float:
 
 def _add_train(commands) -> None:
     parser = commands.add_parser("train", help="fine-tune a pretrained encoder on a task")
-    parser.add_argument("--task", default="mrpc", help="task name (default: mrpc)")
+    # Flags default to None: only a flag given on the command line overrides the --config file.
+    parser.add_argument("--task", help="task name (default: mrpc)")
     parser.add_argument("--output", required=True, help="run directory to write")
-    parser.add_argument("--model", help="model directory or preset (default: packaged MiniLM)")
+    parser.add_argument(
+        "--model",
+        help="preset (`bertfit models`), model directory, TensorFlow checkpoint or SavedModel, "
+        "or Hugging Face ORG/NAME (default: packaged MiniLM)",
+    )
     parser.add_argument("--data-dir", help="directory with the task's GLUE files")
-    parser.add_argument("--epochs", type=_positive_int, default=3)
-    parser.add_argument("--batch-size", type=_positive_int, default=32)
+    _add_user_data_arguments(parser)
+    parser.add_argument("--epochs", type=_positive_int, help="(default: 3)")
+    parser.add_argument("--batch-size", type=_positive_int, help="(default: 32)")
     parser.add_argument("--learning-rate", type=_positive_float, help="peak learning rate")
-    parser.add_argument("--max-seq-length", type=_positive_int, default=128)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--max-seq-length", type=_positive_int, help="(default: 128)")
+    parser.add_argument("--seed", type=int, help="(default: 42)")
     parser.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
+    parser.add_argument(
+        "--seeds",
+        type=_seed_list,
+        help="comma-separated seeds (e.g. 1,2,3): one run each in OUTPUT/seed-N and a summary",
+    )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing run directory's contents"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars; a line per epoch")
+    _add_config_arguments(parser)
+    parser.add_argument(
+        "--tensorboard", action="store_true", help="also log to TensorBoard in RUN/tensorboard"
+    )
     parser.set_defaults(handler=_run_train)
+
+
+def _add_user_data_arguments(parser) -> None:
+    group = parser.add_argument_group("your own data (instead of --task)")
+    group.add_argument("--train", help="training file: .csv, .tsv or .jsonl with a header")
+    group.add_argument("--dev", help="evaluation file in the same layout")
+    group.add_argument("--text-a", help="column of the (first) text (default: sentence1)")
+    group.add_argument("--text-b", help="column of the second text, for pairs")
+    group.add_argument("--label", help="column of the label (default: label)")
+    group.add_argument("--labels", type=_name_list, help="label names in class order, a,b,c")
+    kind = group.add_mutually_exclusive_group()
+    kind.add_argument("--regression", action="store_true", help="numeric targets (MSE loss)")
+    kind.add_argument("--classification", action="store_true", help="labels are classes")
+
+
+def _add_config_arguments(parser) -> None:
+    parser.add_argument(
+        "--config", help="run config: a .yaml/.json file, or a run directory to repeat"
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="dotted config overrides, e.g. optimizer.learning_rate=3e-5 trainer.epochs=5",
+    )
 
 
 def _add_evaluate(commands) -> None:
@@ -69,6 +110,7 @@ def _add_evaluate(commands) -> None:
     parser.add_argument("--data-dir", help="GLUE directory (default: the one the run used)")
     parser.add_argument("--batch-size", type=_positive_int, default=64)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=_run_evaluate)
 
 
@@ -79,6 +121,7 @@ def _add_predict(commands) -> None:
     parser.add_argument("--sentence2", help="second sentence (pair tasks)")
     parser.add_argument("--input", help="TSV (one example per line) or JSON lines file")
     parser.add_argument("--batch-size", type=_positive_int, default=64)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=_run_predict)
 
 
@@ -92,34 +135,86 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_evaluate(commands)
     _add_predict(commands)
+    _add_config(commands)
+    _add_plot(commands)
+    _add_inspect(commands)
+    _add_deployment(commands)
+    _add_convert(commands)
+    _add_models(commands)
     return parser
 
 
+def _train_flag_overrides(args) -> list[tuple[str, object]]:
+    """The config keys set by ``train``'s flags, in the order they apply."""
+    flags = {
+        "task": args.task,
+        "model": args.model,
+        "data_dir": args.data_dir,
+        "max_seq_length": args.max_seq_length,
+        "trainer.epochs": args.epochs,
+        "trainer.batch_size": args.batch_size,
+        "trainer.seed": args.seed,
+        "trainer.max_steps": args.max_steps,
+        "optimizer.learning_rate": args.learning_rate,
+        "logging.tensorboard": True if args.tensorboard else None,
+        "data.train_file": args.train,
+        "data.dev_file": args.dev,
+        "data.text_a": args.text_a,
+        "data.text_b": args.text_b,
+        "data.label": args.label,
+        "data.label_names": args.labels,
+        "data.task_type": "regression"
+        if args.regression
+        else "classification"
+        if args.classification
+        else None,
+    }
+    return [(key, value) for key, value in flags.items() if value is not None]
+
+
 def _run_train(args) -> int:
-    from bertfit.train.config import DEFAULT_LEARNING_RATE, RunConfig, TrainerConfig
-    from bertfit.train.optim import OptimizationConfig
-    from bertfit.train.run import train_run
+    from bertfit.train.config_file import load_run_config, parse_overrides
 
     output = Path(args.output)
     if (output / "config.json").exists() and not args.overwrite:
         raise ConfigError(f"{output} already holds a run; choose another --output or --overwrite")
-    config = RunConfig(
-        task=args.task,
-        model=args.model,
-        data_dir=args.data_dir,
-        max_seq_length=args.max_seq_length,
-        trainer=TrainerConfig(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            max_steps=args.max_steps,
-            seed=args.seed,
-        ),
-        optimizer=OptimizationConfig(learning_rate=args.learning_rate or DEFAULT_LEARNING_RATE),
-    )
-    result = train_run(config, output, progress=False if args.quiet else None)
+    # The file first, then the flags, then KEY=VALUE overrides: the last word wins.
+    overrides = _train_flag_overrides(args) + parse_overrides(args.overrides)
+    config = load_run_config(args.config, overrides)
+    # torch: only once the config is known to be good
+    from bertfit.train.run import train_run, train_seeds
+
+    progress = False if args.quiet else None
+    if args.seeds:
+        return _print_seed_summary(train_seeds(config, output, args.seeds, progress), output)
+    result = train_run(config, output, progress=progress)
     best = result.best or {}
     metrics = {k[4:]: v for k, v in best.items() if k.startswith("dev_")}
     print(f"best model (epoch {best.get('epoch')}): {json.dumps(metrics)} -> {output / 'model'}")
+    return 0
+
+
+def _name_list(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected distinct names like neg,pos, got {text!r}")
+    return names
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 1,2,3, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected distinct seeds like 1,2,3, got {text!r}")
+    return seeds
+
+
+def _print_seed_summary(summary: dict, output: Path) -> int:
+    print(f"{len(summary['seeds'])} seeds ({output / 'summary.json'}):")
+    for key, stats in summary["metrics"].items():
+        print(f"  {key.removeprefix('dev_')}: {stats['mean']:.4f} ± {stats['std']:.4f}")
     return 0
 
 
@@ -133,25 +228,24 @@ def _model_dir(run: str) -> Path:
 
 
 def _run_evaluate(args) -> int:
-    from bertfit.config import read_json
-    from bertfit.data.readers import read_glue_split
-    from bertfit.data.sources import resolve_task_dir
-    from bertfit.data.tasks import get_task
     from bertfit.inference import TextClassifier
+    from bertfit.train.config import RunConfig
+    from bertfit.train.run import read_split, task_of
     from bertfit.train.trainer import evaluate_examples
 
     model_dir = _model_dir(args.run)
     classifier = TextClassifier.from_pretrained(model_dir)
-    task = get_task(classifier.info.task)
-    data_dir = args.data_dir
-    run_config = model_dir.parent / "config.json"
-    if data_dir is None and run_config.is_file():
-        data_dir = read_json(run_config).get("data_dir")
+    run_file = model_dir.parent / "config.json"
+    # The run's own config knows its data; a bare model directory knows only its task.
+    if run_file.is_file():
+        config = RunConfig.from_json_file(run_file)
+    else:
+        config = RunConfig(task=classifier.info.task, data_dir=None)
+    task = task_of(config)
     splits = task.dev_splits if args.split == "dev" else (args.split,)
     metrics: dict[str, float] = {}
     for split in splits:
-        task_dir = resolve_task_dir(task, data_dir, split)
-        examples = read_glue_split(task_dir / task.split_file(split), task, split)
+        examples = read_split(config, task, split, args.data_dir)
         if examples.labels is None:
             raise ConfigError(f"split {split!r} has no labels to evaluate against; use predict")
         scores = evaluate_examples(classifier, task, examples, args.batch_size)
@@ -188,9 +282,365 @@ def _run_predict(args) -> int:
     return 0
 
 
+# -- config -------------------------------------------------------------------------------------
+
+
+def _add_config(commands) -> None:
+    parser = commands.add_parser("config", help="show a resolved run config, or the config keys")
+    actions = parser.add_subparsers(dest="config_action", required=True, metavar="ACTION")
+    show = actions.add_parser(
+        "show", help="print the fully resolved run config (what RUN/config.json would hold)"
+    )
+    _add_config_arguments(show)
+    show.add_argument("--format", choices=["json", "yaml"], default="json")
+    show.add_argument(
+        "--no-resolve",
+        action="store_true",
+        help="leave data_dir, model and total_steps as given (reads no data or model)",
+    )
+    show.set_defaults(handler=_run_config_show)
+    keys = actions.add_parser("keys", help="list every config key with its type and default")
+    keys.set_defaults(handler=_run_config_keys)
+
+
+def _run_config_show(args) -> int:
+    from bertfit.train.config_file import (
+        dump_config,
+        load_run_config,
+        parse_overrides,
+        resolve_run_config,
+    )
+
+    config = load_run_config(args.config, parse_overrides(args.overrides))
+    if not args.no_resolve:
+        resolve_run_config(config)
+    print(dump_config(config.to_dict(), args.format), end="")
+    return 0
+
+
+def _run_config_keys(args) -> int:
+    from bertfit.train.config_file import config_defaults, config_keys
+
+    defaults = config_defaults()
+    for key, annotation in config_keys().items():
+        value = defaults
+        for part in key.split("."):
+            value = value[part]
+        kind = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+        print(f"{key:<40} {kind:<28} {json.dumps(value)}")
+    return 0
+
+
+# -- plot ---------------------------------------------------------------------------------------
+
+
+def _add_plot(commands) -> None:
+    parser = commands.add_parser(
+        "plot", help="draw a figure: schedule, inputs, history or confusion"
+    )
+    figures = parser.add_subparsers(dest="figure", required=True, metavar="FIGURE")
+    schedule = figures.add_parser("schedule", help="learning rate against the train step")
+    schedule.add_argument("source", help="run directory, run config file or optimizer JSON")
+    schedule.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="dotted run config overrides"
+    )
+    schedule.add_argument("--total-steps", type=_positive_int, help="decay horizon in steps")
+    schedule.add_argument("--points", type=_positive_int, default=1001, help="(default: 1001)")
+    inputs = figures.add_parser("inputs", help="a batch's packed inputs as three heat maps")
+    inputs.add_argument("source", help="run directory, run config file, model directory or preset")
+    inputs.add_argument("--task", help="task (default: the source's, else mrpc)")
+    inputs.add_argument("--data-dir", help="GLUE directory (default: the source's)")
+    inputs.add_argument("--split", default="train", help="(default: train)")
+    inputs.add_argument("--start", type=int, default=0, help="first row of the batch")
+    inputs.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
+    inputs.add_argument("--max-seq-length", type=_positive_int, help="(default: the source's)")
+    inputs.add_argument(
+        "--pad-to-longest", action="store_true", help="pad to the batch's longest example"
+    )
+    history = figures.add_parser("history", help="a run's training and evaluation curves")
+    history.add_argument("source", metavar="run", help="run directory")
+    confusion = figures.add_parser("confusion", help="confusion matrix of a run on a split")
+    confusion.add_argument("source", metavar="run", help="run directory or saved model directory")
+    confusion.add_argument("--split", help="labelled split (default: the task's dev split)")
+    confusion.add_argument("--data-dir", help="GLUE directory (default: the one the run used)")
+    confusion.add_argument("--batch-size", type=_positive_int, default=64)
+    confusion.add_argument("--normalize", action="store_true", help="colour by share of row")
+    confusion.add_argument("--quiet", action="store_true", help="no progress bar")
+    for sub in (schedule, inputs, history, confusion):
+        sub.add_argument("--output", "-o", required=True, help="image file: .png, .svg or .pdf")
+        sub.add_argument("--data", help="also write the plotted numbers to this JSON file")
+        sub.add_argument("--dpi", type=_positive_int, default=120, help="(default: 120)")
+        sub.set_defaults(handler=_run_plot)
+
+
+def _plot_options(args) -> dict:
+    from bertfit.train.config_file import parse_overrides
+
+    if args.figure == "schedule":
+        overrides = parse_overrides(args.overrides)
+        return {"overrides": overrides, "total_steps": args.total_steps, "points": args.points}
+    if args.figure == "inputs":
+        names = ("task", "data_dir", "split", "start", "batch_size", "max_seq_length")
+        return {name: getattr(args, name) for name in names} | {
+            "pad_to_longest": args.pad_to_longest
+        }
+    if args.figure == "confusion":
+        names = ("split", "data_dir", "batch_size", "normalize")
+        return {name: getattr(args, name) for name in names}
+    return {}
+
+
+def _run_plot(args) -> int:
+    from bertfit.config import write_json
+    from bertfit.viz import plots
+    from bertfit.viz.figures import FORMATS, save_figure
+
+    if Path(args.output).suffix.lower() not in FORMATS:  # before any slow work
+        raise ConfigError(f"--output {args.output}: expected a name ending in {', '.join(FORMATS)}")
+    draw = getattr(plots, f"plot_{args.figure}")
+    data, figure = draw(args.source, **_plot_options(args))
+    save_figure(figure, args.output, dpi=args.dpi)
+    if args.data:
+        write_json(args.data, data.to_dict())
+    print(f"wrote {args.output}" + (f" and {args.data}" if args.data else ""))
+    return 0
+
+
+# -- inspect ------------------------------------------------------------------------------------
+
+
+def _add_inspect(commands) -> None:
+    parser = commands.add_parser(
+        "inspect", help="architecture, parameters per block and special tokens of a model"
+    )
+    parser.add_argument(
+        "model", help="preset name, model directory, run directory or weight file/checkpoint"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--tensors", action="store_true", help="also list every stored tensor")
+    parser.add_argument("--modules", action="store_true", help="also print the PyTorch module tree")
+    parser.set_defaults(handler=_run_inspect)
+
+
+def _run_inspect(args) -> int:
+    from bertfit.inspect import format_summary, format_tensors, inspect_model, module_tree
+
+    summary = inspect_model(args.model)
+    if args.json:
+        print(json.dumps(summary.to_dict(tensors=args.tensors), indent=2))
+        return 0
+    print(format_summary(summary))
+    if args.tensors:
+        print("tensors\n" + format_tensors(summary))
+    if args.modules:
+        print("modules\n" + module_tree(summary))
+    return 0
+
+
+# -- export and serve -----------------------------------------------------------------------------
+
+
+def _add_deployment(commands) -> None:
+    _add_export(commands)
+    _add_serve(commands)
+
+
+def _add_export(commands) -> None:
+    parser = commands.add_parser(
+        "export", help="write a self-contained directory that classifies raw strings"
+    )
+    parser.add_argument("run", help="run directory (or a saved model directory)")
+    parser.add_argument("--output", required=True, help="directory to write")
+    parser.add_argument(
+        "--format",
+        default="onnx",
+        choices=["onnx", "torch-export"],
+        help="onnx (loads without PyTorch; default) or torch-export (a .pt2 program)",
+    )
+    parser.add_argument("--quantize", choices=["int8"], help="int8 dynamic quantization (onnx)")
+    parser.add_argument(
+        "--check-examples",
+        type=int,
+        default=64,
+        help="examples compared with the PyTorch model (0: no check; default: %(default)s)",
+    )
+    parser.add_argument("--check-input", help="TSV or JSON lines file of texts to check on")
+    parser.add_argument(
+        "--transformer-fusions",
+        action="store_true",
+        help="apply onnxruntime.transformers' BERT fusions at export (slower on CPUs measured)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    parser.set_defaults(handler=_run_export)
+
+
+def _run_export(args) -> int:
+    from bertfit.config import read_json
+    from bertfit.data.readers import read_prediction_input
+    from bertfit.export.export import export_classifier, find_model_dir
+
+    columns = None
+    if args.check_input:
+        model_dir = find_model_dir(args.run)
+        names = tuple(read_json(model_dir / "bertfit.json").get("input_names") or ())
+        columns = read_prediction_input(args.check_input, names)
+    result = export_classifier(
+        args.run,
+        args.output,
+        export_format=args.format,
+        quantize=args.quantize,
+        check_examples=args.check_examples,
+        check_columns=columns,
+        overwrite=args.overwrite,
+        transformer_fusions=args.transformer_fusions,
+    )
+    print(f"exported {result.format} ({result.precision}) to {result.directory}")
+    if result.fusions:
+        print("  fused: " + ", ".join(f"{n} {name}" for name, n in result.fusions.items()))
+    check = result.check
+    if check is not None:
+        print(
+            f"  check on {check.examples} examples ({check.source}): max |logit diff| vs PyTorch "
+            f"{check.max_abs_diff:.3g}, same class {check.class_agreement:.1%}"
+        )
+    return 0
+
+
+def _add_serve(commands) -> None:
+    from bertfit.serve import DEFAULT_HOST, DEFAULT_PORT, ServeConfig
+
+    defaults = ServeConfig()
+    parser = commands.add_parser("serve", help="serve an exported model over HTTP")
+    parser.add_argument("directory", help="directory written by `bertfit export`")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help="address to bind (default: %(default)s)"
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="(default: %(default)s)")
+    parser.add_argument("--max-batch-size", type=_positive_int, default=defaults.max_batch_size,
+                        help="instances per model call (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--max-wait-ms", type=float, default=defaults.max_wait_ms,
+                        help="longest wait for a batch to fill (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--max-instances", type=_positive_int, default=defaults.max_instances,
+                        help="instances per request (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--max-body-bytes", type=_positive_int, default=defaults.max_body_bytes,
+                        help="request body size in bytes (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--threads", type=_positive_int, help="model threads (default: all cores)")
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.set_defaults(handler=_run_serve)
+
+
+def _run_serve(args) -> int:
+    from bertfit.serve import ServeConfig, serve
+
+    config = ServeConfig(
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        max_body_bytes=args.max_body_bytes,
+        max_instances=args.max_instances,
+    )
+    serve(args.directory, args.host, args.port, config, args.threads, args.access_log)
+    return 0
+
+
+# -- convert and models ---------------------------------------------------------------------------
+
+_FORMAT_TITLES = {
+    "hf": "PyTorch weights",
+    "tf1": "TensorFlow checkpoint with Google's original BERT names",
+    "tf2": "TensorFlow 2 object-based checkpoint (Model Garden)",
+    "tf-hub": "TF Hub SavedModel",
+}
+
+
+def _add_convert(commands) -> None:
+    parser = commands.add_parser(
+        "convert", help="write a TensorFlow (or any) BERT checkpoint as a Hugging Face directory"
+    )
+    parser.add_argument(
+        "source",
+        help="checkpoint directory, checkpoint prefix, SavedModel, model directory or preset",
+    )
+    parser.add_argument("--output", required=True, help="directory to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    parser.set_defaults(handler=_run_convert)
+
+
+def _run_convert(args) -> int:
+    from bertfit.model.convert import convert_to_hf
+    from bertfit.model.presets import resolve_model_dir
+
+    result = convert_to_hf(resolve_model_dir(args.source), args.output, args.overwrite)
+    source = result.source
+    print(f"read {source.weights} ({_FORMAT_TITLES.get(source.format, source.format)})")
+    print(f"config from {source.config_from}")
+    print(result.report)
+    activation = source.config.to_hf_dict()["hidden_act"]
+    print(
+        f"wrote {result.output}: config.json (BertModel, hidden_act {activation}), "
+        "model.safetensors, vocab.txt, tokenizer_config.json "
+        f"(do_lower_case {str(source.lower_case).lower()})"
+    )
+    return 0
+
+
+def _add_models(commands) -> None:
+    parser = commands.add_parser("models", help="list the preset encoders and what is cached")
+    parser.add_argument("--json", action="store_true", help="print one JSON list")
+    parser.set_defaults(handler=_run_models)
+
+
+def _run_models(args) -> int:
+    from bertfit.model.presets import PRESETS, is_offline, model_cache_root, preset_listing
+
+    rows = [preset_listing(preset) for preset in PRESETS.values()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = ("NAME", "LAYERS", "HIDDEN", "HEADS", "PARAMS", "FLOAT32", "CACHED", "DESCRIPTION")
+    lines = [header] + [
+        (
+            row["name"],
+            str(row["layers"]),
+            str(row["hidden"]),
+            str(row["heads"]),
+            f"{row['parameters'] / 1e6:.1f}M",
+            f"{row['parameters'] * 4 / 2**20:.0f} MiB",
+            "yes" if row["cached"] else "no",
+            row["description"],
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    for line in lines:
+        cells = [cell.ljust(width) for cell, width in zip(line, widths)]
+        print("  ".join([*cells, line[-1]]))
+    downloads = "off (BERTFIT_OFFLINE or HF_HUB_OFFLINE)" if is_offline() else "on first use"
+    print(f"\ncache: {model_cache_root()}; downloads {downloads}. Sizes are the float32 weights.")
+    return 0
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse takes one run of positionals: KEY=VALUE overrides after a flag come back unknown.
+    overrides = all("=" in item and not item.startswith("-") for item in extra)
+    if extra and overrides and hasattr(args, "overrides"):
+        args.overrides = [*args.overrides, *extra]
+        extra = []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bertfit`` command; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    from bertfit import progress
+
+    args = _parse(argv)
+    # --quiet silences every progress bar of this command, and only of this one (main may be
+    # called again in the same process, as the tests do).
+    quiet_before = progress.is_quiet()
+    progress.set_quiet(quiet_before or getattr(args, "quiet", False))
     try:
         return args.handler(args)
     except BertfitError as error:
@@ -202,6 +652,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bertfit: interrupted; files in the run directory are complete", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader left (`bertfit config keys | head`): stop quietly, as Unix tools do, and
+        # point stdout at /dev/null so Python's final flush does not fail again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    finally:
+        progress.set_quiet(quiet_before)
 
 
 if __name__ == "__main__":

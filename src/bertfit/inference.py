@@ -22,11 +22,14 @@ from bertfit.data.batching import sorted_batches
 from bertfit.errors import CheckpointError
 from bertfit.model.classifier import BertClassifier
 from bertfit.model.weights import load_classifier, save_pretrained
+from bertfit.progress import bar as progress_bar
 from bertfit.text.packing import pad_packed
 from bertfit.text.processor import TextProcessor
 from bertfit.text.tokenizer import WordpieceTokenizer
 
 BERTFIT_FILE = "bertfit.json"
+# Rows tokenized at once when encoding a large input under a progress bar.
+ENCODE_CHUNK = 8192
 VOCAB_FILE = "vocab.txt"
 
 
@@ -53,14 +56,22 @@ def to_tensors(examples: list[Packed], padding_id: int, seq_length: int | None) 
 
 @torch.inference_mode()
 def predict_logits(
-    model: BertClassifier, examples: list[Packed], padding_id: int, batch_size: int = 64
+    model: BertClassifier,
+    examples: list[Packed],
+    padding_id: int,
+    batch_size: int = 64,
+    progress: bool | None = None,
 ) -> np.ndarray:
-    """Logits for every example, in input order, computed on length-sorted batches."""
+    """Logits for every example, in input order, computed on length-sorted batches.
+
+    ``progress`` None shows a bar when :mod:`bertfit.progress` says so (and the work is slow).
+    """
     was_training = model.training
     model.eval()
     logits = np.zeros((len(examples), model_num_outputs(model)), dtype=np.float32)
+    batches = sorted_batches([len(ids) for ids, _ in examples], batch_size)
     try:
-        for batch in sorted_batches([len(ids) for ids, _ in examples], batch_size):
+        for batch in progress_bar(batches, desc="evaluating", unit="batch", show=progress):
             inputs = to_tensors([examples[i] for i in batch], padding_id, None)
             logits[batch] = model(**inputs).float().numpy()
     finally:
@@ -132,9 +143,23 @@ class TextClassifier:
             shutil.rmtree(staging, ignore_errors=True)
             raise
 
-    def encode(self, columns: list[list[str]]) -> list[Packed]:
-        """Tokenize and pack text columns into unpadded model inputs."""
-        return self.processor.encode(columns)
+    def encode(self, columns: list[list[str]], progress: bool | None = None) -> list[Packed]:
+        """Tokenize and pack text columns into unpadded model inputs.
+
+        Large inputs go in chunks under a progress bar (``progress`` None: as
+        :mod:`bertfit.progress` decides); each chunk is still tokenized in parallel.
+        """
+        sizes = {len(column) for column in columns} if not isinstance(columns, str) else set()
+        if len(sizes) != 1 or next(iter(sizes)) <= ENCODE_CHUNK:
+            return self.processor.encode(columns)  # small, or malformed: it explains why
+        total = sizes.pop()
+        packed: list[Packed] = []
+        with progress_bar(desc="tokenizing", total=total, unit="ex", show=progress) as bar:
+            for start in range(0, total, ENCODE_CHUNK):
+                chunk = [column[start : start + ENCODE_CHUNK] for column in columns]
+                packed += self.processor.encode(chunk)
+                bar.update(len(chunk[0]))
+        return packed
 
     def logits(self, columns: list[list[str]], batch_size: int = 64) -> np.ndarray:
         """Logits [n, num_classes] for n examples given as text columns."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from bertfit.config import make_staging_dir
 from bertfit.data.tasks import TaskSpec
 from bertfit.errors import DataError
+from bertfit.progress import bar as progress_bar
 
 DATA_ENV = "BERTFIT_DATA"
 
@@ -112,7 +113,14 @@ def _fetch(url: str, path: Path) -> None:
     print(f"downloading {url}", flush=True)
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(path, "wb") as out:
-            shutil.copyfileobj(response, out)
+            size = response.headers.get("Content-Length")
+            total = int(size) if size and size.isdigit() else None
+            with progress_bar(
+                desc="downloading", total=total, unit="B", unit_scale=True, unit_divisor=1024
+            ) as bar:
+                while chunk := response.read(1 << 16):
+                    out.write(chunk)
+                    bar.update(len(chunk))
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise DataError(

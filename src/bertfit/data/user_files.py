@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,16 +175,23 @@ def user_task(
     else:
         message = "regression (as asked)" if regression else "classification (as asked)"
     if regression:
+        return build_user_task(columns, True, ()), message
+    names = tuple(label_names) if label_names else tuple(_sorted_labels(raw_train.labels))
+    if len(names) < 2:
+        raise DataError(f"{raw_train.source}: only one label ({names[0]!r}) in the data")
+    return build_user_task(columns, False, names), message
+
+
+def build_user_task(columns: Columns, regression: bool, label_names: Sequence[str]) -> TaskSpec:
+    """The :class:`TaskSpec` of user data whose kind and labels are known."""
+    if regression:
         values: tuple[str, ...] = ()
         names: tuple[str, ...] = ("score",)
         metrics: tuple[str, ...] = ("pearson", "spearman")
     else:
-        values = tuple(label_names) if label_names else tuple(_sorted_labels(raw_train.labels))
-        names = values
+        values = names = tuple(label_names)
         metrics = ("accuracy", "f1") if len(values) == 2 else ("accuracy",)
-        if len(values) < 2:
-            raise DataError(f"{raw_train.source}: only one label ({values[0]!r}) in the data")
-    task = TaskSpec(
+    return TaskSpec(
         name="custom",
         glue_dir="",
         text_columns=columns.texts,
@@ -195,7 +202,6 @@ def user_task(
         input_names=columns.texts,
         regression=regression,
     )
-    return task, message
 
 
 def _sorted_labels(labels: list[str]) -> list[str]:

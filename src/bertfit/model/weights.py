@@ -272,7 +272,21 @@ def load_pretrained(
     (listed in ``report.initialized``, not an error). With ``strict`` anything else missing,
     unexpected or mis-shaped raises :class:`CheckpointError` before the model is touched;
     without it the matching tensors are restored and the report says what was not.
+    ``source`` may also be a TensorFlow checkpoint directory, prefix or SavedModel (see
+    :mod:`bertfit.model.sources`); the report then names tensors by their TensorFlow keys.
     """
+    from bertfit.model.sources import is_tensorflow_source, load_encoder_source
+
+    if is_tensorflow_source(source):
+        loaded = load_encoder_source(source)
+        return restore_state_dict(
+            model,
+            loaded.state_dict,
+            strict=strict,
+            source=str(loaded.source.weights),
+            names=loaded.report_names,
+            ignored=loaded.ignored,
+        )
     path = find_weights_file(source)
     return restore_state_dict(model, read_state_dict(path), strict=strict, source=str(path))
 
@@ -282,12 +296,22 @@ def restore_state_dict(
     checkpoint: Mapping[str, torch.Tensor],
     strict: bool = True,
     source: str = "checkpoint",
+    names: Mapping[str, str] | None = None,
+    ignored: Sequence[str] = (),
 ) -> LoadReport:
-    """Restore an in-memory state dict; see :func:`load_pretrained` for the rules."""
+    """Restore an in-memory state dict; see :func:`load_pretrained` for the rules.
+
+    ``names`` maps state-dict names to how the source file spells them (a converted
+    TensorFlow checkpoint's keys), for the report; ``ignored`` lists source entries the caller
+    already left out on purpose, which the report shows as ignored.
+    """
     is_classifier = isinstance(model, BertClassifier)
     expected = to_hf_state_dict(model.state_dict())
     found, original = _canonical_checkpoint(checkpoint, is_classifier, source)
+    if names:
+        original = {canonical: names.get(name, name) for canonical, name in original.items()}
     report = _compare(expected, found, original, is_classifier, source)
+    report.ignored.extend(ignored)
     if strict:
         report.assert_consumed()
     merged = dict(expected)

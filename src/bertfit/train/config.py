@@ -6,7 +6,9 @@ the trainer's settings and the whole optimizer (an :class:`OptimizationConfig`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 from bertfit.config import dataclass_from_dict, dataclass_to_dict, read_json
 from bertfit.errors import ConfigError
@@ -28,6 +30,9 @@ class TrainerConfig:
     group_by_length: bool = True
     # Pad every batch to max_seq_length, as the reference tutorial does (slow; for comparisons).
     pad_to_max_length: bool = False
+    # Also evaluate (and keep the best model) every this many steps, not only after each epoch;
+    # an evaluation record's train_loss then covers the steps since the one before.
+    eval_every_steps: int | None = None
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid setting."""
@@ -36,6 +41,61 @@ class TrainerConfig:
                 raise ConfigError(f"trainer.{name} must be positive, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps <= 0:
             raise ConfigError(f"trainer.max_steps must be positive, got {self.max_steps}")
+        if self.eval_every_steps is not None and self.eval_every_steps <= 0:
+            raise ConfigError(
+                f"trainer.eval_every_steps must be positive, got {self.eval_every_steps}"
+            )
+
+    def planned_steps(self, num_examples: int) -> int:
+        """Optimizer steps of a run on ``num_examples`` (the schedule's decay horizon)."""
+        total = math.ceil(num_examples / self.batch_size) * self.epochs
+        return min(total, self.max_steps) if self.max_steps else total
+
+
+@dataclass
+class UserDataConfig:
+    """The user's own files (CSV, TSV or JSON lines) instead of a GLUE task.
+
+    Used when ``train_file`` is set; the run's task is then ``custom``. ``task_type`` "auto"
+    infers classification or regression from the training labels, and the resolved run config
+    records what was chosen, and the label names, so the run repeats exactly.
+    """
+
+    train_file: str | None = None
+    dev_file: str | None = None
+    text_a: str = "sentence1"
+    text_b: str | None = None
+    label: str = "label"
+    task_type: Literal["auto", "classification", "regression"] = "auto"
+    label_names: list[str] | None = None
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first invalid setting."""
+        if self.train_file is None and self.dev_file is not None:
+            raise ConfigError("data.dev_file is set but data.train_file is not")
+        if self.label_names is not None and len(set(self.label_names)) < 2:
+            raise ConfigError(f"data.label_names needs two distinct names, got {self.label_names}")
+
+
+@dataclass
+class LoggingConfig:
+    """What a run records besides ``history.jsonl``; none of it changes the model.
+
+    Per-step scalars (loss, learning rate, examples/s, gradient norm) always go to
+    ``RUN/steps.jsonl``; ``tensorboard`` also writes them, and the dev metrics, as TensorBoard
+    event files under ``RUN/tensorboard/``.
+    """
+
+    tensorboard: bool = False
+    # Write one per-step record every this many steps (averaged over them).
+    log_every_steps: int = 1
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first invalid setting."""
+        if self.log_every_steps <= 0:
+            raise ConfigError(
+                f"logging.log_every_steps must be positive, got {self.log_every_steps}"
+            )
 
 
 @dataclass
@@ -51,12 +111,16 @@ class RunConfig:
     optimizer: OptimizationConfig = field(
         default_factory=lambda: OptimizationConfig(learning_rate=DEFAULT_LEARNING_RATE)
     )
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    data: UserDataConfig = field(default_factory=UserDataConfig)
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid setting."""
         if self.max_seq_length < 3 or self.max_seq_length > 512:
             raise ConfigError(f"max_seq_length must be in 3..512, got {self.max_seq_length}")
         self.trainer.validate()
+        self.logging.validate()
+        self.data.validate()
         if self.optimizer.learning_rate <= 0:
             raise ConfigError(
                 f"optimizer.learning_rate must be positive, got {self.optimizer.learning_rate}"

@@ -140,3 +140,28 @@ def compute_metrics(names: Sequence[str], predictions, labels) -> dict[str, floa
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"unknown metric {name!r}{hint}; known: {', '.join(METRICS)}")
     return {name: METRICS[name](predictions, labels) for name in names}
+
+
+def collapse_message(predictions, label_names: Sequence[str], regression: bool) -> str | None:
+    """A plain warning when a model's predictions have collapsed, else None.
+
+    Classification collapses when every example gets the same class (MRPC's "always
+    paraphrase" still scores 0.684 accuracy / 0.812 F1); regression when the outputs are
+    nearly constant (standard deviation under 1% of their mean magnitude, or under 1e-4).
+    """
+    values = np.asarray(predictions)
+    if values.size == 0:
+        return None
+    if regression:
+        spread = float(np.std(values))
+        if spread < max(1e-4, 0.01 * float(np.mean(np.abs(values)))):
+            return (
+                f"collapse: the model predicts nearly the same score ({float(np.mean(values)):.4f}"
+                f" ± {spread:.2g}) for all {values.size} examples"
+            )
+        return None
+    classes = np.unique(values)
+    if classes.size == 1:
+        name = label_names[int(classes[0])] if int(classes[0]) < len(label_names) else classes[0]
+        return f"collapse: the model predicts {name!r} for all {values.size} examples"
+    return None

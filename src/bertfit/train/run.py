@@ -8,19 +8,28 @@ files only.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bertfit.config import write_json
-from bertfit.data.readers import read_glue_split
+from bertfit.data.readers import TextExamples, read_glue_split
 from bertfit.data.sources import resolve_task_dir
 from bertfit.data.tasks import TaskSpec, get_task
+from bertfit.data.user_files import (
+    Columns,
+    build_user_task,
+    label_examples,
+    read_user_file,
+    user_task,
+)
 from bertfit.errors import ConfigError
 from bertfit.inference import ClassifierInfo, TextClassifier
 from bertfit.model.classifier import BertClassifier
-from bertfit.model.config import EncoderConfig
-from bertfit.model.presets import read_lower_case, resolve_model_dir
+from bertfit.model.presets import resolve_model_dir
+from bertfit.model.sources import describe_source
 from bertfit.model.weights import load_pretrained
 from bertfit.text.tokenizer import WordpieceTokenizer
 from bertfit.train.config import RunConfig
@@ -31,7 +40,9 @@ def build_classifier(config: RunConfig, task: TaskSpec) -> TextClassifier:
     """The pretrained encoder of ``config.model`` with a fresh head for ``task``, and its
     tokenizer; the head's initial weights depend on ``config.trainer.seed`` only."""
     model_dir = resolve_model_dir(config.model)
-    encoder_config = EncoderConfig.from_model_dir(model_dir)
+    # Any format: PyTorch weights, a TensorFlow checkpoint (directory or prefix), a SavedModel.
+    source = describe_source(model_dir)
+    encoder_config = source.config
     if config.max_seq_length > encoder_config.max_position_embeddings:
         raise ConfigError(
             f"max_seq_length {config.max_seq_length} exceeds the model's "
@@ -42,8 +53,8 @@ def build_classifier(config: RunConfig, task: TaskSpec) -> TextClassifier:
     # Only the encoder is restored: a classifier directory's own head (possibly for other
     # labels) is ignored and the new head starts fresh, as fine-tuning expects.
     load_pretrained(model.encoder, model_dir, strict=True)
-    lower_case = read_lower_case(model_dir)
-    tokenizer = WordpieceTokenizer(model_dir / "vocab.txt", lower_case=lower_case)
+    lower_case = source.lower_case
+    tokenizer = WordpieceTokenizer(source.vocab, lower_case=lower_case)
     info = ClassifierInfo(
         task=config.task,
         label_names=list(task.label_names),
@@ -54,22 +65,79 @@ def build_classifier(config: RunConfig, task: TaskSpec) -> TextClassifier:
     return TextClassifier(model, tokenizer, info)
 
 
-def train_run(config: RunConfig, output: str | Path, progress: bool | None = None) -> TrainResult:
-    """Train as ``config`` says and write the run directory ``output``."""
+def load_task_data(
+    config: RunConfig, download: bool = True
+) -> tuple[TaskSpec, TextExamples, dict[str, TextExamples]]:
+    """The run's task, training examples and dev sets (split name -> examples).
+
+    Resolves ``config`` in place as ``RUN/config.json`` records it: the task's canonical name
+    and absolute data paths, and for the user's own files the task type and label names.
+    """
     config.validate()
+    if config.data.train_file is not None:
+        return _load_user_data(config)
     task = get_task(config.task)
     config.task = task.name
-    task_dir = resolve_task_dir(task, config.data_dir, "train")
+    task_dir = resolve_task_dir(task, config.data_dir, "train", download=download)
     config.data_dir = str(task_dir.resolve())
-    train_examples = read_glue_split(task_dir / "train.tsv", task, "train")
-    dev_examples = {
+    train = read_glue_split(task_dir / "train.tsv", task, "train")
+    dev = {
         split: read_glue_split(task_dir / task.split_file(split), task, split)
         for split in task.dev_splits
     }
+    return task, train, dev
+
+
+def _load_user_data(config: RunConfig) -> tuple[TaskSpec, TextExamples, dict[str, TextExamples]]:
+    data = config.data
+    columns = Columns(data.text_a, data.text_b, data.label)
+    raw_train = read_user_file(data.train_file, columns)
+    regression = {"auto": None, "regression": True, "classification": False}[data.task_type]
+    task, how = user_task(raw_train, columns, regression, data.label_names)
+    if data.task_type == "auto":
+        print(f"task type: {how}", file=sys.stderr)
+    config.task = task.name
+    data.train_file = str(Path(data.train_file).resolve())
+    data.task_type = "regression" if task.regression else "classification"
+    data.label_names = None if task.regression else list(task.label_names)
+    dev = {}
+    if data.dev_file is not None:
+        data.dev_file = str(Path(data.dev_file).resolve())
+        dev["dev"] = label_examples(read_user_file(data.dev_file, columns), task, "dev")
+    return task, label_examples(raw_train, task, "train"), dev
+
+
+def task_of(config: RunConfig) -> TaskSpec:
+    """The task of a resolved run config (a GLUE task, or the user's own files)."""
+    data = config.data
+    if data.train_file is None:
+        return get_task(config.task)
+    columns = Columns(data.text_a, data.text_b, data.label)
+    return build_user_task(columns, data.task_type == "regression", data.label_names or ())
+
+
+def read_split(config: RunConfig, task: TaskSpec, split: str, data_dir=None) -> TextExamples:
+    """Labelled (or, for test splits, unlabelled) examples of one split of a resolved run."""
+    data = config.data
+    if data.train_file is None:
+        task_dir = resolve_task_dir(task, data_dir or config.data_dir, split)
+        return read_glue_split(task_dir / task.split_file(split), task, split)
+    files = {"train": data.train_file, "dev": data.dev_file}
+    if files.get(split) is None:
+        raise ConfigError(f"this run has no {split} file (its splits: train, dev when given)")
+    columns = Columns(data.text_a, data.text_b, data.label)
+    return label_examples(read_user_file(files[split], columns), task, split)
+
+
+def train_run(config: RunConfig, output: str | Path, progress: bool | None = None) -> TrainResult:
+    """Train as ``config`` says and write the run directory ``output``."""
+    task, train_examples, dev_examples = load_task_data(config)
     classifier = build_classifier(config, task)
-    config.model = str(resolve_model_dir(config.model))
+    config.model = str(resolve_model_dir(config.model).resolve())  # repeatable from any cwd
     output = Path(output)
-    trainer = Trainer(classifier, task, config.trainer, config.optimizer, output, progress)
+    trainer = Trainer(
+        classifier, task, config.trainer, config.optimizer, output, progress, config.logging
+    )
     train_data = trainer.encode(train_examples)
     dev_data = {split: trainer.encode(examples) for split, examples in dev_examples.items()}
     config.optimizer.total_steps = trainer.plan_steps(len(train_data))
@@ -83,3 +151,40 @@ def train_run(config: RunConfig, output: str | Path, progress: bool | None = Non
     result = trainer.fit(train_data, dev_data)
     write_json(output / "results.json", {"best": result.best, "steps": result.steps})
     return result
+
+
+def train_seeds(
+    config: RunConfig, output: str | Path, seeds: list[int], progress: bool | None = None
+) -> dict:
+    """One run per seed in ``output/seed-N/`` and a summary of their best dev metrics.
+
+    The summary (also written to ``output/summary.json``) holds each seed's best record and,
+    per metric, the mean and the sample standard deviation over seeds.
+    """
+    output = Path(output)
+    per_seed: dict[str, dict] = {}
+    for seed in seeds:
+        seed_config = RunConfig.from_dict(config.to_dict())
+        seed_config.trainer.seed = seed
+        print(f"seed {seed}:")
+        result = train_run(seed_config, output / f"seed-{seed}", progress)
+        per_seed[str(seed)] = result.best or {}
+    summary = {"seeds": seeds, "runs": per_seed, "metrics": summarize_metrics(per_seed.values())}
+    write_json(output / "summary.json", summary)
+    return summary
+
+
+def summarize_metrics(records) -> dict[str, dict[str, float]]:
+    """Mean and sample standard deviation of every numeric ``dev`` metric over ``records``."""
+    records = list(records)
+    keys = [k for k, v in records[0].items() if k.startswith("dev") and _is_number(v)]
+    summary = {}
+    for key in keys:
+        values = np.array([record[key] for record in records], dtype=np.float64)
+        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        summary[key] = {"mean": float(values.mean()), "std": std, "n": len(values)}
+    return summary
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -18,16 +18,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from bertfit.config import atomic_write_text
 from bertfit.data.batching import length_grouped_batches, random_batches
 from bertfit.data.readers import TextExamples
 from bertfit.data.tasks import TaskSpec
 from bertfit.inference import Packed, TextClassifier, predict_logits, to_tensors
-from bertfit.train.config import TrainerConfig
-from bertfit.train.metrics import compute_metrics
+from bertfit.progress import bar as progress_bar
+from bertfit.progress import enabled as progress_enabled
+from bertfit.train.config import LoggingConfig, TrainerConfig
+from bertfit.train.metrics import collapse_message, compute_metrics
 from bertfit.train.optim import OptimizationConfig, build_optimizer, clip_gradients
+from bertfit.train.tracking import RunTracker, global_grad_norm
 
 
 @dataclass
@@ -48,15 +50,43 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     best: dict | None = None
     steps: int = 0
+    # Per-step records (see bertfit.train.tracking), also written to RUN/steps.jsonl.
+    step_records: list[dict] = field(default_factory=list)
 
 
 def evaluate_encoded(
     classifier: TextClassifier, task: TaskSpec, data: EncodedExamples, batch_size: int = 64
 ) -> dict[str, float]:
     """The task's metrics of ``classifier`` on already encoded examples."""
-    logits = predict_logits(classifier.model, data.inputs, classifier.padding_id, batch_size)
-    predictions = logits[:, 0] if task.regression else logits.argmax(axis=-1)
-    return compute_metrics(task.metrics, predictions, data.labels)
+    return compute_metrics(
+        task.metrics, predict_encoded(classifier, task, data, batch_size), data.labels
+    )
+
+
+def predict_encoded(
+    classifier: TextClassifier,
+    task: TaskSpec,
+    data: EncodedExamples,
+    batch_size: int = 64,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """Predicted class ids (or scores, for regression) of encoded examples."""
+    logits = predict_logits(
+        classifier.model, data.inputs, classifier.padding_id, batch_size, progress
+    )
+    return logits[:, 0] if task.regression else logits.argmax(axis=-1)
+
+
+def _window_stats(losses: list[float], examples: int, started: float, scheduler) -> dict:
+    """Training figures of the steps since the last evaluation."""
+    elapsed = time.perf_counter() - started
+    return {
+        "train_loss": float(np.mean(losses)) if losses else float("nan"),
+        "learning_rate": float(scheduler.get_last_lr()[0]),
+        "examples_per_second": examples / elapsed if elapsed > 0 else 0.0,
+        "train_seconds": elapsed,
+        "train_examples": examples,
+    }
 
 
 def metric_prefix(split: str) -> str:
@@ -65,12 +95,15 @@ def metric_prefix(split: str) -> str:
 
 
 def encode_examples(
-    classifier: TextClassifier, task: TaskSpec, examples: TextExamples
+    classifier: TextClassifier,
+    task: TaskSpec,
+    examples: TextExamples,
+    progress: bool | None = None,
 ) -> EncodedExamples:
     """Tokenize and pack labelled examples (float targets for regression tasks)."""
     dtype = np.float32 if task.regression else np.int64
     return EncodedExamples(
-        classifier.encode(examples.columns), np.asarray(examples.labels, dtype=dtype)
+        classifier.encode(examples.columns, progress), np.asarray(examples.labels, dtype=dtype)
     )
 
 
@@ -94,14 +127,18 @@ class Trainer:
         optimization: OptimizationConfig,
         output_dir: Path | None = None,
         progress: bool | None = None,
+        logging: LoggingConfig | None = None,
     ) -> None:
         self.classifier = classifier
         self.task = task
         self.config = trainer_config
         self.optimization = optimization
         self.output_dir = Path(output_dir) if output_dir is not None else None
-        # None: a progress bar only when stderr is a terminal.
-        self.progress = sys.stderr.isatty() if progress is None else progress
+        # None: a progress bar only when stderr is a terminal (see bertfit.progress).
+        self.progress = progress_enabled(progress)
+        self.logging = logging or LoggingConfig()
+        self._tracker: RunTracker | None = None
+        self.step_records: list[dict] = []
         self.history: list[dict] = []
         # The record key that picks the best model, e.g. "dev_accuracy"; None without dev data.
         self._main_key: str | None = None
@@ -111,7 +148,7 @@ class Trainer:
 
     def encode(self, examples: TextExamples) -> EncodedExamples:
         """Tokenize and pack labelled examples."""
-        return encode_examples(self.classifier, self.task, examples)
+        return encode_examples(self.classifier, self.task, examples, self.progress)
 
     def _epoch_batches(self, data: EncodedExamples, epoch: int) -> list[list[int]]:
         config = self.config
@@ -122,9 +159,7 @@ class Trainer:
 
     def plan_steps(self, num_examples: int) -> int:
         """Total optimizer steps of the run (the schedule's decay horizon)."""
-        per_epoch = math.ceil(num_examples / self.config.batch_size)
-        total = per_epoch * self.config.epochs
-        return min(total, self.config.max_steps) if self.config.max_steps else total
+        return self.config.planned_steps(num_examples)
 
     # -- loop ---------------------------------------------------------------------------------
 
@@ -147,17 +182,23 @@ class Trainer:
         total_steps = self.plan_steps(len(train))
         self.optimization.total_steps = total_steps
         optimizer, scheduler = build_optimizer(model, self.optimization)
+        self._tracker = RunTracker(self.output_dir, self.logging, self.task.metrics)
+        self.step_records = self._tracker.records
+        self._dev = dev  # for evaluations inside an epoch (trainer.eval_every_steps)
         step = 0
-        for epoch in range(1, self.config.epochs + 1):
-            batches = self._epoch_batches(train, epoch)
-            if self.config.max_steps:
-                batches = batches[: total_steps - step]
-            stats = self._train_epoch(epoch, batches, train, optimizer, scheduler, step)
-            step += len(batches)
-            self._evaluate_and_record(epoch, step, stats, dev)
-            if step >= total_steps:
-                break
-        return TrainResult(self.history, self.best, step)
+        try:
+            for epoch in range(1, self.config.epochs + 1):
+                batches = self._epoch_batches(train, epoch)
+                if self.config.max_steps:
+                    batches = batches[: total_steps - step]
+                stats = self._train_epoch(epoch, batches, train, optimizer, scheduler, step)
+                step += len(batches)
+                self._evaluate_and_record(epoch, step, stats, dev)
+                if step >= total_steps:
+                    break
+        finally:
+            self._tracker.close()
+        return TrainResult(self.history, self.best, step, self.step_records)
 
     def _train_epoch(self, epoch, batches, train, optimizer, scheduler, first_step) -> dict:
         model = self.classifier.model
@@ -165,16 +206,19 @@ class Trainer:
         seq_length = self.classifier.info.max_seq_length if self.config.pad_to_max_length else None
         losses: list[float] = []
         examples = 0
+        learning_rate = float("nan")
         started = time.perf_counter()
-        bar = tqdm(
+        # The steps since the last evaluation: what the next evaluation record describes.
+        window, window_examples, window_started = 0, 0, started
+        bar = progress_bar(
             batches,
             desc=f"epoch {epoch}/{self.config.epochs}",
             unit="batch",
-            disable=not self.progress,
-            leave=False,
-            dynamic_ncols=True,
+            show=self.progress,
+            delay=0,
         )
         for batch in bar:
+            step_started = time.perf_counter()
             inputs = to_tensors(
                 [train.inputs[i] for i in batch], self.classifier.padding_id, seq_length
             )
@@ -186,28 +230,45 @@ class Trainer:
                     f"training loss became {loss_value} at step {first_step + len(losses) + 1}"
                 )
             loss.backward()
-            clip_gradients(optimizer, self.optimization)
+            grad_norm = clip_gradients(optimizer, self.optimization)
+            if grad_norm is None:  # clipping is off, but the norm is still worth logging
+                grad_norm = global_grad_norm(model.parameters())
+            learning_rate = scheduler.get_last_lr()[0]  # the rate this update uses
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss_value)
             examples += len(batch)
+            self._tracker.step(
+                step=first_step + len(losses),
+                epoch=epoch,
+                loss=loss_value,
+                learning_rate=learning_rate,
+                grad_norm=grad_norm,
+                examples=len(batch),
+                seconds=time.perf_counter() - step_started,
+            )
             elapsed = time.perf_counter() - started
             bar.set_postfix(
                 loss=f"{np.mean(losses[-20:]):.4f}",
                 lr=f"{scheduler.get_last_lr()[0]:.2e}",
                 ex_s=f"{examples / elapsed:.1f}",
+                gnorm=f"{grad_norm:.2f}",
                 refresh=False,
             )
+            step, every = first_step + len(losses), self.config.eval_every_steps
+            if every and step % every == 0 and len(losses) < len(batches):
+                window_losses = losses[window:]
+                stats = _window_stats(
+                    window_losses, examples - window_examples, window_started, scheduler
+                )
+                self._evaluate_and_record(epoch, step, stats, self._dev)
+                model.train()
+                window, window_examples = len(losses), examples
+                window_started = time.perf_counter()
         bar.close()
-        elapsed = time.perf_counter() - started
-        return {
-            "train_loss": float(np.mean(losses)) if losses else float("nan"),
-            "learning_rate": float(scheduler.get_last_lr()[0]),
-            "examples_per_second": examples / elapsed if elapsed > 0 else 0.0,
-            "train_seconds": elapsed,
-            "train_examples": examples,
-        }
+        self._tracker.end_epoch(first_step + len(losses), epoch, learning_rate)
+        return _window_stats(losses[window:], examples - window_examples, window_started, scheduler)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.task.regression:
@@ -221,9 +282,18 @@ class Trainer:
     def _evaluate_and_record(self, epoch, step, stats, dev: dict | None) -> None:
         record = {"epoch": epoch, "step": step, **stats}
         for split, data in (dev or {}).items():
-            metrics = self.evaluate(data)
+            predictions = predict_encoded(
+                self.classifier, self.task, data, self.config.eval_batch_size, self.progress
+            )
+            metrics = compute_metrics(self.task.metrics, predictions, data.labels)
             record.update({metric_prefix(split) + name: value for name, value in metrics.items()})
+            warning = collapse_message(predictions, self.task.label_names, self.task.regression)
+            if warning:
+                record.setdefault("collapsed", []).append(split)
+                print(f"warning: {split} {warning}", file=sys.stderr)
         self.history.append(record)
+        if self._tracker is not None:
+            self._tracker.evaluation(record)
         self._log(record)
         improved = self._is_better(record)
         if improved:

@@ -1,0 +1,356 @@
+"""``bertfit export``: write one directory that classifies raw strings, and check it.
+
+The directory (see :mod:`bertfit.export.manifest` for its files) is built in a staging
+directory beside the target, checked by loading it with the runtime and comparing its logits
+with the PyTorch model's on a sample, and only then renamed into place: an interrupted or failed
+export leaves nothing behind, and an existing directory is replaced only on success.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shutil
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import bertfit
+from bertfit.config import make_staging_dir, read_json, write_json
+from bertfit.errors import CheckpointError, ConfigError
+from bertfit.export.manifest import (
+    CLASSIFIER_FILE,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    MODEL_FILES,
+    VOCAB_FILE,
+    describe_files,
+)
+from bertfit.export.spec import ClassifierSpec, ModelSpec, PackingSpec, TokenizerSpec
+
+EXPORT_FORMATS = tuple(MODEL_FILES)
+QUANTIZATIONS = ("int8",)
+#: Largest |logit difference| allowed between an fp32 export and the PyTorch model.
+FP32_TOLERANCE = 1e-4
+DEFAULT_CHECK_EXAMPLES = 64
+
+
+@dataclass
+class ExportCheck:
+    """How the exported model's logits compare with the PyTorch model's on a sample."""
+
+    examples: int
+    source: str
+    max_abs_diff: float
+    class_agreement: float
+    tolerance: float | None
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_classifier` wrote."""
+
+    directory: Path
+    format: str
+    precision: str
+    check: ExportCheck | None
+    fusions: dict[str, int] | None
+
+
+def find_model_dir(path: str | Path) -> Path:
+    """The saved model directory of a run directory (``RUN/model``), or ``path`` itself."""
+    path = Path(path)
+    for candidate in (path / "model", path):
+        if (candidate / "bertfit.json").is_file():
+            return candidate
+    raise ConfigError(f"{path}: not a bertfit run (no model/bertfit.json) or model directory")
+
+
+def export_classifier(
+    source: Any,
+    output: str | Path,
+    *,
+    export_format: str = "onnx",
+    quantize: str | None = None,
+    check_examples: int = DEFAULT_CHECK_EXAMPLES,
+    check_columns: list[list[str]] | None = None,
+    overwrite: bool = False,
+    transformer_fusions: bool = False,
+) -> ExportResult:
+    """Export a fine-tuned classifier into ``output``; see the module docstring.
+
+    Args:
+        source: a run directory, a saved model directory, or a ``TextClassifier``.
+        output: the directory to write.
+        export_format: ``"onnx"`` (loads without PyTorch) or ``"torch-export"``.
+        quantize: ``"int8"`` for ONNX Runtime dynamic quantization (ONNX only), or ``None``.
+        check_examples: how many examples to compare with the PyTorch model (0: no check).
+        check_columns: the texts to compare on (text columns); by default the first examples
+            of the run's dev split when its files are at hand, else generated sentences.
+        overwrite: replace an existing ``output``.
+        transformer_fusions: also apply ``onnxruntime.transformers``' BERT fusions (Attention,
+            EmbedLayerNormalization, SkipLayerNormalization, BiasGelu) at export. Off by
+            default: ONNX Runtime applies its own LayerNorm, GELU and MatMul fusions when it
+            loads the model, and on the CPUs measured (``bench/export_inference.py``) the
+            extra Attention fusion made MRPC-length inputs slower, in fp32 and int8 alike.
+
+    Raises:
+        ConfigError: a bad option, or ``output`` exists without ``overwrite``.
+        CheckpointError: the model cannot be read, or an fp32 export's logits differ from the
+            PyTorch model's by more than ``FP32_TOLERANCE``.
+    """
+    _check_options(export_format, quantize, check_examples)
+    if transformer_fusions and export_format != "onnx":
+        raise ConfigError("transformer fusions apply to --format onnx only")
+    output = Path(output)
+    if output.exists() and not overwrite and (not output.is_dir() or any(output.iterdir())):
+        raise ConfigError(f"{output} already exists; choose another --output or --overwrite")
+    from bertfit.inference import TextClassifier
+
+    model_dir = None
+    if isinstance(source, TextClassifier):
+        classifier = source
+    else:
+        model_dir = find_model_dir(source)
+        classifier = TextClassifier.from_pretrained(model_dir)
+    _check_lengths(classifier)
+    staging = make_staging_dir(output)
+    try:
+        result = _write(
+            classifier, staging, export_format, quantize, model_dir, transformer_fusions
+        )
+        if check_examples:
+            columns, where = (
+                (check_columns, "given texts")
+                if check_columns is not None
+                else _default_check_columns(classifier, model_dir, check_examples)
+            )
+            result.check = _check(classifier, staging, columns, where, quantize)
+            _write_manifest(staging, classifier, result, model_dir)
+        replace_directory(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result.directory = output
+    return result
+
+
+def _check_options(export_format: str, quantize: str | None, check_examples: int) -> None:
+    if export_format not in EXPORT_FORMATS:
+        raise ConfigError(
+            f"unknown export format {export_format!r}; expected one of {EXPORT_FORMATS}"
+        )
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ConfigError(f"unknown quantization {quantize!r}; expected one of {QUANTIZATIONS}")
+    if quantize is not None and export_format != "onnx":
+        raise ConfigError(f"--quantize {quantize} needs --format onnx")
+    if (
+        isinstance(check_examples, bool)
+        or not isinstance(check_examples, int)
+        or check_examples < 0
+    ):
+        raise ConfigError(f"check_examples must be a whole number >= 0, got {check_examples!r}")
+
+
+def _check_lengths(classifier) -> None:
+    limit = classifier.model.config.max_position_embeddings
+    if classifier.info.max_seq_length > limit:
+        raise CheckpointError(
+            f"max_seq_length {classifier.info.max_seq_length} exceeds the model's "
+            f"max_position_embeddings {limit}"
+        )
+
+
+def _write(classifier, staging: Path, export_format, quantize, model_dir, transformer_fusions):
+    """Write the model file, vocabulary, classifier.json and manifest into ``staging``."""
+    model_file = MODEL_FILES[export_format]
+    fusions = None
+    if export_format == "onnx":
+        fusions = _write_onnx(classifier.model, staging / model_file, quantize, transformer_fusions)
+    else:
+        _write_torch_export(classifier.model, staging / model_file)
+    classifier.tokenizer.save(staging)
+    precision = quantize or "fp32"
+    write_json(
+        staging / CLASSIFIER_FILE, classifier_spec(classifier, export_format, precision).to_dict()
+    )
+    result = ExportResult(staging, export_format, precision, None, fusions)
+    _write_manifest(staging, classifier, result, model_dir)
+    return result
+
+
+def classifier_spec(classifier, export_format: str, precision: str) -> ClassifierSpec:
+    """The ``classifier.json`` of a ``TextClassifier`` exported in ``export_format``."""
+    info = classifier.info
+    return ClassifierSpec(
+        task=info.task,
+        input_names=list(info.input_names),
+        label_names=list(info.label_names),
+        tokenizer=TokenizerSpec(lower_case=classifier.tokenizer.lower_case, vocab_file=VOCAB_FILE),
+        packing=PackingSpec(
+            seq_length=info.max_seq_length,
+            special_tokens=dict(classifier.tokenizer.special_tokens_dict),
+        ),
+        model=ModelSpec(
+            format=export_format,
+            file=MODEL_FILES[export_format],
+            num_classes=classifier.model.num_classes,
+            precision=precision,
+        ),
+    )
+
+
+def _write_onnx(model, path: Path, quantize: str | None, transformer_fusions: bool):
+    """Export, optionally fuse, optionally quantize; the fused-node counts when fused."""
+    from bertfit.export import onnx_export
+
+    graph = path.with_name(".exported.onnx")
+    onnx_export.export_onnx(model, graph)
+    fusions = None
+    if transformer_fusions:
+        fused = path.with_name(".fused.onnx")
+        config = model.config
+        fusions = onnx_export.fuse(graph, fused, config.num_attention_heads, config.hidden_size)
+        os.replace(fused, graph)
+    if quantize == "int8":
+        onnx_export.quantize_int8(graph, path)
+        graph.unlink()
+    else:
+        os.replace(graph, path)
+    return fusions
+
+
+def _write_torch_export(model, path: Path) -> None:
+    import torch
+
+    from bertfit.export.onnx_export import example_inputs
+
+    batch = torch.export.Dim("batch")
+    sequence = torch.export.Dim("sequence", min=2, max=model.config.max_position_embeddings)
+    shapes = ({0: batch, 1: sequence},) * 3
+    program = torch.export.export(model.eval(), example_inputs(model), dynamic_shapes=shapes)
+    # Without example inputs the archive holds no pickle at all (see torch_runtime).
+    program.example_inputs = None
+    torch.export.save(program, str(path))
+
+
+def _versions() -> dict[str, str]:
+    versions = {"bertfit": bertfit.__version__, "python": platform.python_version()}
+    for package in ("torch", "onnx", "onnxruntime", "tokenizers", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _write_manifest(staging: Path, classifier, result: ExportResult, model_dir) -> None:
+    names = sorted(p.name for p in staging.iterdir() if p.is_file() and p.name != MANIFEST_FILE)
+    export: dict[str, Any] = {"format": result.format, "precision": result.precision}
+    if result.format == "onnx":
+        from bertfit.export.onnx_export import ONNX_OPSET
+
+        export["opset"] = ONNX_OPSET
+        export["transformer_fusions"] = result.fusions
+    if result.precision == "int8":
+        export["quantization"] = {
+            "method": "onnxruntime.quantization.quantize_dynamic",
+            "weights": "int8, per channel",
+            "activations": "uint8, per tensor, computed at run time",
+        }
+    manifest = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "task": classifier.info.task,
+        "source": None if model_dir is None else str(model_dir),
+        "export": export,
+        "versions": _versions(),
+        "check": None if result.check is None else asdict(result.check),
+        "files": describe_files(staging, names),
+    }
+    write_json(staging / MANIFEST_FILE, manifest)
+
+
+def _default_check_columns(classifier, model_dir: Path | None, n: int):
+    """The first ``n`` dev examples of the run's data when at hand, else generated text;
+    and a description of where they came from."""
+    columns = _dev_sample(classifier.info.task, model_dir, n)
+    if columns is not None:
+        return columns, f"{classifier.info.task} dev split"
+    columns = synthetic_columns(
+        classifier.tokenizer, len(classifier.info.input_names), n, classifier.info.max_seq_length
+    )
+    return columns, "generated sentences"
+
+
+def _dev_sample(task_name: str, model_dir: Path | None, n: int) -> list[list[str]] | None:
+    if model_dir is None or not (model_dir.parent / "config.json").is_file():
+        return None
+    from bertfit.data.readers import read_glue_split
+    from bertfit.data.tasks import get_task
+    from bertfit.errors import BertfitError
+
+    try:
+        data_dir = read_json(model_dir.parent / "config.json").get("data_dir")
+        task = get_task(task_name)
+        if not isinstance(data_dir, str):
+            return None
+        for candidate in (Path(data_dir), Path(data_dir) / task.glue_dir):
+            if (candidate / "dev.tsv").is_file():
+                examples = read_glue_split(candidate / "dev.tsv", task, "dev")
+                return [column[:n] for column in examples.columns]
+    except (BertfitError, AttributeError):
+        return None  # the check falls back to generated text; the export itself is unaffected
+    return None
+
+
+def synthetic_columns(tokenizer, num_columns: int, n: int, seq_length: int, seed: int = 0):
+    """``n`` rows of generated sentences from the vocabulary's whole words.
+
+    Lengths range from one word to twice ``seq_length`` words, so trimming is exercised too.
+    """
+    vocab = [line.rstrip() for line in tokenizer.vocab_file.read_text(encoding="utf-8").split("\n")]
+    words = [w for w in vocab if w and not w.startswith("##") and not w.startswith("[")] or ["a"]
+    rng = np.random.default_rng(seed)
+    columns = []
+    for _ in range(num_columns):
+        lengths = rng.integers(1, 2 * seq_length, size=n)
+        columns.append([" ".join(rng.choice(words, size=int(k))) for k in lengths])
+    return columns
+
+
+def _check(classifier, staging: Path, columns, source: str, quantize: str | None) -> ExportCheck:
+    """Load the staged export with the runtime and compare its logits with PyTorch's."""
+    from bertfit.export.runtime import load_exported
+
+    reference = classifier.logits(columns)
+    exported = load_exported(staging).logits(columns)
+    diff = float(np.abs(reference - exported).max()) if len(reference) else 0.0
+    agreement = (
+        float((reference.argmax(-1) == exported.argmax(-1)).mean()) if len(reference) else 1.0
+    )
+    tolerance = None if quantize else FP32_TOLERANCE
+    check = ExportCheck(len(reference), source, diff, agreement, tolerance)
+    if tolerance is not None and not diff <= tolerance:
+        raise CheckpointError(
+            f"export check failed: the exported model's logits differ from the PyTorch model's "
+            f"by up to {diff:.3g} on {len(reference)} examples (tolerance {tolerance:g})"
+        )
+    return check
+
+
+def replace_directory(new: Path, target: Path) -> None:
+    """Swap ``new`` into ``target``'s place; an old ``target`` is removed only after."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

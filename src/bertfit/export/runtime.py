@@ -1,0 +1,270 @@
+"""Load an exported classifier and call it with raw strings: no PyTorch needed.
+
+``load_exported(DIR)`` checks the manifest's checksums, rebuilds the tokenizer and packer from
+``classifier.json`` and opens the model with ONNX Runtime. The predictor takes text columns,
+sorts the examples by length, runs them in batches padded to each batch's longest example, and
+returns the logits, class ids and class names in input order, like the reference tutorial's
+exported module. Its imports are numpy, tokenizers and onnxruntime (and torch only for a
+``torch-export`` directory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from bertfit.data.batching import sorted_batches
+from bertfit.errors import CheckpointError, ConfigError, DataError
+from bertfit.export.manifest import CLASSIFIER_FILE, verify_directory
+from bertfit.export.spec import ClassifierSpec
+from bertfit.text.packing import PackedExample, pad_packed
+from bertfit.text.processor import TextProcessor
+from bertfit.text.tokenizer import WordpieceTokenizer
+
+DEFAULT_BATCH_SIZE = 32
+
+
+class Backend(Protocol):
+    """Runs the model on one padded batch: the three int64 inputs in, logits out."""
+
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+class OnnxBackend:
+    """An ONNX Runtime session on the CPU, with all graph optimizations on.
+
+    ``threads`` sets the intra-op thread count (``None``: ONNX Runtime's default, one per
+    physical core). ``spin_wait=False`` stops idle worker threads from spinning, which a
+    server wants: spinning gains a little latency in tight loops but takes CPU from the rest.
+    """
+
+    def __init__(
+        self, path: Path, output: str, threads: int | None = None, spin_wait: bool = True
+    ) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        if not spin_wait:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # ORT raises its own types for unreadable or unsupported models
+            raise CheckpointError(f"{path}: ONNX Runtime cannot load the model ({error})") from None
+        self.output = output
+
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """Logits [batch, classes] of one padded batch."""
+        return self.session.run([self.output], feed)[0]
+
+
+class ExportedClassifier:
+    """A classifier loaded from an exported directory: raw strings in, labels out.
+
+    Call it with a mapping from each text column (``input_names``) to a list of strings::
+
+        predictor({"sentence1": [...], "sentence2": [...]})
+
+    and get a dict of numpy columns: ``logits`` [n, num_classes], ``probabilities``
+    [n, num_classes], ``class_id`` [n] (argmax over classes) and ``class`` [n] (label names).
+    Any number of examples may be passed; they are run in length-sorted batches of
+    ``batch_size``. Over-long texts are trimmed exactly as in training.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        manifest: dict[str, Any],
+        spec: ClassifierSpec,
+        backend: Backend,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        _check_batch_size(batch_size)
+        self.directory = directory
+        self.manifest = manifest
+        self.spec = spec
+        self.backend = backend
+        self.batch_size = batch_size
+        tokenizer = WordpieceTokenizer(
+            directory / spec.tokenizer.vocab_file, lower_case=spec.tokenizer.lower_case
+        )
+        if tokenizer.special_tokens_dict != spec.packing.special_tokens:
+            raise CheckpointError(
+                f"{directory / CLASSIFIER_FILE}: packing.special_tokens do not match "
+                f"{spec.tokenizer.vocab_file}"
+            )
+        self.processor = TextProcessor(tokenizer, spec.packing.seq_length)
+        self._padding_id = spec.packing.special_tokens["padding_id"]
+
+    @property
+    def task(self) -> str:
+        """Name of the task the model was fine-tuned on."""
+        return self.spec.task
+
+    @property
+    def input_names(self) -> list[str]:
+        """The text columns, in segment order."""
+        return list(self.spec.input_names)
+
+    @property
+    def label_names(self) -> list[str]:
+        """Class names; the class id is the position."""
+        return list(self.spec.label_names)
+
+    @property
+    def max_seq_length(self) -> int:
+        """Packed length (special tokens included) that longer examples are trimmed to."""
+        return self.spec.packing.seq_length
+
+    def __call__(
+        self, inputs: Mapping[str, Sequence[str] | str], batch_size: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Classify the rows of ``inputs`` (text columns); see the class docstring."""
+        logits = self.logits(self.columns(inputs), batch_size)
+        return self.outputs(logits)
+
+    def columns(self, inputs: Mapping[str, Sequence[str] | str]) -> list[list[str]]:
+        """Validate a mapping of text columns and return them in segment order.
+
+        A column given as one string counts as one row. Raises :class:`DataError` naming the
+        column (and row) that is missing, unknown, of unequal length or not a string.
+        """
+        if not isinstance(inputs, Mapping):
+            kind = type(inputs).__name__
+            raise DataError(f"expected a mapping of text columns {self.input_names}, got {kind}")
+        unknown = [name for name in inputs if name not in self.spec.input_names]
+        if unknown:
+            raise DataError(f"unknown input column {unknown[0]!r}; expected {self.input_names}")
+        columns = [_column(inputs, name) for name in self.spec.input_names]
+        sizes = {len(column) for column in columns}
+        if len(sizes) > 1:
+            counts = {name: len(col) for name, col in zip(self.spec.input_names, columns)}
+            raise DataError(f"input columns differ in length: {counts}")
+        return columns
+
+    def encode(self, columns: list[list[str]]) -> list[PackedExample]:
+        """Tokenize and pack text columns (trimmed to ``max_seq_length``, not padded)."""
+        return self.processor.encode(columns)
+
+    def logits(self, columns: list[list[str]], batch_size: int | None = None) -> np.ndarray:
+        """Logits [n, num_classes] of text columns, in input order."""
+        return self.logits_of_packed(self.encode(columns), batch_size)
+
+    def logits_of_packed(
+        self, examples: list[PackedExample], batch_size: int | None = None
+    ) -> np.ndarray:
+        """Logits of packed examples, run in length-sorted batches, returned in input order."""
+        batch_size = self.batch_size if batch_size is None else batch_size
+        _check_batch_size(batch_size)
+        logits = np.zeros((len(examples), self.spec.model.num_classes), dtype=np.float32)
+        # Sorting by length keeps padding (wasted compute) to a few percent of each batch.
+        for batch in sorted_batches([len(ids) for ids, _ in examples], batch_size):
+            feed = pad_packed([examples[i] for i in batch], self._padding_id)
+            logits[batch] = self.backend.run(feed)
+        return logits
+
+    def outputs(self, logits: np.ndarray) -> dict[str, np.ndarray]:
+        """The output columns for ``logits``: logits, probabilities, class_id and class."""
+        class_id = logits.argmax(axis=-1).astype(np.int64)
+        names = np.asarray(self.spec.label_names, dtype=np.str_)
+        return {
+            "logits": logits,
+            "probabilities": softmax(logits),
+            "class_id": class_id,
+            "class": names[class_id] if len(class_id) else np.asarray([], dtype=np.str_),
+        }
+
+    def __repr__(self) -> str:
+        model = self.spec.model
+        return (
+            f"ExportedClassifier({str(self.directory)!r}, task={self.task!r}, "
+            f"format={model.format!r}, precision={model.precision!r}, labels={self.label_names})"
+        )
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities along the last axis."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def _column(inputs: Mapping[str, Any], name: str) -> list[str]:
+    if name not in inputs:
+        raise DataError(f"missing input column {name!r}")
+    value = inputs[name]
+    rows = [value] if isinstance(value, str) else value
+    if not isinstance(rows, (Sequence, np.ndarray)):
+        raise DataError(
+            f"input column {name!r}: expected a list of strings, got {type(value).__name__}"
+        )
+    for index, text in enumerate(rows):
+        if not isinstance(text, str):
+            raise DataError(
+                f"input column {name!r}, row {index}: expected a string, got {type(text).__name__}"
+            )
+    return [str(text) for text in rows]
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+def load_exported(
+    directory: str | Path,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    threads: int | None = None,
+    spin_wait: bool = True,
+) -> ExportedClassifier:
+    """Load a directory written by ``bertfit export`` and return its predictor.
+
+    Every file is checked against the manifest's sha256 first; a changed, missing or unlisted
+    file raises :class:`~bertfit.errors.CheckpointError` naming it.
+
+    Args:
+        directory: the exported directory.
+        batch_size: examples per model call (default 32); calls may pass any number.
+        threads: intra-op threads of the model runtime (default: the runtime's own choice).
+        spin_wait: let idle ONNX Runtime threads spin (lower latency for back-to-back calls;
+            ``bertfit serve`` turns it off so that waiting threads leave the CPU to others).
+    """
+    directory = Path(directory)
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise ConfigError(f"threads must be a positive integer, got {threads!r}")
+    manifest = verify_directory(directory)
+    spec = ClassifierSpec.read(directory / CLASSIFIER_FILE)
+    if spec.model.format != manifest["export"]["format"]:
+        raise CheckpointError(
+            f"{directory / CLASSIFIER_FILE}: model.format {spec.model.format!r} differs from "
+            f"the manifest's {manifest['export']['format']!r}"
+        )
+    if spec.model.file not in manifest["files"]:
+        raise CheckpointError(
+            f"{directory}: manifest does not list the model file {spec.model.file}"
+        )
+    backend = _open_backend(directory / spec.model.file, spec, threads, spin_wait)
+    return ExportedClassifier(directory, manifest, spec, backend, batch_size)
+
+
+def _open_backend(
+    path: Path, spec: ClassifierSpec, threads: int | None, spin_wait: bool
+) -> Backend:
+    if spec.model.format == "onnx":
+        return OnnxBackend(path, spec.model.output, threads, spin_wait)
+    # Only users who stay in PyTorch export this format; torch is imported for it alone.
+    from bertfit.export.torch_runtime import TorchExportBackend
+
+    return TorchExportBackend(path, threads)

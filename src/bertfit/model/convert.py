@@ -1,0 +1,102 @@
+"""``bertfit convert``: any supported encoder source as a Hugging Face-compatible directory.
+
+The output holds ``config.json`` (``BertModel``; ``hidden_act`` names the GELU the source
+used: ``gelu_new`` for the tanh approximation of Google's and Model Garden's BERTs, ``gelu``
+for the exact one), ``model.safetensors`` (float32, Hugging Face's names), ``vocab.txt`` and
+``tokenizer_config.json`` (``do_lower_case``). ``transformers.BertModel.from_pretrained`` loads
+it, and so does every bertfit command. The weights go through the same strict load as
+training does, so a checkpoint that does not fit its config is refused, naming the tensors.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bertfit.config import make_staging_dir, write_json
+from bertfit.errors import CheckpointError, ConfigError
+from bertfit.model.sources import ModelSource, load_encoder_source
+
+if TYPE_CHECKING:
+    from bertfit.model.weights import LoadReport
+
+
+@dataclass
+class ConversionResult:
+    """What :func:`convert_to_hf` read and wrote; ``report`` is the strict load report."""
+
+    source: ModelSource
+    output: Path
+    report: LoadReport
+
+
+def convert_to_hf(
+    source: str | Path, output: str | Path, overwrite: bool = False
+) -> ConversionResult:
+    """Write the encoder of ``source`` (any format) to ``output`` as a Hugging Face directory.
+
+    ``output`` is written in a staging directory beside it and renamed into place, so it is
+    either complete or untouched. An existing non-empty ``output`` is only replaced with
+    ``overwrite``. Raises :class:`CheckpointError` if the weights do not fit the config.
+    """
+    from safetensors.torch import save_file
+
+    from bertfit.model.encoder import BertEncoder
+    from bertfit.model.weights import restore_state_dict, to_hf_state_dict
+
+    output = Path(output)
+    if output.exists() and not overwrite and (not output.is_dir() or any(output.iterdir())):
+        raise ConfigError(f"{output} already exists; choose another --output or --overwrite")
+    loaded = load_encoder_source(source)
+    if loaded.vocab_path is None:
+        raise CheckpointError(f"{loaded.source.directory}: no vocab.txt to go with the weights")
+    encoder = BertEncoder(loaded.config)
+    report = restore_state_dict(
+        encoder,
+        loaded.state_dict,
+        strict=True,
+        source=str(loaded.source.weights),
+        names=loaded.report_names,
+        ignored=loaded.ignored,
+    )
+    tensors = {
+        name: tensor.detach().to("cpu").contiguous().clone()
+        for name, tensor in to_hf_state_dict(encoder.state_dict()).items()
+    }
+    staging = make_staging_dir(output)
+    try:
+        save_file(tensors, staging / "model.safetensors", metadata={"format": "pt"})
+        write_json(staging / "config.json", loaded.config.to_hf_dict())
+        shutil.copyfile(loaded.vocab_path, staging / "vocab.txt")
+        write_json(
+            staging / "tokenizer_config.json",
+            {
+                "tokenizer_class": "BertTokenizer",
+                "do_lower_case": loaded.source.lower_case,
+                "model_max_length": loaded.config.max_position_embeddings,
+            },
+        )
+        _replace_directory(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ConversionResult(loaded.source, output, report)
+
+
+def _replace_directory(staging: Path, target: Path) -> None:
+    """Rename ``staging`` to ``target``; an old ``target`` is moved aside first, then removed."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    old = make_staging_dir(target)
+    os.replace(target, old / "old")
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        os.replace(old / "old", target)  # put the previous directory back
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
