@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import json
 import os
+import shutil
 import tempfile
 import types
 import typing
@@ -127,6 +128,26 @@ def make_staging_dir(target: str | os.PathLike) -> Path:
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     os.chmod(staging, _umask_mode(0o777))  # mkdtemp makes it private; a result is not
     return staging
+
+
+def replace_directory(staging: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Rename the finished directory ``staging`` to ``target``, replacing an old ``target``.
+
+    The old directory is moved aside first and removed only once the new one is in place; if
+    the rename fails, it is put back. Readers see the old directory or the new one, whole.
+    """
+    staging, target = Path(staging), Path(target)
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    aside = make_staging_dir(target)
+    os.replace(target, aside / "old")
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        os.replace(aside / "old", target)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 @contextlib.contextmanager

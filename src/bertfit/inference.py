@@ -8,7 +8,6 @@ label names and text settings.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +16,13 @@ import numpy as np
 import torch
 
 import bertfit
-from bertfit.config import dataclass_from_dict, make_staging_dir, read_json, write_json
+from bertfit.config import (
+    dataclass_from_dict,
+    make_staging_dir,
+    read_json,
+    replace_directory,
+    write_json,
+)
 from bertfit.data.batching import sorted_batches
 from bertfit.errors import CheckpointError
 from bertfit.model.classifier import BertClassifier
@@ -138,7 +143,7 @@ class TextClassifier:
             )
             self.tokenizer.save(staging)
             write_json(staging / BERTFIT_FILE, asdict(self.info))
-            _replace_directory(staging, directory)
+            replace_directory(staging, directory)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -185,14 +190,3 @@ class TextClassifier:
             }
             for class_id, probs, row in zip(class_ids, probabilities, logits)
         ]
-
-
-def _replace_directory(new: Path, target: Path) -> None:
-    """Swap ``new`` into ``target``'s place; an old ``target`` is removed only after."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from bertfit.config import make_staging_dir
+from bertfit.config import make_staging_dir, replace_directory
 from bertfit.data.tasks import TaskSpec
 from bertfit.errors import DataError
 from bertfit.progress import bar as progress_bar
@@ -101,9 +101,7 @@ def download_task(task: TaskSpec, target: Path, urls: dict[str, str] | None = No
         build_mrpc_splits(sources["train"], sources["test"], sources["dev_ids"], staging)
         for path in sources.values():
             path.unlink()
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        replace_directory(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 import bertfit
-from bertfit.config import make_staging_dir, read_json, write_json
+from bertfit.config import make_staging_dir, read_json, replace_directory, write_json
 from bertfit.errors import CheckpointError, ConfigError
 from bertfit.export.manifest import (
     CLASSIFIER_FILE,
@@ -343,14 +343,3 @@ def _check(classifier, staging: Path, columns, source: str, quantize: str | None
             f"by up to {diff:.3g} on {len(reference)} examples (tolerance {tolerance:g})"
         )
     return check
-
-
-def replace_directory(new: Path, target: Path) -> None:
-    """Swap ``new`` into ``target``'s place; an old ``target`` is removed only after."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -10,13 +10,12 @@ training does, so a checkpoint that does not fit its config is refused, naming t
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bertfit.config import make_staging_dir, write_json
+from bertfit.config import make_staging_dir, replace_directory, write_json
 from bertfit.errors import CheckpointError, ConfigError
 from bertfit.model.sources import ModelSource, load_encoder_source
 
@@ -79,24 +78,8 @@ def convert_to_hf(
                 "model_max_length": loaded.config.max_position_embeddings,
             },
         )
-        _replace_directory(staging, output)
+        replace_directory(staging, output)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return ConversionResult(loaded.source, output, report)
-
-
-def _replace_directory(staging: Path, target: Path) -> None:
-    """Rename ``staging`` to ``target``; an old ``target`` is moved aside first, then removed."""
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    old = make_staging_dir(target)
-    os.replace(target, old / "old")
-    try:
-        os.replace(staging, target)
-    except BaseException:
-        os.replace(old / "old", target)  # put the previous directory back
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
