@@ -425,3 +425,30 @@ def test_readme_export_example_runs(onnx_dir, tiny, tmp_path, capsys):
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].endswith("(2, 2)")
     assert float(printed[1]) <= 1e-4
+
+
+def test_export_shows_its_stages_on_a_terminal_and_is_quiet_otherwise(tmp_path, monkeypatch):
+    from bertfit import progress
+    from bertfit.export.export import export_classifier
+
+    from conftest import make_tiny_classifier
+
+    classifier = make_tiny_classifier(tmp_path)
+    shown: list[bool] = []
+    real_bar = progress.bar
+
+    def spy(*args, **kwargs):
+        bar = real_bar(*args, **kwargs)
+        if kwargs.get("desc") == "exporting":
+            shown.append(not bar.disable)
+        return bar
+
+    monkeypatch.setattr("bertfit.export.export.progress_bar", spy)
+    monkeypatch.setattr(progress, "_interactive", lambda: True)
+    export_classifier(classifier, tmp_path / "a", check_examples=2)
+    progress.set_quiet(True)
+    try:
+        export_classifier(classifier, tmp_path / "b", check_examples=2)
+    finally:
+        progress.set_quiet(False)
+    assert shown == [True, False]

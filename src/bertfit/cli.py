@@ -471,6 +471,7 @@ def _add_export(commands) -> None:
         help="apply onnxruntime.transformers' BERT fusions at export (slower on CPUs measured)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_run_export)
 
 

@@ -32,6 +32,7 @@ from bertfit.export.manifest import (
     describe_files,
 )
 from bertfit.export.spec import ClassifierSpec, ModelSpec, PackingSpec, TokenizerSpec
+from bertfit.progress import bar as progress_bar
 
 EXPORT_FORMATS = tuple(MODEL_FILES)
 QUANTIZATIONS = ("int8",)
@@ -81,6 +82,7 @@ def export_classifier(
     check_columns: list[list[str]] | None = None,
     overwrite: bool = False,
     transformer_fusions: bool = False,
+    progress: bool | None = None,
 ) -> ExportResult:
     """Export a fine-tuned classifier into ``output``; see the module docstring.
 
@@ -98,6 +100,7 @@ def export_classifier(
             default: ONNX Runtime applies its own LayerNorm, GELU and MatMul fusions when it
             loads the model, and on the CPUs measured (``bench/export_inference.py``) the
             extra Attention fusion made MRPC-length inputs slower, in fp32 and int8 alike.
+        progress: show a bar over the export's stages (None: as :mod:`bertfit.progress` says).
 
     Raises:
         ConfigError: a bad option, or ``output`` exists without ``overwrite``.
@@ -120,18 +123,25 @@ def export_classifier(
         classifier = TextClassifier.from_pretrained(model_dir)
     _check_lengths(classifier)
     staging = make_staging_dir(output)
+    # Seconds to a minute of work: a bar over the stages, quiet under --quiet or off a terminal.
+    stages = progress_bar(desc="exporting", total=2, unit="stage", show=progress, delay=0)
     try:
-        result = _write(
-            classifier, staging, export_format, quantize, model_dir, transformer_fusions
-        )
-        if check_examples:
-            columns, where = (
-                (check_columns, "given texts")
-                if check_columns is not None
-                else _default_check_columns(classifier, model_dir, check_examples)
+        with stages:
+            stages.set_postfix_str(f"writing {export_format}")
+            result = _write(
+                classifier, staging, export_format, quantize, model_dir, transformer_fusions
             )
-            result.check = _check(classifier, staging, columns, where, quantize)
-            _write_manifest(staging, classifier, result, model_dir)
+            stages.update()
+            if check_examples:
+                stages.set_postfix_str("checking against PyTorch")
+                columns, where = (
+                    (check_columns, "given texts")
+                    if check_columns is not None
+                    else _default_check_columns(classifier, model_dir, check_examples)
+                )
+                result.check = _check(classifier, staging, columns, where, quantize)
+                _write_manifest(staging, classifier, result, model_dir)  # now with the check
+            stages.update()
         replace_directory(staging, output)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
