@@ -55,6 +55,12 @@ def _add_train(commands) -> None:
     parser.add_argument("--batch-size", type=_positive_int, help="(default: 32)")
     parser.add_argument("--learning-rate", type=_positive_float, help="peak learning rate")
     parser.add_argument("--max-seq-length", type=_positive_int, help="(default: 128)")
+    parser.add_argument(
+        "--window-stride",
+        type=_positive_int,
+        help="split texts longer than --max-seq-length into windows this many tokens apart "
+        "(default: truncate them)",
+    )
     parser.add_argument("--seed", type=int, help="(default: 42)")
     parser.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
     parser.add_argument(
@@ -151,6 +157,7 @@ def _train_flag_overrides(args) -> list[tuple[str, object]]:
         "model": args.model,
         "data_dir": args.data_dir,
         "max_seq_length": args.max_seq_length,
+        "window_stride": args.window_stride,
         "trainer.epochs": args.epochs,
         "trainer.batch_size": args.batch_size,
         "trainer.seed": args.seed,

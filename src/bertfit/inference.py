@@ -48,6 +48,9 @@ class ClassifierInfo:
     lower_case: bool
     input_names: list[str]
     bertfit_version: str = bertfit.__version__
+    # Texts longer than max_seq_length: None truncates them; a number splits them into
+    # overlapping windows this many tokens apart whose logits are averaged per text.
+    window_stride: int | None = None
 
 
 Packed = tuple[list[int], list[int]]
@@ -94,6 +97,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def mean_by_owner(logits: np.ndarray, owners: np.ndarray | None, count: int) -> np.ndarray:
+    """Average the logits of each text's windows (``owners[i]``: the text of row ``i``)."""
+    if owners is None:
+        return logits
+    sums = np.zeros((count, logits.shape[1]), dtype=np.float64)
+    np.add.at(sums, owners, logits)
+    return (sums / np.bincount(owners, minlength=count)[:, None]).astype(np.float32)
 
 
 class TextClassifier:
@@ -166,9 +178,21 @@ class TextClassifier:
                 bar.update(len(chunk[0]))
         return packed
 
+    def encode_texts(self, columns: list[list[str]]) -> tuple[list[Packed], np.ndarray | None]:
+        """Model inputs for each text, and which text each input belongs to.
+
+        Without windows that is one input per text (owners ``None``); with
+        ``info.window_stride`` a long text gives several overlapping windows.
+        """
+        if self.info.window_stride is None:
+            return self.encode(columns), None
+        return self.processor.encode_windows(columns, self.info.window_stride)
+
     def logits(self, columns: list[list[str]], batch_size: int = 64) -> np.ndarray:
         """Logits [n, num_classes] for n examples given as text columns."""
-        return predict_logits(self.model, self.encode(columns), self.padding_id, batch_size)
+        inputs, owners = self.encode_texts(columns)
+        logits = predict_logits(self.model, inputs, self.padding_id, batch_size)
+        return mean_by_owner(logits, owners, len(columns[0]))
 
     def predict(self, columns: list[list[str]], batch_size: int = 64) -> list[dict]:
         """One dict per example: ``label``, ``class_id``, ``probabilities``, ``logits``.

@@ -122,6 +122,12 @@ def export_classifier(
         model_dir = find_model_dir(source)
         classifier = TextClassifier.from_pretrained(model_dir)
     _check_lengths(classifier)
+    if classifier.info.window_stride is not None:
+        # The exported runtime packs one input per text; averaging windows is not in it yet.
+        raise ConfigError(
+            "this model classifies long texts by windows (window_stride "
+            f"{classifier.info.window_stride}); exporting windowed models is not supported yet"
+        )
     staging = make_staging_dir(output)
     # Seconds to a minute of work: a bar over the stages, quiet under --quiet or off a terminal.
     stages = progress_bar(desc="exporting", total=2, unit="stage", show=progress, delay=0)

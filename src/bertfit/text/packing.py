@@ -228,3 +228,27 @@ class BertPacker:
             f"start_of_sequence_id={self.start_of_sequence_id}, "
             f"end_of_segment_id={self.end_of_segment_id}, padding_id={self.padding_id})"
         )
+
+
+def window_segments(
+    segments: Sequence[Sequence[int]], seq_length: int, stride: int
+) -> list[list[list[int]]]:
+    """Split an example too long for ``seq_length`` into overlapping windows of its first segment.
+
+    Each window holds a slice of the first segment and the other segments as they are (each
+    cut to at most half of the budget, so the window keeps room). Consecutive slices start
+    ``stride`` tokens apart and the last one reaches the segment's end, so every token of the
+    first segment is in at least one window. An example that fits is returned as one window.
+    """
+    if stride <= 0:
+        raise ConfigError(f"window stride must be positive, got {stride}")
+    budget = seq_length - len(segments) - 1
+    if sum(len(segment) for segment in segments) <= budget:
+        return [[list(segment) for segment in segments]]
+    others = [list(segment[: budget // 2]) for segment in segments[1:]]
+    width = budget - sum(len(segment) for segment in others)
+    first = list(segments[0])
+    starts = list(range(0, max(len(first) - width, 0) + 1, stride))
+    if starts[-1] + width < len(first):
+        starts.append(len(first) - width)  # the tail is never left out
+    return [[first[start : start + width], *others] for start in starts]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bertfit.text.packing import BertPacker, PackedExample, pad_packed
+from bertfit.text.packing import BertPacker, PackedExample, pad_packed, window_segments
 from bertfit.text.tokenizer import WordpieceTokenizer
 
 
@@ -44,13 +44,35 @@ class TextProcessor:
         Raises:
             ValueError: if the columns differ in length.
         """
+        self._check_columns(columns)
+        return self.packer.pack([self.tokenizer.tokenize(column) for column in columns])
+
+    @staticmethod
+    def _check_columns(columns: Sequence[Sequence[str]]) -> None:
         if isinstance(columns, str) or any(isinstance(column, str) for column in columns):
             # A bare string would be read as a column of characters.
             raise TypeError("columns must be a sequence of columns, each a sequence of strings")
         sizes = [len(column) for column in columns]
         if len(set(sizes)) > 1:
             raise ValueError(f"text columns must have the same number of rows, got {sizes}")
-        return self.packer.pack([self.tokenizer.tokenize(column) for column in columns])
+
+    def encode_windows(
+        self, columns: Sequence[Sequence[str]], stride: int
+    ) -> tuple[list[PackedExample], np.ndarray]:
+        """Like :meth:`encode`, but rows too long for ``seq_length`` become overlapping windows.
+
+        Returns the packed windows and, for each window, the index of the row it came from
+        (see :func:`bertfit.text.packing.window_segments`).
+        """
+        self._check_columns(columns)
+        tokenized = [self.tokenizer.tokenize(column) for column in columns]
+        examples: list[PackedExample] = []
+        owners: list[int] = []
+        for row, segments in enumerate(zip(*tokenized)):
+            for window in window_segments(segments, self.seq_length, stride):
+                examples.extend(self.packer.pack([[segment] for segment in window]))
+                owners.append(row)
+        return examples, np.asarray(owners, dtype=np.int64)
 
     def __call__(
         self, columns: Sequence[Sequence[str]], pad_to_longest: bool = False

@@ -107,6 +107,9 @@ class RunConfig:
     model: str | None = None
     data_dir: str | None = None
     max_seq_length: int = 128
+    # Longer texts: None truncates them; a number trains and predicts on overlapping windows
+    # this many tokens apart (each window carries the text's label; logits are averaged).
+    window_stride: int | None = None
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     optimizer: OptimizationConfig = field(
         default_factory=lambda: OptimizationConfig(learning_rate=DEFAULT_LEARNING_RATE)
@@ -118,6 +121,10 @@ class RunConfig:
         """Raise :class:`ConfigError` naming the first invalid setting."""
         if self.max_seq_length < 3 or self.max_seq_length > 512:
             raise ConfigError(f"max_seq_length must be in 3..512, got {self.max_seq_length}")
+        if self.window_stride is not None and not 0 < self.window_stride < self.max_seq_length:
+            raise ConfigError(
+                f"window_stride must be in 1..{self.max_seq_length - 1}, got {self.window_stride}"
+            )
         self.trainer.validate()
         self.logging.validate()
         self.data.validate()

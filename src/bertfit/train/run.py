@@ -61,6 +61,7 @@ def build_classifier(config: RunConfig, task: TaskSpec) -> TextClassifier:
         max_seq_length=config.max_seq_length,
         lower_case=lower_case,
         input_names=list(task.input_names),
+        window_stride=config.window_stride,
     )
     return TextClassifier(model, tokenizer, info)
 

@@ -23,7 +23,7 @@ from bertfit.config import atomic_write_text
 from bertfit.data.batching import length_grouped_batches, random_batches
 from bertfit.data.readers import TextExamples
 from bertfit.data.tasks import TaskSpec
-from bertfit.inference import Packed, TextClassifier, predict_logits, to_tensors
+from bertfit.inference import Packed, TextClassifier, mean_by_owner, predict_logits, to_tensors
 from bertfit.progress import bar as progress_bar
 from bertfit.progress import enabled as progress_enabled
 from bertfit.train.config import LoggingConfig, TrainerConfig
@@ -34,13 +34,24 @@ from bertfit.train.tracking import RunTracker, global_grad_norm
 
 @dataclass
 class EncodedExamples:
-    """Packed model inputs with their labels."""
+    """Packed model inputs with the labels of their texts.
+
+    Without windows each input is one text (``owners`` None). With windows a long text gives
+    several inputs; ``owners[i]`` is the text of input ``i``, which trains with that text's
+    label, and evaluation averages a text's window logits before comparing with its label.
+    """
 
     inputs: list[Packed]
     labels: np.ndarray
+    owners: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.inputs)
+
+    @property
+    def input_labels(self) -> np.ndarray:
+        """The label of every input (its text's label)."""
+        return self.labels if self.owners is None else self.labels[self.owners]
 
 
 @dataclass
@@ -74,6 +85,7 @@ def predict_encoded(
     logits = predict_logits(
         classifier.model, data.inputs, classifier.padding_id, batch_size, progress
     )
+    logits = mean_by_owner(logits, data.owners, len(data.labels))
     return logits[:, 0] if task.regression else logits.argmax(axis=-1)
 
 
@@ -102,9 +114,11 @@ def encode_examples(
 ) -> EncodedExamples:
     """Tokenize and pack labelled examples (float targets for regression tasks)."""
     dtype = np.float32 if task.regression else np.int64
-    return EncodedExamples(
-        classifier.encode(examples.columns, progress), np.asarray(examples.labels, dtype=dtype)
-    )
+    labels = np.asarray(examples.labels, dtype=dtype)
+    if classifier.info.window_stride is not None:
+        inputs, owners = classifier.encode_texts(examples.columns)
+        return EncodedExamples(inputs, labels, owners)
+    return EncodedExamples(classifier.encode(examples.columns, progress), labels)
 
 
 def evaluate_examples(
@@ -222,7 +236,7 @@ class Trainer:
             inputs = to_tensors(
                 [train.inputs[i] for i in batch], self.classifier.padding_id, seq_length
             )
-            labels = torch.from_numpy(train.labels[batch])
+            labels = torch.from_numpy(train.input_labels[batch])
             loss = self._loss(model(**inputs), labels)
             loss_value = loss.item()
             if not math.isfinite(loss_value):  # stop before a bad step reaches the weights
