@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,13 +40,35 @@ class TextExamples:
         return TextExamples(columns, labels, self.source)
 
 
-def _open_rows(path: Path):
+def open_text(path: Path):
+    """Open a UTF-8 text file (a leading byte-order mark skipped) for csv or line reading.
+
+    A missing or unreadable file is a :class:`DataError` naming it.
+    """
     try:
-        handle = open(path, encoding="utf-8-sig", newline="")
+        return open(path, encoding="utf-8-sig", newline="")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except OSError as error:
         raise DataError(f"{path}: cannot read ({error.strerror})") from None
+
+
+def iter_json_objects(path: Path, handle) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for every non-blank line of an open JSON lines file."""
+    for number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}:{number}: expected a JSON object")
+        yield number, record
+
+
+def _open_rows(path: Path):
+    handle = open_text(path)
     return handle, csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
 
 
@@ -170,27 +193,17 @@ def read_prediction_input(path: str | Path, input_names: tuple[str, ...]) -> lis
 
 def _read_jsonl_texts(path: Path, input_names: tuple[str, ...]) -> list[list[str]]:
     columns: list[list[str]] = [[] for _ in input_names]
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    with open_text(path) as handle:
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{path}:{number}: expected a JSON object")
-        for column, name in zip(columns, input_names):
-            if name not in record:
-                raise DataError(f"{path}:{number}: missing field {name!r}")
-            if not isinstance(record[name], str):
-                raise DataError(f"{path}:{number}: field {name!r} must be a string")
-            column.append(record[name])
+            for number, record in iter_json_objects(path, handle):
+                for column, name in zip(columns, input_names):
+                    if name not in record:
+                        raise DataError(f"{path}:{number}: missing field {name!r}")
+                    if not isinstance(record[name], str):
+                        raise DataError(f"{path}:{number}: field {name!r} must be a string")
+                    column.append(record[name])
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: not UTF-8 text") from None
     if not columns[0]:
         raise DataError(f"{path}: no examples found")
     return columns

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bertfit.data.readers import TextExamples
+from bertfit.data.readers import TextExamples, iter_json_objects, open_text
 from bertfit.data.tasks import TaskSpec
 from bertfit.errors import DataError
 
@@ -52,13 +52,7 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, dict[str, str]]]:
     """
     path = Path(path)
     kind = file_format(path)
-    try:
-        handle = open(path, encoding="utf-8-sig", newline="")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except OSError as error:
-        raise DataError(f"{path}: cannot read ({error.strerror})") from None
-    with handle:
+    with open_text(path) as handle:
         try:
             if kind == "jsonl":
                 yield from _json_records(path, handle)
@@ -89,15 +83,8 @@ def _table_records(path: Path, handle, kind: str) -> Iterator[tuple[int, dict[st
 
 
 def _json_records(path: Path, handle) -> Iterator[tuple[int, dict[str, str]]]:
-    for number, line in enumerate(handle, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{path}:{number}: expected a JSON object")
+    for number, record in iter_json_objects(path, handle):
+        # Non-string values (numeric labels) are kept as their JSON text.
         yield number, {k: v if isinstance(v, str) else json.dumps(v) for k, v in record.items()}
 
 

@@ -44,7 +44,7 @@ def convert_to_hf(
     from safetensors.torch import save_file
 
     from bertfit.model.encoder import BertEncoder
-    from bertfit.model.weights import restore_state_dict, to_hf_state_dict
+    from bertfit.model.weights import restore_encoder_source, to_hf_state_dict
 
     output = Path(output)
     if output.exists() and not overwrite and (not output.is_dir() or any(output.iterdir())):
@@ -53,14 +53,7 @@ def convert_to_hf(
     if loaded.vocab_path is None:
         raise CheckpointError(f"{loaded.source.directory}: no vocab.txt to go with the weights")
     encoder = BertEncoder(loaded.config)
-    report = restore_state_dict(
-        encoder,
-        loaded.state_dict,
-        strict=True,
-        source=str(loaded.source.weights),
-        names=loaded.report_names,
-        ignored=loaded.ignored,
-    )
+    report = restore_encoder_source(encoder, loaded, strict=True)
     tensors = {
         name: tensor.detach().to("cpu").contiguous().clone()
         for name, tensor in to_hf_state_dict(encoder.state_dict()).items()

@@ -278,17 +278,22 @@ def load_pretrained(
     from bertfit.model.sources import is_tensorflow_source, load_encoder_source
 
     if is_tensorflow_source(source):
-        loaded = load_encoder_source(source)
-        return restore_state_dict(
-            model,
-            loaded.state_dict,
-            strict=strict,
-            source=str(loaded.source.weights),
-            names=loaded.report_names,
-            ignored=loaded.ignored,
-        )
+        return restore_encoder_source(model, load_encoder_source(source), strict)
     path = find_weights_file(source)
     return restore_state_dict(model, read_state_dict(path), strict=strict, source=str(path))
+
+
+def restore_encoder_source(model, loaded, strict: bool = True) -> LoadReport:
+    """Restore an :class:`~bertfit.model.sources.EncoderSource` (any checkpoint format) into
+    ``model``; the report names tensors as the source file spells them."""
+    return restore_state_dict(
+        model,
+        loaded.state_dict,
+        strict=strict,
+        source=str(loaded.source.weights),
+        names=loaded.report_names,
+        ignored=loaded.ignored,
+    )
 
 
 def restore_state_dict(
