@@ -440,8 +440,8 @@ def test_optimizer_settings_come_from_the_config():
     assert [g["weight_decay"] for g in optimizer.param_groups] == [0.05, 0.0]
 
     optimizer, _ = build_optimizer(tiny_model(), OptimizationConfig(total_steps=10))
-    for group in optimizer.param_groups:
-        assert (group["eps"], group["betas"], group["foreach"]) == (1e-6, (0.9, 0.999), True)
+    for group in optimizer.param_groups:  # the default: one fused AdamW kernel
+        assert (group["eps"], group["betas"], group["fused"]) == (1e-6, (0.9, 0.999), True)
 
 
 @pytest.mark.parametrize("implementation", ["foreach", "for_loop", "fused"])

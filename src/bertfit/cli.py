@@ -64,6 +64,12 @@ def _add_train(commands) -> None:
     parser.add_argument("--seed", type=int, help="(default: 42)")
     parser.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
     parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="auto (default): bf16 autocast where the device does bf16 natively, else fp32",
+    )
+    parser.add_argument("--device", help="auto (default: CUDA if visible), cpu, cuda or cuda:N")
+    parser.add_argument(
         "--seeds",
         type=_seed_list,
         help="comma-separated seeds (e.g. 1,2,3): one run each in OUTPUT/seed-N and a summary",
@@ -162,6 +168,8 @@ def _train_flag_overrides(args) -> list[tuple[str, object]]:
         "trainer.batch_size": args.batch_size,
         "trainer.seed": args.seed,
         "trainer.max_steps": args.max_steps,
+        "trainer.precision": args.precision,
+        "trainer.device": args.device,
         "optimizer.learning_rate": args.learning_rate,
         "logging.tensorboard": True if args.tensorboard else None,
         "data.train_file": args.train,

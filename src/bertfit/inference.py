@@ -26,7 +26,9 @@ from bertfit.config import (
 from bertfit.data.batching import sorted_batches
 from bertfit.errors import CheckpointError
 from bertfit.model.classifier import BertClassifier
+from bertfit.model.packed import pack_sequences
 from bertfit.model.weights import load_classifier, save_pretrained
+from bertfit.precision import autocast
 from bertfit.progress import bar as progress_bar
 from bertfit.text.packing import pad_packed
 from bertfit.text.processor import TextProcessor
@@ -69,19 +71,24 @@ def predict_logits(
     padding_id: int,
     batch_size: int = 64,
     progress: bool | None = None,
+    precision: str = "fp32",
 ) -> np.ndarray:
-    """Logits for every example, in input order, computed on length-sorted batches.
+    """Logits for every example, in input order, on length-sorted padding-free batches.
 
-    ``progress`` None shows a bar when :mod:`bertfit.progress` says so (and the work is slow).
+    Runs on the model's device, under autocast at a resolved ``precision`` (see
+    :mod:`bertfit.precision`). ``progress`` None shows a bar when :mod:`bertfit.progress` says
+    so (and the work is slow). ``padding_id`` is kept for callers; packed batches need none.
     """
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     logits = np.zeros((len(examples), model_num_outputs(model)), dtype=np.float32)
     batches = sorted_batches([len(ids) for ids, _ in examples], batch_size)
     try:
         for batch in progress_bar(batches, desc="evaluating", unit="batch", show=progress):
-            inputs = to_tensors([examples[i] for i in batch], padding_id, None)
-            logits[batch] = model(**inputs).float().numpy()
+            packed = pack_sequences([examples[i] for i in batch]).to(device)
+            with autocast(precision, device):
+                logits[batch] = model.forward_packed(packed).float().cpu().numpy()
     finally:
         model.train(was_training)
     return logits

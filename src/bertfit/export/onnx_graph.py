@@ -111,4 +111,4 @@ class FusibleClassifier(nn.Module):
         mask_bias = (1.0 - mask) * MASK_BIAS
         for layer in self.layers:
             x = layer(x, mask_bias)
-        return self.classifier(self.pooler(x))
+        return self.classifier(self.pooler(x[:, 0]))

@@ -12,7 +12,9 @@ import torch
 from torch import nn
 
 from bertfit.model.config import EncoderConfig
+from bertfit.model.dropout import Dropout
 from bertfit.model.encoder import BertEncoder, init_bert_weights
+from bertfit.model.packed import PackedBatch
 
 
 class ClassificationHead(nn.Module):
@@ -20,7 +22,7 @@ class ClassificationHead(nn.Module):
 
     def __init__(self, hidden_size: int, num_classes: int, dropout_rate: float) -> None:
         super().__init__()
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
         self.dense = nn.Linear(hidden_size, num_classes)
 
     def forward(self, pooled_output: torch.Tensor) -> torch.Tensor:
@@ -59,6 +61,10 @@ class BertClassifier(nn.Module):
         input_mask: torch.Tensor | None = None,
         input_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits [B, num_classes] (scores [B, 1] for regression) for a packed batch."""
+        """Logits [B, num_classes] (scores [B, 1] for regression) for a padded batch."""
         pooled = self.encoder(input_word_ids, input_mask, input_type_ids).pooled_output
         return self.classifier(pooled)
+
+    def forward_packed(self, batch: PackedBatch) -> torch.Tensor:
+        """The same logits for a padding-free :class:`PackedBatch` (the fast path)."""
+        return self.classifier(self.encoder.pool_packed(batch))

@@ -4,7 +4,15 @@ One readable file in the spirit of nanoGPT. The layout of the computation follow
 original BERT (and Hugging Face's ``BertModel``, which ports it), so pretrained weights load
 one to one; ``bertfit.model.weights`` maps the parameter names.
 
-Shapes: B batch, L sequence length, H hidden size, N heads, D = H / N head size.
+Two ways through the same weights: :meth:`BertEncoder.forward` takes a padded batch [B, L]
+(the layout of the original models and of ONNX export); :meth:`BertEncoder.forward_packed` takes
+a :class:`~bertfit.model.packed.PackedBatch` of real tokens only [T], spends no compute on
+padding, and (:meth:`BertEncoder.pool_packed`) can skip what a classifier never reads: in the
+last layer only the first ([CLS]) token's output feeds the pooler, so only its query, attention
+output and feed-forward are computed (keys and values still come from every token).
+
+Shapes: B batch, L sequence length, T real tokens in a packed batch, H hidden size, N heads,
+D = H / N head size.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertfit.model.config import EncoderConfig
+from bertfit.model.dropout import Dropout, dropout
+from bertfit.model.packed import PackedBatch, gather_rows
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu": F.gelu,
@@ -49,16 +59,50 @@ class Embeddings(nn.Module):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
-    def forward(self, input_word_ids: torch.Tensor, input_type_ids: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(input_word_ids.shape[1], device=input_word_ids.device)
+    def forward(
+        self,
+        input_word_ids: torch.Tensor,
+        input_type_ids: torch.Tensor,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Embed [B, L] (positions 0..L-1) or packed [T] ids (``positions`` given, [T])."""
+        if positions is None:
+            # [L, H] position embeddings broadcast over the batch.
+            positions = torch.arange(input_word_ids.shape[-1], device=input_word_ids.device)
         x = (
             self.word_embeddings(input_word_ids)
-            + self.position_embeddings(positions)  # [L, H] broadcasts over the batch
+            + self.position_embeddings(positions)
             + self.token_type_embeddings(input_type_ids)
         )
         return self.dropout(self.layer_norm(x))
+
+
+def attend(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    key_mask: torch.Tensor | None,
+    dropout_rate: float,
+) -> torch.Tensor:
+    """Scaled dot-product attention of [B, N, Lq, D] queries over [B, N, L, D] keys and values.
+
+    ``key_mask`` [B, 1, 1, L] is True where a key may be seen; ``dropout_rate`` > 0 (training)
+    drops attention probabilities. Without dropout this is ``scaled_dot_product_attention``'s
+    fused kernel. With dropout on a CPU, PyTorch's kernel falls back to a plain softmax and
+    matmul path that draws its mask with the slow ``bernoulli_``; the same computation written
+    out here uses :func:`bertfit.model.dropout.dropout` instead.
+    """
+    if dropout_rate == 0.0 or query.device.type != "cpu":
+        return F.scaled_dot_product_attention(
+            query, key, value, attn_mask=key_mask, dropout_p=dropout_rate
+        )
+    scores = torch.matmul(query, key.transpose(-1, -2)) * (query.shape[-1] ** -0.5)
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask, float("-inf"))
+    probabilities = dropout(torch.softmax(scores, dim=-1), dropout_rate, training=True)
+    return torch.matmul(probabilities, value)
 
 
 class SelfAttention(nn.Module):
@@ -82,16 +126,43 @@ class SelfAttention(nn.Module):
         # [B, L, 3H] -> [3, B, N, L, D]: one tensor per projection, heads split out.
         qkv = self.qkv(x).view(batch, length, 3, self.num_heads, self.head_size)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        context = F.scaled_dot_product_attention(
-            query,
-            key,
-            value,
-            attn_mask=attention_mask,
-            dropout_p=self.dropout_rate if self.training else 0.0,
-        )
+        context = attend(query, key, value, attention_mask, self._dropout_rate())
         # [B, N, L, D] -> [B, L, H]
         context = context.transpose(1, 2).reshape(batch, length, hidden)
         return self.output(context)
+
+    def forward_packed(self, x: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
+        """Self-attention of packed tokens ``x`` [T, H]; returns [T, H]."""
+        query, key, value = self._padded_heads(self.qkv(x), batch, parts=3).unbind(0)
+        context = attend(query, key, value, batch.key_mask, self._dropout_rate())
+        # [B, N, L, D] -> [B * L, H] -> the real tokens' rows [T, H]
+        hidden = x.shape[-1]
+        context = gather_rows(context.transpose(1, 2).reshape(-1, hidden), batch.token_index)
+        return self.output(context)
+
+    def forward_first_tokens(
+        self, x: torch.Tensor, first: torch.Tensor, batch: PackedBatch
+    ) -> torch.Tensor:
+        """Attention output [B, H] of each sequence's first token ``first`` [B, H] over ``x``."""
+        hidden = x.shape[-1]
+        weight, bias = self.qkv.weight, self.qkv.bias
+        query = F.linear(first, weight[:hidden], bias[:hidden])
+        query = query.view(-1, 1, self.num_heads, self.head_size).transpose(1, 2)  # [B, N, 1, D]
+        key_value = F.linear(x, weight[hidden:], bias[hidden:])
+        key, value = self._padded_heads(key_value, batch, parts=2).unbind(0)
+        context = attend(query, key, value, batch.key_mask, self._dropout_rate())
+        return self.output(context.reshape(-1, hidden))
+
+    def _padded_heads(self, projected: torch.Tensor, batch: PackedBatch, parts: int):
+        """[T, parts * H] packed projections -> [parts, B, N, L, D], zeros at padding."""
+        width = batch.batch_size * batch.max_length
+        padded = projected.new_zeros(width, projected.shape[-1])
+        padded = padded.index_copy(0, batch.token_index, projected)
+        padded = padded.view(batch.batch_size, batch.max_length, parts, self.num_heads, -1)
+        return padded.permute(2, 0, 3, 1, 4)
+
+    def _dropout_rate(self) -> float:
+        return self.dropout_rate if self.training else 0.0
 
 
 class FeedForward(nn.Module):
@@ -116,10 +187,26 @@ class TransformerLayer(nn.Module):
         self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.feed_forward = FeedForward(config)
         self.output_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         x = self.attention_norm(x + self.dropout(self.attention(x, attention_mask)))
+        return self._feed_forward(x)
+
+    def forward_packed(self, x: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
+        """The layer on packed tokens [T, H]."""
+        x = self.attention_norm(x + self.dropout(self.attention.forward_packed(x, batch)))
+        return self._feed_forward(x)
+
+    def forward_first_tokens(self, x: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
+        """The layer's output [B, H] for each sequence's first token only (see the module doc)."""
+        first = gather_rows(x, batch.first_token)
+        first = self.attention_norm(
+            first + self.dropout(self.attention.forward_first_tokens(x, first, batch))
+        )
+        return self._feed_forward(first)
+
+    def _feed_forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output_norm(x + self.dropout(self.feed_forward(x)))
 
 
@@ -130,8 +217,9 @@ class Pooler(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, sequence_output: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.dense(sequence_output[:, 0]))
+    def forward(self, first_tokens: torch.Tensor) -> torch.Tensor:
+        """Pooled [B, H] from the last layer's first-token vectors [B, H]."""
+        return torch.tanh(self.dense(first_tokens))
 
 
 class BertEncoder(nn.Module):
@@ -158,18 +246,40 @@ class BertEncoder(nn.Module):
     ) -> EncoderOutput:
         """Encode a padded batch; see the class docstring for the inputs."""
         length = input_word_ids.shape[1]
-        if length > self.config.max_position_embeddings:
-            raise ValueError(
-                f"sequence length {length} exceeds max_position_embeddings "
-                f"{self.config.max_position_embeddings}"
-            )
+        self._check_length(length)
         if input_type_ids is None:
             input_type_ids = torch.zeros_like(input_word_ids)
         x = self.embeddings(input_word_ids, input_type_ids)
         attention_mask = key_padding_mask(input_mask)
         for layer in self.layers:
             x = layer(x, attention_mask)
-        return EncoderOutput(sequence_output=x, pooled_output=self.pooler(x))
+        return EncoderOutput(sequence_output=x, pooled_output=self.pooler(x[:, 0]))
+
+    def forward_packed(self, batch: PackedBatch) -> EncoderOutput:
+        """Encode a packed batch: ``sequence_output`` is [T, H] (real tokens only)."""
+        x = self._embed_packed(batch)
+        for layer in self.layers:
+            x = layer.forward_packed(x, batch)
+        return EncoderOutput(x, self.pooler(gather_rows(x, batch.first_token)))
+
+    def pool_packed(self, batch: PackedBatch) -> torch.Tensor:
+        """Only the pooled output [B, H] of a packed batch, skipping what it does not need."""
+        x = self._embed_packed(batch)
+        *layers, last = self.layers
+        for layer in layers:
+            x = layer.forward_packed(x, batch)
+        return self.pooler(last.forward_first_tokens(x, batch))
+
+    def _embed_packed(self, batch: PackedBatch) -> torch.Tensor:
+        self._check_length(batch.max_length)
+        return self.embeddings(batch.input_word_ids, batch.input_type_ids, batch.positions)
+
+    def _check_length(self, length: int) -> None:
+        if length > self.config.max_position_embeddings:
+            raise ValueError(
+                f"sequence length {length} exceeds max_position_embeddings "
+                f"{self.config.max_position_embeddings}"
+            )
 
 
 def key_padding_mask(input_mask: torch.Tensor | None) -> torch.Tensor | None:

@@ -12,6 +12,7 @@ from typing import Literal
 
 from bertfit.config import dataclass_from_dict, dataclass_to_dict, read_json
 from bertfit.errors import ConfigError
+from bertfit.precision import PRECISIONS
 from bertfit.train.optim import OptimizationConfig
 
 DEFAULT_LEARNING_RATE = 5e-5
@@ -33,6 +34,13 @@ class TrainerConfig:
     # Also evaluate (and keep the best model) every this many steps, not only after each epoch;
     # an evaluation record's train_loss then covers the steps since the one before.
     eval_every_steps: int | None = None
+    # Feed the model only real tokens (see bertfit.model.packed); False pads every batch.
+    padding_free: bool = True
+    # auto | fp32 | bf16 | fp16 (see bertfit.precision); a run's config.json records the
+    # precision it resolved to.
+    precision: str = "auto"
+    # auto | cpu | cuda | cuda:N; auto takes a CUDA device when one is visible.
+    device: str = "auto"
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid setting."""
@@ -44,6 +52,10 @@ class TrainerConfig:
         if self.eval_every_steps is not None and self.eval_every_steps <= 0:
             raise ConfigError(
                 f"trainer.eval_every_steps must be positive, got {self.eval_every_steps}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"trainer.precision: expected one of {', '.join(PRECISIONS)}, got {self.precision}"
             )
 
     def planned_steps(self, num_examples: int) -> int:

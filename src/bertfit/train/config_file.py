@@ -292,14 +292,18 @@ def resolve_run_config(config: RunConfig, download: bool = False) -> RunConfig:
     """Fill in what a run derives, exactly as ``bertfit train`` writes it to ``RUN/config.json``.
 
     The task's canonical name, its data directory and the model directory as absolute paths,
-    and ``optimizer.total_steps`` from the number of training examples (the file is read,
-    not tokenized). ``config`` is changed in place and returned.
+    ``optimizer.total_steps`` from the number of training examples (the file is read,
+    not tokenized), and the precision ``auto`` takes on this machine. ``config`` is changed in
+    place and returned.
     """
     from bertfit.model.presets import resolve_model_dir
+    from bertfit.precision import resolve_device, resolve_precision
     from bertfit.train.run import load_task_data
 
     _task, train, _dev = load_task_data(config, download=download)
     config.model = str(resolve_model_dir(config.model).resolve())
     config.optimizer.total_steps = config.trainer.planned_steps(len(train))
+    device = resolve_device(config.trainer.device)
+    config.trainer.precision = resolve_precision(config.trainer.precision, device)
     config.optimizer.validate()
     return config

@@ -75,8 +75,9 @@ class OptimizationConfig:
         power: polynomial power of the decay; 1.0 is linear.
         end_learning_rate: learning rate from ``total_steps`` on.
         clip_norm: clip the global gradient norm to this before each update (``None``: never).
-        implementation: torch's AdamW kernel: ``foreach`` (batched), ``fused`` (one kernel; for
-            later speed work) or ``for_loop`` (one parameter at a time).
+        implementation: torch's AdamW kernel: ``fused`` (the default: one pass over each
+            parameter's weights, gradient and moments; measurably faster on a CPU), ``foreach``
+            (batched elementwise ops) or ``for_loop`` (one parameter at a time).
     """
 
     learning_rate: float = 2e-5
@@ -95,7 +96,7 @@ class OptimizationConfig:
     power: float = 1.0
     end_learning_rate: float = 0.0
     clip_norm: float | None = 1.0
-    implementation: Literal["foreach", "fused", "for_loop"] = "foreach"
+    implementation: Literal["foreach", "fused", "for_loop"] = "fused"
 
     def __post_init__(self) -> None:
         self.validate()

@@ -142,12 +142,14 @@ def train_run(config: RunConfig, output: str | Path, progress: bool | None = Non
     train_data = trainer.encode(train_examples)
     dev_data = {split: trainer.encode(examples) for split, examples in dev_examples.items()}
     config.optimizer.total_steps = trainer.plan_steps(len(train_data))
+    config.trainer.precision = trainer.precision  # what "auto" became on this device
     output.mkdir(parents=True, exist_ok=True)
     write_json(output / "config.json", config.to_dict())
     print(
         f"training {task.name}: {len(train_data)} train / "
         f"{sum(len(d) for d in dev_data.values())} dev examples, "
-        f"{config.optimizer.total_steps} steps, model {config.model}"
+        f"{config.optimizer.total_steps} steps, {trainer.device.type} {trainer.precision}, "
+        f"model {config.model}"
     )
     result = trainer.fit(train_data, dev_data)
     write_json(output / "results.json", {"best": result.best, "steps": result.steps})

@@ -24,6 +24,8 @@ from bertfit.data.batching import length_grouped_batches, random_batches
 from bertfit.data.readers import TextExamples
 from bertfit.data.tasks import TaskSpec
 from bertfit.inference import Packed, TextClassifier, mean_by_owner, predict_logits, to_tensors
+from bertfit.model.packed import pack_sequences
+from bertfit.precision import autocast, grad_scaler, resolve_device, resolve_precision
 from bertfit.progress import bar as progress_bar
 from bertfit.progress import enabled as progress_enabled
 from bertfit.train.config import LoggingConfig, TrainerConfig
@@ -80,10 +82,11 @@ def predict_encoded(
     data: EncodedExamples,
     batch_size: int = 64,
     progress: bool | None = None,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Predicted class ids (or scores, for regression) of encoded examples."""
     logits = predict_logits(
-        classifier.model, data.inputs, classifier.padding_id, batch_size, progress
+        classifier.model, data.inputs, classifier.padding_id, batch_size, progress, precision
     )
     logits = mean_by_owner(logits, data.owners, len(data.labels))
     return logits[:, 0] if task.regression else logits.argmax(axis=-1)
@@ -157,6 +160,9 @@ class Trainer:
         # The record key that picks the best model, e.g. "dev_accuracy"; None without dev data.
         self._main_key: str | None = None
         self.best: dict | None = None
+        self.device = resolve_device(trainer_config.device)
+        # What runs: "auto" resolved for this device (the run's config.json records it).
+        self.precision = resolve_precision(trainer_config.precision, self.device)
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -192,7 +198,8 @@ class Trainer:
         if dev:
             self._main_key = metric_prefix(next(iter(dev))) + self.task.main_metric
         torch.manual_seed(self.config.seed)
-        model = self.classifier.model
+        model = self.classifier.model.to(self.device)
+        self._scaler = grad_scaler(self.precision, self.device)
         total_steps = self.plan_steps(len(train))
         self.optimization.total_steps = total_steps
         optimizer, scheduler = build_optimizer(model, self.optimization)
@@ -217,7 +224,6 @@ class Trainer:
     def _train_epoch(self, epoch, batches, train, optimizer, scheduler, first_step) -> dict:
         model = self.classifier.model
         model.train()
-        seq_length = self.classifier.info.max_seq_length if self.config.pad_to_max_length else None
         losses: list[float] = []
         examples = 0
         learning_rate = float("nan")
@@ -233,22 +239,26 @@ class Trainer:
         )
         for batch in bar:
             step_started = time.perf_counter()
-            inputs = to_tensors(
-                [train.inputs[i] for i in batch], self.classifier.padding_id, seq_length
-            )
-            labels = torch.from_numpy(train.input_labels[batch])
-            loss = self._loss(model(**inputs), labels)
+            loss = self._batch_loss(train, batch)
             loss_value = loss.item()
             if not math.isfinite(loss_value):  # stop before a bad step reaches the weights
                 raise FloatingPointError(
                     f"training loss became {loss_value} at step {first_step + len(losses) + 1}"
                 )
-            loss.backward()
+            if self._scaler is not None:
+                self._scaler.scale(loss).backward()
+                self._scaler.unscale_(optimizer)  # clip and log the true gradient norm
+            else:
+                loss.backward()
             grad_norm = clip_gradients(optimizer, self.optimization)
             if grad_norm is None:  # clipping is off, but the norm is still worth logging
                 grad_norm = global_grad_norm(model.parameters())
             learning_rate = scheduler.get_last_lr()[0]  # the rate this update uses
-            optimizer.step()
+            if self._scaler is not None:
+                self._scaler.step(optimizer)  # skips the update if gradients overflowed
+                self._scaler.update()
+            else:
+                optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss_value)
@@ -284,6 +294,22 @@ class Trainer:
         self._tracker.end_epoch(first_step + len(losses), epoch, learning_rate)
         return _window_stats(losses[window:], examples - window_examples, window_started, scheduler)
 
+    def _batch_loss(self, data: EncodedExamples, batch: list[int]) -> torch.Tensor:
+        """The mean loss of examples ``batch`` of ``data`` (forward pass under autocast)."""
+        labels = torch.from_numpy(data.input_labels[batch]).to(self.device)
+        with autocast(self.precision, self.device):
+            return self._loss(self._forward([data.inputs[i] for i in batch]), labels)
+
+    def _forward(self, examples: list[Packed]) -> torch.Tensor:
+        model, config = self.classifier.model, self.config
+        if config.padding_free and not config.pad_to_max_length:
+            return model.forward_packed(pack_sequences(examples).to(self.device))
+        # The padded path: to each batch's longest example, or to max_seq_length as the
+        # reference tutorial does (for comparisons).
+        width = self.classifier.info.max_seq_length if config.pad_to_max_length else None
+        inputs = to_tensors(examples, self.classifier.padding_id, width)
+        return model(**{name: tensor.to(self.device) for name, tensor in inputs.items()})
+
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.task.regression:
             return F.mse_loss(logits.squeeze(-1).float(), labels)
@@ -291,14 +317,17 @@ class Trainer:
 
     def evaluate(self, data: EncodedExamples) -> dict[str, float]:
         """The task's metrics on encoded examples."""
-        return evaluate_encoded(self.classifier, self.task, data, self.config.eval_batch_size)
+        return compute_metrics(self.task.metrics, self._predict(data, self.progress), data.labels)
+
+    def _predict(self, data: EncodedExamples, progress: bool | None) -> np.ndarray:
+        return predict_encoded(
+            self.classifier, self.task, data, self.config.eval_batch_size, progress, self.precision
+        )
 
     def _evaluate_and_record(self, epoch, step, stats, dev: dict | None) -> None:
         record = {"epoch": epoch, "step": step, **stats}
         for split, data in (dev or {}).items():
-            predictions = predict_encoded(
-                self.classifier, self.task, data, self.config.eval_batch_size, self.progress
-            )
+            predictions = self._predict(data, self.progress)
             metrics = compute_metrics(self.task.metrics, predictions, data.labels)
             record.update({metric_prefix(split) + name: value for name, value in metrics.items()})
             warning = collapse_message(predictions, self.task.label_names, self.task.regression)

@@ -1,0 +1,68 @@
+"""Dropout whose random masks are cheap to draw on a CPU.
+
+Why: on a CPU, ``torch.nn.Dropout`` draws its mask with ``bernoulli_``, one Mersenne Twister
+number per element. Profiling a fine-tuning step of a 6-layer BERT showed those draws taking
+about 15% of the step, as much as a quarter of all its matrix multiplies. This module draws the
+same Bernoulli masks from random *bytes* (numpy's PCG64, about one byte per element): an element
+is dropped when its byte is below ``floor(256 p)``, and the few elements whose byte equals that
+bound (1 in 256) draw 16 more bits to settle the fractional part, so the drop probability is
+``p`` to within 2**-24. It is 4-5x faster than ``bernoulli_`` here.
+
+Each mask is seeded by one draw from torch's global generator, so ``torch.manual_seed`` still
+makes a run reproducible and saving torch's RNG state is enough to resume one exactly. On other
+devices (CUDA has a fast counter-based generator of its own) this falls back to ``F.dropout``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_SEED_BOUND = 2**62
+
+
+def drop_mask(numel: int, p: float) -> np.ndarray:
+    """A boolean array of ``numel`` independent draws, each True with probability ``p``."""
+    seed = int(torch.randint(0, _SEED_BOUND, (1,)).item())
+    rng = np.random.Generator(np.random.PCG64(seed))
+    scaled = p * 256.0
+    bound = int(scaled)  # bytes below this are dropped outright
+    fraction = round((scaled - bound) * 65536)  # bytes equal to it: drop with this / 65536
+    draws = np.frombuffer(rng.bytes(numel), dtype=np.uint8)
+    mask = draws < bound
+    if fraction:
+        ties = np.flatnonzero(draws == bound)
+        if ties.size:
+            mask[ties] = rng.integers(0, 65536, size=ties.size) < fraction
+    return mask
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Functional dropout: zero each element with probability ``p``, scale the rest by 1/(1-p)."""
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu" or p >= 1.0:
+        return F.dropout(x, p, training=True)
+    dropped = torch.from_numpy(drop_mask(x.numel(), p)).view(x.shape)
+    zero = torch.zeros((), dtype=x.dtype)
+    scale = torch.full((), 1.0 / (1.0 - p), dtype=x.dtype)
+    # One multiply forward and one backward, as nn.Dropout does, by a mask of 0 and 1/(1-p).
+    return x * torch.where(dropped, zero, scale)
+
+
+class Dropout(nn.Module):
+    """Drop-in replacement for ``nn.Dropout`` using :func:`dropout` (no parameters)."""
+
+    def __init__(self, p: float = 0.1) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"

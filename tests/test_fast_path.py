@@ -1,0 +1,164 @@
+"""The padding-free training path, its dropout and the precision choice.
+
+The fast path must compute the same function as the plain padded one: the encoder's outputs
+agree within 1e-5 in fp32, and one step's loss and gradients within 1e-4.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bertfit import precision
+from bertfit.errors import ConfigError
+from bertfit.inference import to_tensors
+from bertfit.model.classifier import BertClassifier
+from bertfit.model.config import EncoderConfig
+from bertfit.model.dropout import Dropout, drop_mask, dropout
+from bertfit.model.packed import gather_rows, pack_sequences
+
+
+def random_examples(count: int, seed: int, vocab: int = 90) -> list[tuple[list[int], list[int]]]:
+    """Packed-looking examples of very different lengths (2..40 tokens, two segments)."""
+    rng = np.random.default_rng(seed)
+    examples = []
+    for length in rng.integers(2, 41, size=count):
+        ids = rng.integers(5, vocab, size=length).tolist()
+        split = int(rng.integers(1, length + 1))
+        examples.append((ids, [0] * split + [1] * (length - split)))
+    return examples
+
+
+def small_classifier(seed: int = 0, layers: int = 3, classes: int = 3) -> BertClassifier:
+    config = EncoderConfig(
+        vocab_size=100,
+        hidden_size=48,
+        num_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=96,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(seed)
+    return BertClassifier(config, classes)
+
+
+def test_packed_encoder_matches_the_padded_one():
+    model = small_classifier().eval()
+    examples = random_examples(12, seed=1)
+    padded = to_tensors(examples, 0, None)
+    with torch.no_grad():
+        reference = model.encoder(**padded)
+        packed = model.encoder.forward_packed(pack_sequences(examples))
+        pooled_only = model.encoder.pool_packed(pack_sequences(examples))
+    real = padded["input_mask"].bool()
+    assert packed.sequence_output.shape == (int(real.sum()), 48)
+    torch.testing.assert_close(
+        packed.sequence_output, reference.sequence_output[real], atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(packed.pooled_output, reference.pooled_output, atol=1e-5, rtol=0)
+    torch.testing.assert_close(pooled_only, reference.pooled_output, atol=1e-5, rtol=0)
+
+
+def test_one_step_loss_and_gradients_match_the_padded_path():
+    examples = random_examples(16, seed=2)
+    labels = torch.tensor(np.random.default_rng(3).integers(0, 3, size=16))
+
+    def loss_and_grads(fast: bool):
+        model = small_classifier(seed=4).eval()  # eval: no dropout, so both see the same function
+        if fast:
+            logits = model.forward_packed(pack_sequences(examples))
+        else:
+            logits = model(**to_tensors(examples, 0, None))
+        loss = F.cross_entropy(logits, labels)
+        loss.backward()
+        return loss.detach(), {name: p.grad for name, p in model.named_parameters()}
+
+    padded_loss, padded_grads = loss_and_grads(fast=False)
+    fast_loss, fast_grads = loss_and_grads(fast=True)
+    torch.testing.assert_close(fast_loss, padded_loss, atol=1e-4, rtol=0)
+    assert fast_grads.keys() == padded_grads.keys()
+    for name, grad in padded_grads.items():
+        torch.testing.assert_close(fast_grads[name], grad, atol=1e-4, rtol=0, msg=name)
+    # The last layer's query and feed-forward only see first tokens: still a real gradient.
+    assert fast_grads["encoder.layers.2.feed_forward.output.weight"].abs().sum() > 0
+
+
+def test_packed_batch_layout():
+    batch = pack_sequences([([7, 8, 9], [0, 0, 1]), ([5], [0]), ([1, 2], [0, 1])])
+    assert batch.input_word_ids.tolist() == [7, 8, 9, 5, 1, 2]
+    assert batch.positions.tolist() == [0, 1, 2, 0, 0, 1]
+    assert batch.first_token.tolist() == [0, 3, 4]
+    assert batch.token_index.tolist() == [0, 1, 2, 3, 6, 7]  # rows of a [3, 3] padded layout
+    assert batch.key_mask[:, 0, 0].tolist() == [
+        [True, True, True],
+        [True, False, False],
+        [True, True, False],
+    ]
+    assert (batch.batch_size, batch.max_length, batch.num_tokens) == (3, 3, 6)
+
+
+def test_gather_rows_has_index_selects_gradient():
+    source = torch.randn(9, 4, requires_grad=True)
+    index = torch.tensor([7, 0, 3, 4])
+    weights = torch.randn(4, 4)
+    (gather_rows(source, index) * weights).sum().backward()
+    expected = torch.zeros(9, 4)
+    expected[index] = weights
+    torch.testing.assert_close(source.grad, expected)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.37, 0.5, 0.9])
+def test_drop_mask_drops_with_probability_p(p):
+    torch.manual_seed(0)
+    n = 2_000_000
+    rate = drop_mask(n, p).mean()
+    assert abs(rate - p) < 5 * np.sqrt(p * (1 - p) / n)  # five standard errors
+
+
+def test_dropout_is_reproducible_by_seed_and_scales_what_it_keeps():
+    x = torch.ones(64, 50, requires_grad=True)
+    torch.manual_seed(5)
+    first = dropout(x, 0.25, training=True)
+    torch.manual_seed(5)
+    again = dropout(x, 0.25, training=True)
+    torch.testing.assert_close(first, again)
+    assert first.unique().tolist() == [0.0, pytest.approx(1 / 0.75)]
+    first.sum().backward()
+    torch.testing.assert_close(x.grad, first.detach())  # d(x * mask)/dx = mask
+
+
+def test_dropout_is_identity_in_eval_mode_and_at_zero_rate():
+    x = torch.randn(8, 8)
+    layer = Dropout(0.3).eval()
+    assert layer(x) is x
+    assert dropout(x, 0.0, training=True) is x
+    assert Dropout(0.3).train()(x).dtype == x.dtype
+    with pytest.raises(ValueError):
+        Dropout(1.5)
+
+
+def test_precision_auto_follows_native_bf16(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    assert precision.resolve_precision("auto", cpu) == "fp32"
+    with pytest.raises(ConfigError, match="bf16 would be emulated"):
+        precision.resolve_precision("bf16", cpu)
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    assert precision.resolve_precision("auto", cpu) == "bf16"
+    assert precision.resolve_precision("fp32", cpu) == "fp32"
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        precision.resolve_precision("fp16", cpu)
+
+
+def test_bf16_autocast_trains_on_the_fast_path():
+    model = small_classifier().train()
+    batch = pack_sequences(random_examples(8, seed=6))
+    with precision.autocast("bf16", torch.device("cpu")):
+        logits = model.forward_packed(batch)
+        loss = F.cross_entropy(logits.float(), torch.zeros(8, dtype=torch.long))
+    assert logits.dtype == torch.bfloat16
+    loss.backward()
+    assert model.encoder.embeddings.word_embeddings.weight.grad.dtype == torch.float32
+    assert torch.isfinite(loss)
