@@ -260,6 +260,7 @@ class Trainer:
         if dev:
             self._main_key = metric_prefix(next(iter(dev))) + self.task.main_metric
         self._context = distributed.current()
+        self._stop_signal, self._window = None, _Window()
         # Each process its own dropout masks; a single process is seeded as before.
         torch.manual_seed(self.config.seed + self._context.rank)
         model = self.classifier.model
