@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from bertfit.errors import BertfitError, ConfigError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool whose reader left
 
 
@@ -43,7 +45,7 @@ def _add_train(commands) -> None:
     parser = commands.add_parser("train", help="fine-tune a pretrained encoder on a task")
     # Flags default to None: only a flag given on the command line overrides the --config file.
     parser.add_argument("--task", help="task name (default: mrpc)")
-    parser.add_argument("--output", required=True, help="run directory to write")
+    parser.add_argument("--output", help="run directory to write (required unless --resume)")
     parser.add_argument(
         "--model",
         help="preset (`bertfit models`), model directory, TensorFlow checkpoint or SavedModel, "
@@ -82,7 +84,37 @@ def _add_train(commands) -> None:
     parser.add_argument(
         "--tensorboard", action="store_true", help="also log to TensorBoard in RUN/tensorboard"
     )
+    _add_scale_arguments(parser)
     parser.set_defaults(handler=_run_train)
+
+
+def _add_scale_arguments(parser) -> None:
+    group = parser.add_argument_group("checkpoints, accumulation, several processes")
+    group.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue RUN from its latest complete checkpoint, with its own saved settings",
+    )
+    group.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        metavar="N",
+        help="also checkpoint every N steps (always: at each epoch's end) in RUN/checkpoints",
+    )
+    group.add_argument(
+        "--keep-checkpoints", type=_positive_int, metavar="K", help="keep the last K (default: 2)"
+    )
+    group.add_argument(
+        "--grad-accum-steps",
+        type=_positive_int,
+        metavar="K",
+        help="sum K micro-batches of --batch-size into each update (default: 1)",
+    )
+    group.add_argument(
+        "--fsdp",
+        action="store_true",
+        help="under torchrun, shard the model between processes (FSDP) instead of DDP",
+    )
 
 
 def _add_user_data_arguments(parser) -> None:
@@ -172,6 +204,10 @@ def _train_flag_overrides(args) -> list[tuple[str, object]]:
         "trainer.device": args.device,
         "optimizer.learning_rate": args.learning_rate,
         "logging.tensorboard": True if args.tensorboard else None,
+        "trainer.checkpoint_every_steps": args.checkpoint_every,
+        "trainer.keep_checkpoints": args.keep_checkpoints,
+        "trainer.grad_accum_steps": args.grad_accum_steps,
+        "trainer.parallel": "fsdp" if args.fsdp else None,
         "data.train_file": args.train,
         "data.dev_file": args.dev,
         "data.text_a": args.text_a,
@@ -190,6 +226,10 @@ def _train_flag_overrides(args) -> list[tuple[str, object]]:
 def _run_train(args) -> int:
     from bertfit.train.config_file import load_run_config, parse_overrides
 
+    if args.resume is not None:
+        return _resume_train(args)
+    if args.output is None:
+        raise ConfigError("give --output RUN (or --resume RUN to continue a run)")
     output = Path(args.output)
     if (output / "config.json").exists() and not args.overwrite:
         raise ConfigError(f"{output} already holds a run; choose another --output or --overwrite")
@@ -202,11 +242,37 @@ def _run_train(args) -> int:
     progress = False if args.quiet else None
     if args.seeds:
         return _print_seed_summary(train_seeds(config, output, args.seeds, progress), output)
-    result = train_run(config, output, progress=progress)
-    best = result.best or {}
-    metrics = {k[4:]: v for k, v in best.items() if k.startswith("dev_")}
-    print(f"best model (epoch {best.get('epoch')}): {json.dumps(metrics)} -> {output / 'model'}")
+    return _print_best(train_run(config, output, progress=progress), output)
+
+
+def _print_best(result, output: Path) -> int:
+    from bertfit.train import distributed
+
+    if result is not None and distributed.current().is_main:
+        best = result.best or {}
+        metrics = {k[4:]: v for k, v in best.items() if k.startswith("dev_")}
+        model = output / "model"
+        print(f"best model (epoch {best.get('epoch')}): {json.dumps(metrics)} -> {model}")
     return 0
+
+
+def _resume_train(args) -> int:
+    # Everything but the run comes from RUN/config.json: other settings would change the run.
+    given = [flag for flag, value in _train_flag_overrides(args)] + list(args.overrides)
+    if args.config:
+        given.append("--config")
+    if args.seeds or args.overwrite:
+        given.append("--seeds" if args.seeds else "--overwrite")
+    if args.output is not None and Path(args.output).resolve() != Path(args.resume).resolve():
+        given.append("--output")
+    if given:
+        raise ConfigError(
+            f"--resume continues with the run's own saved settings; leave out {given[0]}"
+        )
+    from bertfit.train.run import resume_run
+
+    progress = False if args.quiet else None
+    return _print_best(resume_run(args.resume, progress=progress), Path(args.resume))
 
 
 def _name_list(text: str) -> list[str]:
@@ -659,6 +725,15 @@ def main(argv: list[str] | None = None) -> int:
     progress.set_quiet(quiet_before or getattr(args, "quiet", False))
     try:
         return args.handler(args)
+    except _training_interrupted() as interrupted:
+        checkpoint = interrupted.checkpoint
+        resume = f"; continue with: bertfit train --resume {checkpoint.parent.parent}"
+        print(
+            f"bertfit: interrupted after step {interrupted.step}; "
+            + (f"saved {checkpoint}{resume}" if checkpoint else "no checkpoint saved"),
+            file=sys.stderr,
+        )
+        return EXIT_TERMINATED if interrupted.signum == signal.SIGTERM else EXIT_INTERRUPTED
     except BertfitError as error:
         print(f"bertfit: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -677,6 +752,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     finally:
         progress.set_quiet(quiet_before)
+        if "torch" in sys.modules:  # leave a torchrun job's process group, if one was joined
+            from bertfit.train import distributed
+
+            distributed.shutdown()
+
+
+def _training_interrupted() -> tuple[type[BaseException], ...]:
+    """The trainer's interruption type, only when the trainer (and torch) is already loaded."""
+    trainer = sys.modules.get("bertfit.train.trainer")
+    return (trainer.TrainingInterrupted,) if trainer is not None else ()
 
 
 if __name__ == "__main__":

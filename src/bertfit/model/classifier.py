@@ -57,14 +57,25 @@ class BertClassifier(nn.Module):
 
     def forward(
         self,
-        input_word_ids: torch.Tensor,
+        input_word_ids: torch.Tensor | None = None,
         input_mask: torch.Tensor | None = None,
         input_type_ids: torch.Tensor | None = None,
+        *,
+        packed: PackedBatch | None = None,
     ) -> torch.Tensor:
-        """Logits [B, num_classes] (scores [B, 1] for regression) for a padded batch."""
+        """Logits [B, num_classes] (scores [B, 1] for regression).
+
+        Takes a padded batch (the three [B, L] inputs) or, the fast path, a padding-free
+        ``packed`` batch (see :mod:`bertfit.model.packed`). Both go through ``forward`` so
+        that wrappers (DDP, FSDP) see every call.
+        """
+        if packed is not None:
+            return self.classifier(self.encoder.pool_packed(packed))
+        if input_word_ids is None:
+            raise ValueError("give input_word_ids (a padded batch) or packed=")
         pooled = self.encoder(input_word_ids, input_mask, input_type_ids).pooled_output
         return self.classifier(pooled)
 
     def forward_packed(self, batch: PackedBatch) -> torch.Tensor:
-        """The same logits for a padding-free :class:`PackedBatch` (the fast path)."""
-        return self.classifier(self.encoder.pool_packed(batch))
+        """The logits of a padding-free :class:`PackedBatch` (``self(packed=batch)``)."""
+        return self(packed=batch)

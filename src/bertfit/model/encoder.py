@@ -189,17 +189,27 @@ class TransformerLayer(nn.Module):
         self.output_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.dropout_rate)
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        x = self.attention_norm(x + self.dropout(self.attention(x, attention_mask)))
-        return self._feed_forward(x)
+    def forward(
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | PackedBatch | None,
+        first_tokens_only: bool = False,
+    ) -> torch.Tensor:
+        """A padded batch ``x`` [B, L, H] with its key mask [B, 1, 1, L] (or None), or packed
+        tokens ``x`` [T, H] with their :class:`PackedBatch` in place of the mask.
 
-    def forward_packed(self, x: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
-        """The layer on packed tokens [T, H]."""
-        x = self.attention_norm(x + self.dropout(self.attention.forward_packed(x, batch)))
-        return self._feed_forward(x)
+        ``first_tokens_only`` (packed only) returns just each sequence's first token [B, H].
+        One ``forward`` for both, so that hooks on the layer (FSDP's) run on either path.
+        """
+        if isinstance(attention_mask, PackedBatch):
+            if first_tokens_only:
+                return self._first_tokens(x, attention_mask)
+            attended = self.attention.forward_packed(x, attention_mask)
+        else:
+            attended = self.attention(x, attention_mask)
+        return self._feed_forward(self.attention_norm(x + self.dropout(attended)))
 
-    def forward_first_tokens(self, x: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
-        """The layer's output [B, H] for each sequence's first token only (see the module doc)."""
+    def _first_tokens(self, x: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
         first = gather_rows(x, batch.first_token)
         first = self.attention_norm(
             first + self.dropout(self.attention.forward_first_tokens(x, first, batch))
@@ -259,7 +269,7 @@ class BertEncoder(nn.Module):
         """Encode a packed batch: ``sequence_output`` is [T, H] (real tokens only)."""
         x = self._embed_packed(batch)
         for layer in self.layers:
-            x = layer.forward_packed(x, batch)
+            x = layer(x, batch)
         return EncoderOutput(x, self.pooler(gather_rows(x, batch.first_token)))
 
     def pool_packed(self, batch: PackedBatch) -> torch.Tensor:
@@ -267,8 +277,8 @@ class BertEncoder(nn.Module):
         x = self._embed_packed(batch)
         *layers, last = self.layers
         for layer in layers:
-            x = layer.forward_packed(x, batch)
-        return self.pooler(last.forward_first_tokens(x, batch))
+            x = layer(x, batch)
+        return self.pooler(last(x, batch, first_tokens_only=True))
 
     def _embed_packed(self, batch: PackedBatch) -> torch.Tensor:
         self._check_length(batch.max_length)

@@ -41,10 +41,22 @@ class TrainerConfig:
     precision: str = "auto"
     # auto | cpu | cuda | cuda:N; auto takes a CUDA device when one is visible.
     device: str = "auto"
+    # -- scale-out and fault tolerance (see bertfit.train.distributed and .checkpoint) --
+    # Micro-batches of batch_size per process summed into one update; under torchrun the
+    # update covers batch_size * grad_accum_steps * world_size examples.
+    grad_accum_steps: int = 1
+    # Write RUN/checkpoints/step-N/ at the end of every epoch and, if set, every this many steps.
+    save_checkpoints: bool = True
+    checkpoint_every_steps: int | None = None
+    keep_checkpoints: int = 2
+    # Under torchrun: "ddp" (a whole model per process) or "fsdp" (parameters, gradients and
+    # optimizer state sharded between processes, for encoders that do not fit one device).
+    parallel: Literal["ddp", "fsdp"] = "ddp"
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid setting."""
-        for name in ("epochs", "batch_size", "eval_batch_size"):
+        names = ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "keep_checkpoints")
+        for name in names:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"trainer.{name} must be positive, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps <= 0:
@@ -57,10 +69,19 @@ class TrainerConfig:
             raise ConfigError(
                 f"trainer.precision: expected one of {', '.join(PRECISIONS)}, got {self.precision}"
             )
+        if self.checkpoint_every_steps is not None and self.checkpoint_every_steps <= 0:
+            raise ConfigError(
+                "trainer.checkpoint_every_steps must be positive, "
+                f"got {self.checkpoint_every_steps}"
+            )
 
-    def planned_steps(self, num_examples: int) -> int:
+    def global_batch_size(self, world_size: int = 1) -> int:
+        """Examples per optimizer update: per-process batch x accumulation x processes."""
+        return self.batch_size * self.grad_accum_steps * world_size
+
+    def planned_steps(self, num_examples: int, world_size: int = 1) -> int:
         """Optimizer steps of a run on ``num_examples`` (the schedule's decay horizon)."""
-        total = math.ceil(num_examples / self.batch_size) * self.epochs
+        total = math.ceil(num_examples / self.global_batch_size(world_size)) * self.epochs
         return min(total, self.max_steps) if self.max_steps else total
 
 

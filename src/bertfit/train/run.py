@@ -2,8 +2,10 @@
 
 ``RUN/`` receives ``config.json`` (the resolved configuration), ``history.jsonl`` (one record per
 evaluation), ``model/`` (the best model, see :mod:`bertfit.inference`) and ``results.json``
-(the best record). Every file is written atomically, so an interrupted run leaves complete
-files only.
+(the best record), ``steps.jsonl`` and ``checkpoints/step-N/`` (see
+:mod:`bertfit.train.checkpoint`). Every file is written atomically, so an interrupted run leaves
+complete files only, and :func:`resume_run` continues it from its latest checkpoint. Under
+``torchrun`` every process runs :func:`train_run` and only rank 0 writes and prints.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bertfit.config import write_json
+from bertfit.config import read_json, write_json
 from bertfit.data.readers import TextExamples, read_glue_split
 from bertfit.data.sources import resolve_task_dir
 from bertfit.data.tasks import TaskSpec, get_task
@@ -31,7 +33,10 @@ from bertfit.model.classifier import BertClassifier
 from bertfit.model.presets import resolve_model_dir
 from bertfit.model.sources import describe_source
 from bertfit.model.weights import load_pretrained
+from bertfit.precision import resolve_device
 from bertfit.text.tokenizer import WordpieceTokenizer
+from bertfit.train import distributed
+from bertfit.train.checkpoint import STATE_FILE, checkpoints_dir, latest_checkpoint, step_of
 from bertfit.train.config import RunConfig
 from bertfit.train.trainer import Trainer, TrainResult
 
@@ -130,8 +135,19 @@ def read_split(config: RunConfig, task: TaskSpec, split: str, data_dir=None) -> 
     return label_examples(read_user_file(files[split], columns), task, split)
 
 
-def train_run(config: RunConfig, output: str | Path, progress: bool | None = None) -> TrainResult:
-    """Train as ``config`` says and write the run directory ``output``."""
+def train_run(
+    config: RunConfig,
+    output: str | Path,
+    progress: bool | None = None,
+    resume: str | Path | None = None,
+) -> TrainResult:
+    """Train as ``config`` says and write the run directory ``output``.
+
+    ``resume`` is a checkpoint of this run (``output/checkpoints/step-N``) to continue from;
+    :func:`resume_run` finds the latest one.
+    """
+    # The process group first (a no-op for one process): the step count depends on its size.
+    context = distributed.init_from_env(resolve_device(config.trainer.device))
     task, train_examples, dev_examples = load_task_data(config)
     classifier = build_classifier(config, task)
     config.model = str(resolve_model_dir(config.model).resolve())  # repeatable from any cwd
@@ -143,17 +159,52 @@ def train_run(config: RunConfig, output: str | Path, progress: bool | None = Non
     dev_data = {split: trainer.encode(examples) for split, examples in dev_examples.items()}
     config.optimizer.total_steps = trainer.plan_steps(len(train_data))
     config.trainer.precision = trainer.precision  # what "auto" became on this device
-    output.mkdir(parents=True, exist_ok=True)
-    write_json(output / "config.json", config.to_dict())
-    print(
-        f"training {task.name}: {len(train_data)} train / "
-        f"{sum(len(d) for d in dev_data.values())} dev examples, "
-        f"{config.optimizer.total_steps} steps, {trainer.device.type} {trainer.precision}, "
-        f"model {config.model}"
-    )
-    result = trainer.fit(train_data, dev_data)
-    write_json(output / "results.json", {"best": result.best, "steps": result.steps})
+    if context.is_main:
+        output.mkdir(parents=True, exist_ok=True)
+        if resume is None:  # a resumed run keeps the config it started with
+            write_json(output / "config.json", config.to_dict())
+        processes = f" on {context.world_size} processes" if context.enabled else ""
+        print(
+            f"training {task.name}: {len(train_data)} train / "
+            f"{sum(len(d) for d in dev_data.values())} dev examples, "
+            f"{config.optimizer.total_steps} steps of "
+            f"{config.trainer.global_batch_size(context.world_size)} examples{processes}, "
+            f"{trainer.device.type} {trainer.precision}, model {config.model}"
+        )
+        if resume is not None:
+            print(f"resuming from step {step_of(Path(resume))} ({resume})")
+    result = trainer.fit(train_data, dev_data, resume=resume)
+    if context.is_main:
+        write_json(output / "results.json", {"best": result.best, "steps": result.steps})
     return result
+
+
+def resume_run(run_dir: str | Path, progress: bool | None = None) -> TrainResult | None:
+    """Continue the run in ``run_dir`` from its latest complete checkpoint, with its own
+    ``config.json``; None (and a message) when the run had already finished.
+
+    A damaged newest checkpoint (its checksums do not match) is skipped with a warning.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise ConfigError(f"{run_dir}: not a run directory (no config.json) to resume")
+    config = RunConfig.from_json_file(run_dir / "config.json")
+    context = distributed.init_from_env(resolve_device(config.trainer.device))
+    quiet = None if context.is_main else (lambda message: None)
+    checkpoint = latest_checkpoint(checkpoints_dir(run_dir), warn=quiet)
+    if checkpoint is None:
+        raise ConfigError(
+            f"{run_dir}: no complete checkpoint to resume from (checkpoints are written at "
+            "the end of each epoch and every --checkpoint-every steps)"
+        )
+    state = read_json(checkpoint / STATE_FILE)
+    if not state["finished"]:
+        return train_run(config, run_dir, progress, resume=checkpoint)
+    if context.is_main:
+        if not (run_dir / "results.json").is_file():  # it stopped between the two writes
+            write_json(run_dir / "results.json", {"best": state["best"], "steps": state["step"]})
+        print(f"{run_dir}: the run already finished ({state['step']} steps); nothing to resume")
+    return None
 
 
 def train_seeds(

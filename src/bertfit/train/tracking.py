@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bertfit.config import atomic_write_text
 from bertfit.errors import ConfigError
 from bertfit.train.config import LoggingConfig
 
@@ -73,7 +74,7 @@ def split_metric_key(key: str, metric_names: Iterable[str]) -> tuple[str, str] |
 class TensorBoardWriter:
     """Scalars into TensorBoard event files (torch's ``SummaryWriter``), flushed as they come."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -82,11 +83,13 @@ class TensorBoardWriter:
                 "pip install tensorboard (or bertfit[tensorboard])"
             ) from None
         log_dir.mkdir(parents=True, exist_ok=True)
-        # Event files of an earlier run in this directory would be drawn as one mixed curve.
-        for old in log_dir.glob("events.out.tfevents.*"):
-            old.unlink()
+        # Event files of an earlier run in this directory would be drawn as one mixed curve;
+        # a resumed run keeps them, and TensorBoard drops their events from purge_step on.
+        if purge_step is None:
+            for old in log_dir.glob("events.out.tfevents.*"):
+                old.unlink()
         self.log_dir = log_dir
-        self._writer = SummaryWriter(log_dir=str(log_dir), flush_secs=10)
+        self._writer = SummaryWriter(log_dir=str(log_dir), flush_secs=10, purge_step=purge_step)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         """Write one scalar per tag at ``step``."""
@@ -108,6 +111,10 @@ class RunTracker:
 
     ``output_dir`` None keeps the records in memory only. ``metric_names`` are the task's
     metrics, used to tell ``<split>_<metric>`` keys of an evaluation record apart.
+    ``resume_step`` continues a run from its checkpoint at that step: the records it had
+    written up to that step are kept (later ones, from after the checkpoint, are dropped, as
+    the resumed run writes them again) and new ones are appended, so ``steps.jsonl`` has no
+    gap and no duplicate.
     """
 
     def __init__(
@@ -115,6 +122,7 @@ class RunTracker:
         output_dir: Path | None,
         config: LoggingConfig | None = None,
         metric_names: Sequence[str] = (),
+        resume_step: int | None = None,
     ) -> None:
         self.config = config or LoggingConfig()
         self.config.validate()
@@ -126,10 +134,26 @@ class RunTracker:
         if output_dir is not None:
             output_dir.mkdir(parents=True, exist_ok=True)
             if self.config.tensorboard:
-                self._tensorboard = TensorBoardWriter(output_dir / TENSORBOARD_DIR)
+                purge = None if resume_step is None else resume_step + 1
+                self._tensorboard = TensorBoardWriter(output_dir / TENSORBOARD_DIR, purge)
+            log_path = output_dir / STEP_LOG_FILE
+            if resume_step is not None:
+                kept = [r for r in read_jsonl(log_path) if r["step"] <= resume_step]
+                atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in kept))
+                self.records = kept
             # Appended line by line, like TensorBoard's own event files: rewriting the whole
             # file at every step would cost time quadratic in the number of steps.
-            self._log = open(output_dir / STEP_LOG_FILE, "w", encoding="utf-8")
+            mode = "w" if resume_step is None else "a"
+            self._log = open(log_path, mode, encoding="utf-8")
+
+    @property
+    def pending(self) -> list[dict[str, float]]:
+        """Steps not yet written (a ``log_every_steps`` window in progress), for checkpoints."""
+        return [dict(w) for w in self._window]
+
+    def restore_pending(self, window: list[dict[str, float]]) -> None:
+        """Put back the window of :attr:`pending` saved in a checkpoint."""
+        self._window = [dict(w) for w in window]
 
     def step(
         self,

@@ -7,11 +7,15 @@ metric history and, when the task's main metric improves, the model is saved.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,11 +27,20 @@ from bertfit.config import atomic_write_text
 from bertfit.data.batching import length_grouped_batches, random_batches
 from bertfit.data.readers import TextExamples
 from bertfit.data.tasks import TaskSpec
+from bertfit.errors import CheckpointError
 from bertfit.inference import Packed, TextClassifier, mean_by_owner, predict_logits, to_tensors
 from bertfit.model.packed import pack_sequences
 from bertfit.precision import autocast, grad_scaler, resolve_device, resolve_precision
 from bertfit.progress import bar as progress_bar
 from bertfit.progress import enabled as progress_enabled
+from bertfit.train import distributed
+from bertfit.train.checkpoint import (
+    capture_rng_state,
+    checkpoints_dir,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 from bertfit.train.config import LoggingConfig, TrainerConfig
 from bertfit.train.metrics import collapse_message, compute_metrics
 from bertfit.train.optim import OptimizationConfig, build_optimizer, clip_gradients
@@ -104,6 +117,45 @@ def _window_stats(losses: list[float], examples: int, started: float, scheduler)
     }
 
 
+@dataclass
+class _Position:
+    """Where the loop stands: ``step`` updates done, ``batches_done`` of ``epoch``'s batches."""
+
+    step: int = 0
+    epoch: int = 1
+    batches_done: int = 0
+
+
+@dataclass
+class _Window:
+    """Training figures since the last evaluation: what the next history record describes."""
+
+    losses: list[float] = field(default_factory=list)
+    examples: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def stats(self, scheduler) -> dict:
+        return _window_stats(self.losses, self.examples, self.started, scheduler)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped training after a whole step, saved in ``checkpoint``."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path | None) -> None:
+        super().__init__(f"stopped by signal {signum} after step {step}")
+        self.signum = signum
+        self.step = step
+        self.checkpoint = checkpoint
+
+
+def _data_fingerprint(data: EncodedExamples) -> str:
+    """A digest of the training inputs' lengths and labels: a resumed run must see the same."""
+    digest = hashlib.sha256()
+    digest.update(np.asarray([len(ids) for ids, _ in data.inputs], dtype=np.int64).tobytes())
+    digest.update(np.ascontiguousarray(data.input_labels).tobytes())
+    return digest.hexdigest()
+
+
 def metric_prefix(split: str) -> str:
     """Prefix of a dev split's metrics in records: ``dev_`` or ``dev_matched_`` (MNLI)."""
     return f"{split}_"
@@ -163,6 +215,16 @@ class Trainer:
         self.device = resolve_device(trainer_config.device)
         # What runs: "auto" resolved for this device (the run's config.json records it).
         self.precision = resolve_precision(trainer_config.precision, self.device)
+        self._context = distributed.current()
+        self._window = _Window()
+        self._learning_rate = float("nan")  # the rate of the latest update
+        self._stop_signal: int | None = None  # set by SIGINT/SIGTERM: checkpoint, then stop
+        self._last_checkpoint: Path | None = None
+
+    @property
+    def _write_dir(self) -> Path | None:
+        """Where this process writes: the run directory on rank 0, nowhere on the others."""
+        return self.output_dir if self._context.is_main else None
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -171,15 +233,17 @@ class Trainer:
         return encode_examples(self.classifier, self.task, examples, self.progress)
 
     def _epoch_batches(self, data: EncodedExamples, epoch: int) -> list[list[int]]:
+        """The epoch's global batches (one per optimizer update), the same on every process."""
         config = self.config
+        size = config.global_batch_size(distributed.current().world_size)
         if config.group_by_length and not config.pad_to_max_length:
             lengths = [len(ids) for ids, _ in data.inputs]
-            return length_grouped_batches(lengths, config.batch_size, config.seed, epoch)
-        return random_batches(len(data), config.batch_size, config.seed, epoch)
+            return length_grouped_batches(lengths, size, config.seed, epoch)
+        return random_batches(len(data), size, config.seed, epoch)
 
     def plan_steps(self, num_examples: int) -> int:
         """Total optimizer steps of the run (the schedule's decay horizon)."""
-        return self.config.planned_steps(num_examples)
+        return self.config.planned_steps(num_examples, distributed.current().world_size)
 
     # -- loop ---------------------------------------------------------------------------------
 
@@ -187,128 +251,190 @@ class Trainer:
         self,
         train: EncodedExamples,
         dev: EncodedExamples | dict[str, EncodedExamples] | None,
+        resume: str | Path | None = None,
     ) -> TrainResult:
         """Train for the configured epochs (or ``max_steps``), evaluating on ``dev``.
 
         ``dev`` is one evaluation set (its metrics are recorded as ``dev_<metric>``) or a
         mapping of split names to sets (``<split>_<metric>``; the first picks the best model).
+        ``resume`` is a checkpoint directory (``RUN/checkpoints/step-N``) to continue from:
+        the run then ends exactly as if it had never stopped. Under ``torchrun`` (an initialised
+        process group) every process calls ``fit``; see :mod:`bertfit.train.distributed`.
         """
         if isinstance(dev, EncodedExamples):
             dev = {"dev": dev}
         if dev:
             self._main_key = metric_prefix(next(iter(dev))) + self.task.main_metric
-        torch.manual_seed(self.config.seed)
+        self._context = distributed.current()
+        self._stop_signal, self._window = None, _Window()
+        # Each process its own dropout masks; a single process is seeded as before.
+        torch.manual_seed(self.config.seed + self._context.rank)
         model = self.classifier.model.to(self.device)
         self._scaler = grad_scaler(self.precision, self.device)
         total_steps = self.plan_steps(len(train))
         self.optimization.total_steps = total_steps
+        self._train_model = distributed.wrap_model(model, self.config.parallel)
         optimizer, scheduler = build_optimizer(model, self.optimization)
-        self._tracker = RunTracker(self.output_dir, self.logging, self.task.metrics)
+        self._fingerprint = _data_fingerprint(train)
+        position = _Position()
+        checkpoint = load_checkpoint(resume) if resume is not None else None
+        if checkpoint is not None:
+            position = self._restore(checkpoint, optimizer, scheduler, total_steps)
+        self._last_checkpoint = checkpoint.path if checkpoint is not None else None
+        self._tracker = RunTracker(
+            self._write_dir,
+            self.logging,
+            self.task.metrics,
+            resume_step=None if checkpoint is None else checkpoint.step,
+        )
+        if checkpoint is not None:
+            self._tracker.restore_pending(checkpoint.state["tracker_pending"])
+            restore_rng_state(checkpoint.rng[self._context.rank])  # last: nothing may draw after
         self.step_records = self._tracker.records
         self._dev = dev  # for evaluations inside an epoch (trainer.eval_every_steps)
-        step = 0
+        self._total_steps = total_steps
+        step = position.step
         try:
-            for epoch in range(1, self.config.epochs + 1):
-                batches = self._epoch_batches(train, epoch)
-                if self.config.max_steps:
-                    batches = batches[: total_steps - step]
-                stats = self._train_epoch(epoch, batches, train, optimizer, scheduler, step)
-                step += len(batches)
-                self._evaluate_and_record(epoch, step, stats, dev)
-                if step >= total_steps:
-                    break
+            with self._stop_on_signals():
+                for epoch in range(position.epoch, self.config.epochs + 1):
+                    done = position.batches_done if epoch == position.epoch else 0
+                    first = step - done  # steps before this epoch
+                    batches = self._epoch_batches(train, epoch)
+                    if self.config.max_steps:
+                        batches = batches[: total_steps - first]
+                    stats = self._train_epoch(
+                        epoch, batches, train, optimizer, scheduler, first, done
+                    )
+                    step = first + len(batches)
+                    self._evaluate_and_record(epoch, step, stats, dev)
+                    self._window = _Window()
+                    finished = step >= total_steps or epoch == self.config.epochs
+                    end = _Position(step, epoch + 1, 0)
+                    self._checkpoint(end, optimizer, scheduler, finished=finished)
+                    if step >= total_steps:
+                        break
         finally:
             self._tracker.close()
         return TrainResult(self.history, self.best, step, self.step_records)
 
-    def _train_epoch(self, epoch, batches, train, optimizer, scheduler, first_step) -> dict:
-        model = self.classifier.model
-        model.train()
-        losses: list[float] = []
-        examples = 0
-        learning_rate = float("nan")
-        started = time.perf_counter()
-        # The steps since the last evaluation: what the next evaluation record describes.
-        window, window_examples, window_started = 0, 0, started
+    def _train_epoch(self, epoch, batches, train, optimizer, scheduler, first_step, done=0) -> dict:
+        """Train on ``batches[done:]``; ``first_step`` updates came before the epoch."""
+        self._train_model.train()
         bar = progress_bar(
-            batches,
+            batches[done:],
             desc=f"epoch {epoch}/{self.config.epochs}",
             unit="batch",
-            show=self.progress,
+            show=self.progress and self._context.is_main,
             delay=0,
         )
-        for batch in bar:
+        started, examples, recent = time.perf_counter(), 0, []
+        for index, batch in enumerate(bar, start=done + 1):  # index: batches done after this one
             step_started = time.perf_counter()
-            loss = self._batch_loss(train, batch)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):  # stop before a bad step reaches the weights
-                raise FloatingPointError(
-                    f"training loss became {loss_value} at step {first_step + len(losses) + 1}"
-                )
-            if self._scaler is not None:
-                self._scaler.scale(loss).backward()
-                self._scaler.unscale_(optimizer)  # clip and log the true gradient norm
-            else:
-                loss.backward()
-            grad_norm = clip_gradients(optimizer, self.optimization)
-            if grad_norm is None:  # clipping is off, but the norm is still worth logging
-                grad_norm = global_grad_norm(model.parameters())
-            learning_rate = scheduler.get_last_lr()[0]  # the rate this update uses
-            if self._scaler is not None:
-                self._scaler.step(optimizer)  # skips the update if gradients overflowed
-                self._scaler.update()
-            else:
-                optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss_value)
+            step = first_step + index
+            loss_value, grad_norm, stop = self._train_step(batch, train, optimizer, scheduler, step)
+            self._window.losses.append(loss_value)
+            self._window.examples += len(batch)
             examples += len(batch)
+            recent = [*recent[-19:], loss_value]
             self._tracker.step(
-                step=first_step + len(losses),
+                step=step,
                 epoch=epoch,
                 loss=loss_value,
-                learning_rate=learning_rate,
+                learning_rate=self._learning_rate,
                 grad_norm=grad_norm,
                 examples=len(batch),
                 seconds=time.perf_counter() - step_started,
             )
             elapsed = time.perf_counter() - started
             bar.set_postfix(
-                loss=f"{np.mean(losses[-20:]):.4f}",
+                loss=f"{np.mean(recent):.4f}",
                 lr=f"{scheduler.get_last_lr()[0]:.2e}",
                 ex_s=f"{examples / elapsed:.1f}",
                 gnorm=f"{grad_norm:.2f}",
                 refresh=False,
             )
-            step, every = first_step + len(losses), self.config.eval_every_steps
-            if every and step % every == 0 and len(losses) < len(batches):
-                window_losses = losses[window:]
-                stats = _window_stats(
-                    window_losses, examples - window_examples, window_started, scheduler
-                )
-                self._evaluate_and_record(epoch, step, stats, self._dev)
-                model.train()
-                window, window_examples = len(losses), examples
-                window_started = time.perf_counter()
+            inside = index < len(batches)  # the epoch's end evaluates and checkpoints anyway
+            every = self.config.eval_every_steps
+            if every and step % every == 0 and inside:
+                self._evaluate_and_record(epoch, step, self._window.stats(scheduler), self._dev)
+                self._train_model.train()
+                self._window = _Window()
+            every = self.config.checkpoint_every_steps
+            if stop or (every and step % every == 0 and inside):
+                self._checkpoint(_Position(step, epoch, index), optimizer, scheduler)
+            if stop:
+                raise TrainingInterrupted(self._stop_signal, step, self._last_checkpoint)
         bar.close()
-        self._tracker.end_epoch(first_step + len(losses), epoch, learning_rate)
-        return _window_stats(losses[window:], examples - window_examples, window_started, scheduler)
+        self._tracker.end_epoch(first_step + len(batches), epoch, self._learning_rate)
+        return self._window.stats(scheduler)
 
-    def _batch_loss(self, data: EncodedExamples, batch: list[int]) -> torch.Tensor:
-        """The mean loss of examples ``batch`` of ``data`` (forward pass under autocast)."""
+    def _train_step(self, batch, train, optimizer, scheduler, step) -> tuple[float, float, bool]:
+        """One optimizer update on a global batch: this process's micro-batches, then the step.
+
+        Returns the global batch's mean loss, the gradient norm before clipping, and whether
+        some process was asked to stop (SIGINT or SIGTERM).
+        """
+        context, accum = self._context, self.config.grad_accum_steps
+        micro_batches = distributed.shard_batch(batch, context.rank, context.world_size, accum)
+        contribution = 0.0  # this process's share of the global mean loss
+        for k, micro in enumerate(micro_batches):
+            weight = len(micro) / len(batch)
+            if not micro:
+                if not context.enabled:
+                    continue
+                # A short last batch leaves this slot empty; the collectives still need this
+                # process's (zero) gradients, so it runs one example with weight 0.
+                micro = batch[:1]
+            with distributed.gradient_sync(self._train_model, k == accum - 1):
+                loss = self._batch_loss(self._train_model, train, micro)
+                scaled = loss if weight == 1.0 else loss * weight
+                # DDP averages gradients over processes: scale so that their sum is the mean.
+                self._backward(scaled * context.world_size if context.enabled else scaled)
+            contribution += scaled.item()
+        stop_requested = float(self._stop_signal is not None)
+        loss_value, stops = distributed.all_reduce_sum([contribution, stop_requested])
+        if not math.isfinite(loss_value):  # stop before a bad step reaches the weights
+            kept = f"; the last good checkpoint is {self._last_checkpoint}" * bool(
+                self._last_checkpoint
+            )
+            raise FloatingPointError(f"training loss became {loss_value} at step {step}{kept}")
+        if self._scaler is not None:
+            self._scaler.unscale_(optimizer)  # clip and log the true gradient norm
+        grad_norm = clip_gradients(optimizer, self.optimization)
+        if grad_norm is None:  # clipping is off, but the norm is still worth logging
+            grad_norm = global_grad_norm(self.classifier.model.parameters())
+        self._learning_rate = scheduler.get_last_lr()[0]  # the rate this update uses
+        if self._scaler is not None:
+            self._scaler.step(optimizer)  # skips the update if fp16 gradients overflowed
+            self._scaler.update()
+        else:
+            optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss_value, grad_norm, stops > 0
+
+    def _batch_loss(self, model, data: EncodedExamples, batch: list[int]) -> torch.Tensor:
+        """Mean training loss of the examples ``batch`` of ``data`` (forward under autocast).
+
+        ``model`` is the module to call: the classifier, or its DDP/FSDP wrapper, whose
+        hooks run only when it is called (hence ``model(packed=...)``, not a method of it).
+        """
         labels = torch.from_numpy(data.input_labels[batch]).to(self.device)
         with autocast(self.precision, self.device):
-            return self._loss(self._forward([data.inputs[i] for i in batch]), labels)
+            return self._loss(self._forward(model, [data.inputs[i] for i in batch]), labels)
 
-    def _forward(self, examples: list[Packed]) -> torch.Tensor:
-        model, config = self.classifier.model, self.config
+    def _forward(self, model, examples: list[Packed]) -> torch.Tensor:
+        config = self.config
         if config.padding_free and not config.pad_to_max_length:
-            return model.forward_packed(pack_sequences(examples).to(self.device))
+            return model(packed=pack_sequences(examples).to(self.device))
         # The padded path: to each batch's longest example, or to max_seq_length as the
         # reference tutorial does (for comparisons).
         width = self.classifier.info.max_seq_length if config.pad_to_max_length else None
         inputs = to_tensors(examples, self.classifier.padding_id, width)
         return model(**{name: tensor.to(self.device) for name, tensor in inputs.items()})
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        (loss if self._scaler is None else self._scaler.scale(loss)).backward()
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.task.regression:
@@ -333,18 +459,139 @@ class Trainer:
             warning = collapse_message(predictions, self.task.label_names, self.task.regression)
             if warning:
                 record.setdefault("collapsed", []).append(split)
-                print(f"warning: {split} {warning}", file=sys.stderr)
+                if self._context.is_main:
+                    print(f"warning: {split} {warning}", file=sys.stderr)
         self.history.append(record)
         if self._tracker is not None:
             self._tracker.evaluation(record)
-        self._log(record)
+        if self._context.is_main:
+            self._log(record)
         improved = self._is_better(record)
         if improved:
             self.best = record
         if self.output_dir is not None:
             if improved:
-                self.classifier.save_pretrained(self.output_dir / "model")
-            self._write_history()
+                self._save_model(self.output_dir / "model")
+            if self._write_dir is not None:
+                self._write_history()
+
+    def _save_model(self, directory: Path) -> None:
+        """Save the model from rank 0 (every process takes part when the model is sharded)."""
+        model = distributed.gathered_model(self.classifier.model)
+        if self._write_dir is not None:
+            TextClassifier(model, self.classifier.tokenizer, self.classifier.info).save_pretrained(
+                directory
+            )
+
+    # -- checkpoints and signals ----------------------------------------------------------------
+
+    def _checkpoint(self, position: _Position, optimizer, scheduler, finished=False) -> None:
+        """Save everything the loop needs to continue from ``position`` (rank 0 writes)."""
+        if not self.config.save_checkpoints or self.output_dir is None:
+            return
+        rng = distributed.gather_objects(capture_rng_state())  # first: saving draws nothing
+        model_state = distributed.model_state_dict(self.classifier.model)
+        optimizer_state = {
+            "optimizer": distributed.optimizer_state_dict(self.classifier.model, optimizer),
+            "scheduler": scheduler.state_dict(),
+        }
+        if self._scaler is not None:  # fp16: the loss scale it has learned
+            optimizer_state["grad_scaler"] = self._scaler.state_dict()
+        directory = checkpoints_dir(self.output_dir)
+        error: CheckpointError | None = None
+        if self._context.is_main:
+            try:
+                save_checkpoint(
+                    directory,
+                    position.step,
+                    model_state=model_state,
+                    optimizer_state=optimizer_state,
+                    rng_states=rng,
+                    trainer_state=self._trainer_state(position, finished),
+                    keep=self.config.keep_checkpoints,
+                )
+            except CheckpointError as failure:
+                error = failure
+        if not distributed.broadcast_flag(error is None):
+            raise error or CheckpointError("process 0 could not write the checkpoint")
+        self._last_checkpoint = directory / f"step-{position.step}"
+
+    def _trainer_state(self, position: _Position, finished: bool) -> dict:
+        return {
+            "epoch": position.epoch,
+            "batches_done": position.batches_done,
+            "finished": finished,
+            "total_steps": self._total_steps,
+            "world_size": self._context.world_size,
+            "global_batch_size": self.config.global_batch_size(self._context.world_size),
+            "data_fingerprint": self._fingerprint,
+            "learning_rate": self._learning_rate,
+            "window_losses": self._window.losses,
+            "window_examples": self._window.examples,
+            "tracker_pending": self._tracker.pending,
+            "history": self.history,
+            "best": self.best,
+        }
+
+    def _restore(self, checkpoint, optimizer, scheduler, total_steps: int) -> _Position:
+        """Load a checkpoint's model, optimizer, schedule and loop state; return its position."""
+        state = checkpoint.state
+        world_size = self._context.world_size
+        expected = {
+            "world_size": world_size,
+            "global_batch_size": self.config.global_batch_size(world_size),
+            "total_steps": total_steps,
+            "data_fingerprint": self._fingerprint,
+        }
+        for key, value in expected.items():
+            if state[key] != value:
+                raise CheckpointError(
+                    f"{checkpoint.path}: written with {key} {state[key]!r} but this run has "
+                    f"{value!r}; resume with the run's own settings, data and process count"
+                )
+        model = self.classifier.model
+        distributed.load_model_state_dict(model, checkpoint.model)
+        distributed.load_optimizer_state_dict(model, optimizer, checkpoint.optimizer["optimizer"])
+        scheduler.load_state_dict(checkpoint.optimizer["scheduler"])
+        if self._scaler is not None and "grad_scaler" in checkpoint.optimizer:
+            self._scaler.load_state_dict(checkpoint.optimizer["grad_scaler"])
+        self.history = list(state["history"])
+        self.best = state["best"]
+        self._window = _Window(list(state["window_losses"]), state["window_examples"])
+        self._learning_rate = state["learning_rate"]
+        return _Position(checkpoint.step, state["epoch"], state["batches_done"])
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """While training, SIGINT and SIGTERM ask for a checkpoint after the current step.
+
+        Processes agree on stopping at each step (see ``_train_step``), so a signal reaching
+        one process of a job stops all of them at the same step. A second Ctrl-C stops at once.
+        Without a run directory (nothing to save) the signals keep their usual meaning.
+        """
+        main_thread = threading.current_thread() is threading.main_thread()
+        if not (main_thread and self.config.save_checkpoints and self.output_dir is not None):
+            yield
+            return
+
+        def request_stop(signum, frame) -> None:
+            if self._stop_signal is not None:
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+            if self._context.is_main:
+                print(
+                    "bertfit: stopping after this step to save a checkpoint "
+                    "(Ctrl-C again stops at once)",
+                    file=sys.stderr,
+                )
+
+        signals = (signal.SIGINT, signal.SIGTERM)
+        previous = {signum: signal.signal(signum, request_stop) for signum in signals}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def _is_better(self, record: dict) -> bool:
         key = self._main_key

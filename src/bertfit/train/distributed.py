@@ -1,0 +1,263 @@
+"""Data-parallel training across processes started by ``torchrun``, on PyTorch's own engine.
+
+``torchrun --nproc-per-node N -m bertfit train ...`` starts N processes with ``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous address in their environment.
+:func:`init_from_env` joins them into one process group (``gloo`` on CPU, ``nccl`` on CUDA) and
+every :class:`~bertfit.train.trainer.Trainer` then asks :func:`current` who it is.
+
+How the work is split, so that N processes with per-process batch ``B`` train exactly as one
+process with batch ``N * B`` (and gradient accumulation over ``k`` micro-batches exactly as one
+batch ``k`` times larger):
+
+* Every process builds the same length-grouped order of *global* batches of
+  ``batch_size * grad_accum_steps * world_size`` examples (seeded by seed and epoch).
+* :func:`shard_batch` deals each global batch into ``world_size * grad_accum_steps`` slots,
+  interleaved (``batch[slot::slots]``) so that every slot holds a similar mix of lengths.
+* Each micro-batch's mean loss is weighted by ``len(micro) / len(global batch) * world_size``:
+  DistributedDataParallel averages gradients over processes, so the update is the gradient of
+  the mean loss over the global batch, also when the last batch of an epoch is short and the
+  slots differ in size.
+
+Only rank 0 writes files and prints; the others train and evaluate alongside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from bertfit.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """Where this process stands in the job: ``rank`` of ``world_size`` (1 when alone)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes files and prints (rank 0)."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether there are other processes to synchronise with."""
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    """Whether the environment describes a multi-process job (``torchrun`` sets these)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def backend_for(device: torch.device | str) -> str:
+    """The collective backend for a device type: ``nccl`` for CUDA, ``gloo`` otherwise."""
+    return "nccl" if torch.device(device).type == "cuda" else "gloo"
+
+
+def init_from_env(device: torch.device | str = "cpu") -> DistributedContext:
+    """Join the process group that ``torchrun`` describes (a no-op for a single process).
+
+    On CUDA each process takes the GPU of its ``LOCAL_RANK``.
+    """
+    if not launched_by_torchrun():
+        return current()
+    if not dist.is_available():
+        raise ConfigError("this PyTorch build has no torch.distributed; run one process")
+    if not dist.is_initialized():
+        backend = backend_for(device)
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend)
+    return current()
+
+
+def current() -> DistributedContext:
+    """This process's place in the job; a single process when no group is initialised."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return DistributedContext()
+    return DistributedContext(
+        rank=dist.get_rank(),
+        world_size=dist.get_world_size(),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+    )
+
+
+def shutdown() -> None:
+    """Leave the process group, if one was joined."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def shard_batch(batch: list[int], rank: int, world_size: int, accum_steps: int) -> list[list[int]]:
+    """This rank's ``accum_steps`` micro-batches of a global batch (some may be empty).
+
+    Slot ``k * world_size + rank`` is micro-batch ``k`` of ``rank``; the global batch is dealt
+    round-robin into the slots, so slot sizes differ by at most one.
+    """
+    slots = world_size * accum_steps
+    return [batch[k * world_size + rank :: slots] for k in range(accum_steps)]
+
+
+def all_reduce_sum(values: list[float], device: torch.device | str = "cpu") -> list[float]:
+    """Element-wise sum over all processes (the values themselves when alone)."""
+    if not current().enabled:
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.tolist()
+
+
+def broadcast_flag(flag: bool, device: torch.device | str = "cpu") -> bool:
+    """Rank 0's ``flag`` on every process (used to agree on the outcome of a rank-0 write)."""
+    if not current().enabled:
+        return flag
+    tensor = torch.tensor([1 if flag else 0], dtype=torch.int64, device=device)
+    dist.broadcast(tensor, src=0)
+    return bool(tensor.item())
+
+
+def gather_objects(value) -> list:
+    """Every process's ``value`` (plain data such as RNG state tensors), on every process."""
+    context = current()
+    if not context.enabled:
+        return [value]
+    values: list = [None] * context.world_size
+    dist.all_gather_object(values, value)
+    return values
+
+
+def barrier() -> None:
+    """Wait for every process (nothing to wait for when alone)."""
+    if current().enabled:
+        dist.barrier()
+
+
+def wrap_model(model: torch.nn.Module, strategy: str = "ddp") -> torch.nn.Module:
+    """The module to train with: ``model`` itself when alone, else wrapped for the job.
+
+    ``ddp``: DistributedDataParallel (every process holds the whole model, gradients are
+    averaged). ``fsdp``: ``fully_shard`` on every encoder layer and on the whole model, so
+    parameters, gradients and optimizer state are split between processes (for encoders that
+    do not fit one device); it changes ``model`` in place and returns it.
+    """
+    context = current()
+    if not context.enabled:
+        return model
+    if strategy == "fsdp":
+        return _fully_shard(model)
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = next(model.parameters()).device
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def _fully_shard(model: torch.nn.Module) -> torch.nn.Module:
+    try:
+        from torch.distributed.fsdp import fully_shard
+    except ImportError:  # PyTorch before 2.6
+        raise ConfigError("trainer.parallel=fsdp needs PyTorch 2.6 or later") from None
+    # One unit per transformer layer keeps at most one layer gathered at a time.
+    for layer in getattr(getattr(model, "encoder", None), "layers", []):
+        fully_shard(layer)
+    fully_shard(model)
+    return model
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    """Whether ``fully_shard`` split ``model``'s parameters between processes."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:
+        return False
+    return isinstance(model, FSDPModule)
+
+
+@contextlib.contextmanager
+def gradient_sync(model: torch.nn.Module, sync: bool) -> Iterator[None]:
+    """Reduce gradients between processes only on a step's last micro-batch.
+
+    The earlier micro-batches of gradient accumulation just add to the local gradients
+    (DDP's ``no_sync``, FSDP's ``set_requires_gradient_sync(False)``); the last backward then
+    reduces the sum once.
+    """
+    if hasattr(model, "no_sync") and not sync:
+        with model.no_sync():
+            yield
+        return
+    if is_sharded(model):
+        model.set_requires_gradient_sync(sync)
+    yield
+
+
+def _state_dict_options(**options):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, **options)
+
+
+def model_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The whole model's weights, unsharded (a collective under FSDP: every process calls it;
+    only rank 0 receives them then)."""
+    if not is_sharded(model):
+        return model.state_dict()
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    return get_model_state_dict(model, options=_state_dict_options(cpu_offload=True))
+
+
+def optimizer_state_dict(model: torch.nn.Module, optimizer) -> dict:
+    """The optimizer's state, unsharded (a collective under FSDP, like :func:`model_state_dict`)."""
+    if not is_sharded(model):
+        return optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizer, options=_state_dict_options(cpu_offload=True))
+
+
+def load_model_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load whole (unsharded) weights; under FSDP each process keeps its own shard."""
+    if not is_sharded(model):
+        model.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict
+
+    set_model_state_dict(model, state, options=_state_dict_options())
+
+
+def load_optimizer_state_dict(model: torch.nn.Module, optimizer, state: dict) -> None:
+    """Load an optimizer state written by :func:`optimizer_state_dict`."""
+    if not is_sharded(model):
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, state, options=_state_dict_options())
+
+
+def gathered_model(model: torch.nn.Module) -> torch.nn.Module:
+    """A module holding the whole model, to save: ``model`` itself unless it is sharded.
+
+    Under FSDP every process calls it; rank 0 gets an unsharded CPU copy of the
+    :class:`BertClassifier` (the others get ``model`` back, to ignore).
+    """
+    from bertfit.model.classifier import BertClassifier
+
+    if not is_sharded(model):
+        return model
+    state = model_state_dict(model)
+    if not current().is_main:
+        return model
+    with torch.random.fork_rng(devices=[]):  # building a module draws; the run must not notice
+        copy = BertClassifier(model.config, model.num_classes, model.dropout_rate)
+    copy.load_state_dict(state)
+    return copy

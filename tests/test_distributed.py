@@ -1,0 +1,176 @@
+"""Scale-out: N processes x batch B train as one process x N*B; accumulation as a larger batch.
+
+The tiny model has dropout 0, so the only differences between the runs compared here are how
+the examples are split and how gradients are summed: the losses and weights must agree to
+float32 rounding (1e-5). Two-process runs use ``torchrun`` on CPU with ``gloo``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bertfit.data.readers import TextExamples
+from bertfit.data.tasks import MRPC
+from bertfit.train.checkpoint import list_checkpoints
+from bertfit.train.config import TrainerConfig
+from bertfit.train.distributed import shard_batch
+from bertfit.train.optim import OptimizationConfig
+from bertfit.train.trainer import Trainer
+
+from conftest import make_tiny_classifier, synthetic_pairs, write_synthetic_glue
+
+TOLERANCE = 1e-5
+
+
+def test_shards_cover_the_global_batch_once_in_near_equal_slots():
+    batch = list(range(23))
+    for world_size, accum in ((1, 1), (2, 1), (2, 3), (4, 2)):
+        slots = [
+            micro
+            for rank in range(world_size)
+            for micro in shard_batch(batch, rank, world_size, accum)
+        ]
+        assert sorted(i for micro in slots for i in micro) == batch
+        sizes = [len(micro) for micro in slots]
+        assert max(sizes) - min(sizes) <= 1
+
+
+# -- gradient accumulation --------------------------------------------------------------------
+
+
+def _fit(tmp_path, batch_size: int, accum: int):
+    trainer = Trainer(
+        make_tiny_classifier(tmp_path),
+        MRPC,
+        TrainerConfig(epochs=2, batch_size=batch_size, grad_accum_steps=accum, seed=0),
+        OptimizationConfig(learning_rate=3e-3),
+        progress=False,
+    )
+    columns, labels = synthetic_pairs(100, 1)  # 100 = 5 x 18 + 10: a short last batch
+    result = trainer.fit(trainer.encode(TextExamples(columns, labels, "synthetic")), None)
+    return result, trainer.classifier.model.state_dict()
+
+
+@pytest.mark.parametrize("batch_size, accum", [(9, 2), (6, 3)])
+def test_gradient_accumulation_equals_the_larger_batch(tmp_path, batch_size, accum):
+    expected, expected_weights = _fit(tmp_path, batch_size * accum, 1)
+    result, weights = _fit(tmp_path, batch_size, accum)
+    assert result.steps == expected.steps == 2 * 6
+    for ours, theirs in zip(result.step_records, expected.step_records):
+        assert ours["learning_rate"] == theirs["learning_rate"]
+        assert ours["loss"] == pytest.approx(theirs["loss"], abs=TOLERANCE)
+    for name, value in weights.items():
+        torch.testing.assert_close(value, expected_weights[name], atol=TOLERANCE, rtol=0)
+
+
+# -- two processes with torchrun --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def glue_and_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ddp")
+    model = root / "tiny-model"
+    make_tiny_classifier(root).save_pretrained(model)
+    # 100 examples: the last global batch of 16 holds 4, shards of a short batch included.
+    return write_synthetic_glue(root / "glue", n_train=100, n_dev=16), model
+
+
+def _train(run_dir: Path, glue_and_model, batch_size: int, processes: int, *extra: str):
+    glue, model = glue_and_model
+    launcher = [sys.executable, "-m", "bertfit"]
+    if processes > 1:
+        launcher = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone",
+            "--nproc-per-node", str(processes), "-m", "bertfit",
+        ]  # fmt: skip
+    result = subprocess.run(
+        [*launcher, "train", "--output", str(run_dir), "--data-dir", str(glue),
+         "--model", str(model), "--epochs", "2", "--batch-size", str(batch_size),
+         "--max-seq-length", "32", "--learning-rate", "3e-3", "--quiet", *extra],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def _assert_same_training(run_dir: Path, reference: Path) -> None:
+    records = [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()]
+    expected = [json.loads(line) for line in (reference / "steps.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [r["step"] for r in expected] == list(range(1, 15))
+    for ours, theirs in zip(records, expected):
+        assert ours["learning_rate"] == theirs["learning_rate"]
+        assert ours["loss"] == pytest.approx(theirs["loss"], abs=TOLERANCE)
+        assert ours["grad_norm"] == pytest.approx(theirs["grad_norm"], abs=TOLERANCE)
+    final = load_file(list_checkpoints(run_dir / "checkpoints")[-1] / "model.safetensors")
+    wanted = load_file(list_checkpoints(reference / "checkpoints")[-1] / "model.safetensors")
+    assert final.keys() == wanted.keys()
+    for name, value in final.items():
+        torch.testing.assert_close(value, wanted[name], atol=TOLERANCE, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def one_process_run(tmp_path_factory, glue_and_model) -> Path:
+    run_dir = tmp_path_factory.mktemp("one") / "run"
+    _train(run_dir, glue_and_model, batch_size=16, processes=1)
+    return run_dir
+
+
+@pytest.mark.slow
+def test_two_processes_of_batch_b_train_as_one_of_batch_2b(
+    tmp_path, glue_and_model, one_process_run
+):
+    result = _train(tmp_path / "run", glue_and_model, batch_size=8, processes=2)
+    _assert_same_training(tmp_path / "run", one_process_run)
+    # Only rank 0 prints and writes.
+    assert result.stdout.count("training mrpc") == 1 and "on 2 processes" in result.stdout
+    assert result.stdout.count("best model") == 1
+
+
+@pytest.mark.slow
+def test_two_processes_with_accumulation_train_as_one_big_batch(
+    tmp_path, glue_and_model, one_process_run
+):
+    _train(tmp_path / "run", glue_and_model, 4, 2, "--grad-accum-steps", "2")
+    _assert_same_training(tmp_path / "run", one_process_run)
+
+
+@pytest.mark.slow
+def test_fsdp_on_two_processes_trains_as_one_process(tmp_path, glue_and_model, one_process_run):
+    _train(tmp_path / "run", glue_and_model, 8, 2, "--fsdp")
+    _assert_same_training(tmp_path / "run", one_process_run)
+    # The best model is gathered whole and loads as usual.
+    from bertfit.inference import TextClassifier
+
+    TextClassifier.from_pretrained(tmp_path / "run" / "model")
+
+
+@pytest.mark.slow
+def test_a_two_process_run_resumes_from_its_checkpoint(tmp_path, glue_and_model, one_process_run):
+    run_dir = tmp_path / "run"
+    _train(run_dir, glue_and_model, 8, 2)
+    # Back to the end of epoch 1, as if the job had died in epoch 2.
+    for path in list_checkpoints(run_dir / "checkpoints")[1:]:
+        path.rename(path.with_name("removed-" + path.name))
+    (run_dir / "results.json").unlink()
+    glue, _ = glue_and_model
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "bertfit", "train", "--resume", str(run_dir), "--quiet"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("resuming from step 7") == 1
+    _assert_same_training(run_dir, one_process_run)
+    resumed_with_one = subprocess.run(
+        [sys.executable, "-m", "bertfit", "train", "--resume", str(run_dir)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed_with_one.returncode == 0  # finished now: says so whatever the process count
