@@ -9,6 +9,7 @@ label names and text settings.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from bertfit.model.weights import load_classifier, save_pretrained
 from bertfit.progress import bar as progress_bar
 from bertfit.text.packing import pad_packed
 from bertfit.text.processor import TextProcessor
+from bertfit.text.ragged import RaggedPacked, example_lengths
 from bertfit.text.tokenizer import WordpieceTokenizer
 
 BERTFIT_FILE = "bertfit.json"
@@ -62,10 +64,20 @@ def to_tensors(examples: list[Packed], padding_id: int, seq_length: int | None) 
     return {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in arrays.items()}
 
 
+def batch_tensors(
+    examples: Sequence[Packed], indices, padding_id: int, seq_length: int | None
+) -> dict:
+    """:func:`to_tensors` of ``examples[i] for i in indices``, gathered at once from a store."""
+    if isinstance(examples, RaggedPacked):
+        arrays = examples.gather_padded(indices, padding_id, seq_length)
+        return {name: torch.from_numpy(value) for name, value in arrays.items()}
+    return to_tensors([examples[i] for i in indices], padding_id, seq_length)
+
+
 @torch.inference_mode()
 def predict_logits(
     model: BertClassifier,
-    examples: list[Packed],
+    examples: Sequence[Packed],
     padding_id: int,
     batch_size: int = 64,
     progress: bool | None = None,
@@ -77,10 +89,10 @@ def predict_logits(
     was_training = model.training
     model.eval()
     logits = np.zeros((len(examples), model_num_outputs(model)), dtype=np.float32)
-    batches = sorted_batches([len(ids) for ids, _ in examples], batch_size)
+    batches = sorted_batches(example_lengths(examples), batch_size)
     try:
         for batch in progress_bar(batches, desc="evaluating", unit="batch", show=progress):
-            inputs = to_tensors([examples[i] for i in batch], padding_id, None)
+            inputs = batch_tensors(examples, batch, padding_id, None)
             logits[batch] = model(**inputs).float().numpy()
     finally:
         model.train(was_training)

@@ -11,7 +11,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,11 +21,13 @@ import torch.nn.functional as F
 
 from bertfit.config import atomic_write_text
 from bertfit.data.batching import length_grouped_batches, random_batches
+from bertfit.data.encoding import ChunkedTexts, encode_stream
 from bertfit.data.readers import TextExamples
 from bertfit.data.tasks import TaskSpec
 from bertfit.inference import Packed, TextClassifier, mean_by_owner, predict_logits, to_tensors
 from bertfit.progress import bar as progress_bar
 from bertfit.progress import enabled as progress_enabled
+from bertfit.text.ragged import example_lengths
 from bertfit.train.config import LoggingConfig, TrainerConfig
 from bertfit.train.metrics import collapse_message, compute_metrics
 from bertfit.train.optim import OptimizationConfig, build_optimizer, clip_gradients
@@ -39,9 +41,11 @@ class EncodedExamples:
     Without windows each input is one text (``owners`` None). With windows a long text gives
     several inputs; ``owners[i]`` is the text of input ``i``, which trains with that text's
     label, and evaluation averages a text's window logits before comparing with its label.
+    ``inputs`` is a :class:`~bertfit.text.ragged.RaggedPacked` when made by
+    :func:`encode_examples`, or any sequence of packed pairs.
     """
 
-    inputs: list[Packed]
+    inputs: Sequence[Packed]
     labels: np.ndarray
     owners: np.ndarray | None = None
 
@@ -109,16 +113,21 @@ def metric_prefix(split: str) -> str:
 def encode_examples(
     classifier: TextClassifier,
     task: TaskSpec,
-    examples: TextExamples,
+    examples: TextExamples | ChunkedTexts,
     progress: bool | None = None,
 ) -> EncodedExamples:
-    """Tokenize and pack labelled examples (float targets for regression tasks)."""
+    """Tokenize and pack labelled examples (float targets for regression tasks).
+
+    The texts are encoded a chunk at a time into a compact store (see
+    :func:`bertfit.data.encoding.encode_stream`), so a large file never lives in memory as
+    Python strings or lists.
+    """
     dtype = np.float32 if task.regression else np.int64
     labels = np.asarray(examples.labels, dtype=dtype)
-    if classifier.info.window_stride is not None:
-        inputs, owners = classifier.encode_texts(examples.columns)
-        return EncodedExamples(inputs, labels, owners)
-    return EncodedExamples(classifier.encode(examples.columns, progress), labels)
+    inputs, owners = encode_stream(
+        classifier.processor, examples, classifier.info.window_stride, progress
+    )
+    return EncodedExamples(inputs, labels, owners)
 
 
 def evaluate_examples(
@@ -167,7 +176,7 @@ class Trainer:
     def _epoch_batches(self, data: EncodedExamples, epoch: int) -> list[list[int]]:
         config = self.config
         if config.group_by_length and not config.pad_to_max_length:
-            lengths = [len(ids) for ids, _ in data.inputs]
+            lengths = example_lengths(data.inputs)
             return length_grouped_batches(lengths, config.batch_size, config.seed, epoch)
         return random_batches(len(data), config.batch_size, config.seed, epoch)
 
