@@ -34,6 +34,11 @@ def write_rows(path, rows, header=("premise", "hypothesis", "verdict")):
     return path
 
 
+def pair_rows(n: int, seed: int) -> list[list]:
+    (first, second), labels = synthetic_pairs(n, seed)
+    return [[a, b, y] for a, b, y in zip(first, second, labels)]
+
+
 def tricky_rows(n: int, labels, seed: int = 0) -> list[list[str]]:
     """Pairs with commas, quotes and line breaks inside fields (so lines are not rows)."""
     rng = random.Random(seed)
@@ -168,3 +173,50 @@ def test_streamed_encoding_equals_encoding_whole(tmp_path, stride):
                 assert owners is None
             else:
                 np.testing.assert_array_equal(owners, expected_owners)
+
+
+def test_training_on_a_csv_streams_it_in_chunks_into_a_spilled_store(
+    tmp_path, capsys, monkeypatch, tiny_model_dir
+):
+    import json
+
+    import bertfit.data.encoding as encoding
+    from bertfit.cli import main
+    from bertfit.text.ragged import RaggedBuilder
+    from bertfit.train.config import RunConfig
+    from bertfit.train.run import load_task_data
+
+    built = []
+
+    def small_spilling_builder(spill_bytes):
+        builder = RaggedBuilder(spill_bytes=200, spill_dir=str(tmp_path))
+        built.append(builder)
+        return builder
+
+    monkeypatch.setattr(encoding, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(encoding, "RaggedBuilder", small_spilling_builder)
+    train = write_rows(tmp_path / "train.csv", pair_rows(40, 1))
+    dev = write_rows(tmp_path / "dev.csv", pair_rows(20, 2))
+    config = RunConfig.from_dict(
+        {
+            "data": {
+                "train_file": str(train),
+                "dev_file": str(dev),
+                "text_a": "premise",
+                "text_b": "hypothesis",
+                "label": "verdict",
+            }
+        }  # fmt: skip
+    )
+    _task, train_examples, dev_examples = load_task_data(config)
+    assert isinstance(train_examples, FileExamples) and len(train_examples) == 40
+    assert isinstance(dev_examples["dev"], FileExamples)
+    run = tmp_path / "run"
+    args = ["train", "--output", str(run), "--model", str(tiny_model_dir), "--quiet"]
+    args += ["--max-seq-length", "32", "--text-a", "premise", "--text-b", "hypothesis"]
+    args += ["--label", "verdict", "--train", str(train), "--dev", str(dev), "--max-steps", "3"]
+    assert main(args) == 0
+    assert "40 train / 20 dev examples" in capsys.readouterr().out
+    assert len(built) == 2 and all(builder.spilled for builder in built)
+    record = json.loads((run / "history.jsonl").read_text().splitlines()[-1])
+    assert 0.0 <= record["dev_accuracy"] <= 1.0

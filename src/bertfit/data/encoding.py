@@ -36,7 +36,7 @@ def encode_stream(
     source: ChunkedTexts,
     window_stride: int | None = None,
     progress: bool | None = None,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int | None = None,
     spill_bytes: int | None = SPILL_BYTES,
 ) -> tuple[RaggedPacked, np.ndarray | None]:
     """Tokenize and pack every example of ``source`` into a :class:`RaggedPacked`.
@@ -44,8 +44,10 @@ def encode_stream(
     Without ``window_stride`` each text gives one input and the owners are None; with it a
     long text gives overlapping windows and ``owners[i]`` is the text of input ``i`` (as
     :meth:`TextProcessor.encode_windows`). A large store is memory-mapped from a temporary
-    file (see :class:`RaggedBuilder`, ``spill_bytes``).
+    file (see :class:`RaggedBuilder`, ``spill_bytes``). ``chunk_rows`` defaults to
+    :data:`CHUNK_ROWS`.
     """
+    chunk_rows = chunk_rows or CHUNK_ROWS
     builder = RaggedBuilder(spill_bytes)
     owners: list[np.ndarray] = []
     done = 0

@@ -202,6 +202,7 @@ class RaggedBuilder:
         self._lengths: list[np.ndarray] = []
         self._held_tokens = 0
         self._files = None  # (ids file, type ids file) once spilled
+        self._spilled = False
 
     def __len__(self) -> int:
         return sum(len(lengths) for lengths in self._lengths)
@@ -209,7 +210,7 @@ class RaggedBuilder:
     @property
     def spilled(self) -> bool:
         """Whether the tokens went to disk."""
-        return self._files is not None
+        return self._spilled
 
     def append(self, ids: np.ndarray, type_ids: np.ndarray, lengths: np.ndarray) -> None:
         """Add examples given as flat word ids, flat type ids and the length of each."""
@@ -244,6 +245,7 @@ class RaggedBuilder:
     def _spill(self) -> None:
         # Anonymous files: unlinked at once, so nothing is left behind even after a crash.
         self._files = tuple(tempfile.TemporaryFile(dir=self.spill_dir) for _ in range(2))
+        self._spilled = True
         for ids, types in zip(self._ids, self._types):
             self._write(ids, types)
         self._ids, self._types, self._held_tokens = [], [], 0
