@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -60,6 +61,7 @@ def run_one(job: dict) -> dict:
     config.trainer.epochs = job["epochs"]
     config.trainer.seed = job["seed"]
     config.trainer.max_steps = job["max_steps"]
+    config.trainer.save_checkpoints = False  # a search needs results, not resumable runs
     config.trainer.device = job["device"]
     config.trainer.precision = job["precision"]
     config.optimizer.learning_rate = job["lr"]
@@ -115,7 +117,9 @@ def search(args) -> None:
     # Longest first, so the pool does not end waiting on one slow run.
     jobs.sort(key=lambda job: -job["epochs"] * (20 if job["task"] == "sst2" else 1))
     print(f"{len(jobs)} runs, {args.workers} workers x {threads} threads", flush=True)
-    with ProcessPoolExecutor(args.workers) as pool, output.open("a") as sink:
+    # Spawned workers: each initialises torch (and CUDA) itself, never through a fork.
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.workers, mp_context=spawn) as pool, output.open("a") as sink:
         futures = [pool.submit(run_one, job) for job in jobs]
         for finished, future in enumerate(as_completed(futures), 1):
             record = future.result()

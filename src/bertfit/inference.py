@@ -9,6 +9,7 @@ label names and text settings.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,12 +27,13 @@ from bertfit.config import (
 from bertfit.data.batching import sorted_batches
 from bertfit.errors import CheckpointError
 from bertfit.model.classifier import BertClassifier
-from bertfit.model.packed import pack_sequences
+from bertfit.model.packed import PackedBatch, pack_arrays, pack_sequences
 from bertfit.model.weights import load_classifier, save_pretrained
 from bertfit.precision import autocast
 from bertfit.progress import bar as progress_bar
 from bertfit.text.packing import pad_packed
 from bertfit.text.processor import TextProcessor
+from bertfit.text.ragged import RaggedPacked, example_lengths
 from bertfit.text.tokenizer import WordpieceTokenizer
 
 BERTFIT_FILE = "bertfit.json"
@@ -64,10 +66,28 @@ def to_tensors(examples: list[Packed], padding_id: int, seq_length: int | None) 
     return {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in arrays.items()}
 
 
+def batch_tensors(
+    examples: Sequence[Packed], indices, padding_id: int, seq_length: int | None
+) -> dict:
+    """:func:`to_tensors` of ``examples[i] for i in indices``, gathered at once from a store."""
+    if isinstance(examples, RaggedPacked):
+        arrays = examples.gather_padded(indices, padding_id, seq_length)
+        return {name: torch.from_numpy(value) for name, value in arrays.items()}
+    return to_tensors([examples[i] for i in indices], padding_id, seq_length)
+
+
+def packed_batch(examples: Sequence[Packed], indices) -> PackedBatch:
+    """A padding-free :class:`PackedBatch` of ``examples[i] for i in indices``."""
+    if isinstance(examples, RaggedPacked):
+        word_ids, type_ids, offsets = examples.gather_flat(indices)
+        return pack_arrays(word_ids, type_ids, np.diff(offsets))
+    return pack_sequences([examples[i] for i in indices])
+
+
 @torch.inference_mode()
 def predict_logits(
     model: BertClassifier,
-    examples: list[Packed],
+    examples: Sequence[Packed],
     padding_id: int,
     batch_size: int = 64,
     progress: bool | None = None,
@@ -83,12 +103,12 @@ def predict_logits(
     model.eval()
     device = next(model.parameters()).device
     logits = np.zeros((len(examples), model_num_outputs(model)), dtype=np.float32)
-    batches = sorted_batches([len(ids) for ids, _ in examples], batch_size)
+    batches = sorted_batches(example_lengths(examples), batch_size)
     try:
         for batch in progress_bar(batches, desc="evaluating", unit="batch", show=progress):
-            packed = pack_sequences([examples[i] for i in batch]).to(device)
+            packed = packed_batch(examples, batch).to(device)
             with autocast(precision, device):
-                logits[batch] = model.forward_packed(packed).float().cpu().numpy()
+                logits[batch] = model(packed=packed).float().cpu().numpy()
     finally:
         model.train(was_training)
     return logits

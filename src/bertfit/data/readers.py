@@ -33,6 +33,11 @@ class TextExamples:
     def __len__(self) -> int:
         return len(self.columns[0]) if self.columns else 0
 
+    def iter_chunks(self, rows: int) -> Iterator[list[list[str]]]:
+        """The text columns ``rows`` examples at a time (what streaming encoders consume)."""
+        for start in range(0, len(self), rows):
+            yield [column[start : start + rows] for column in self.columns]
+
     def select(self, indices: list[int]) -> TextExamples:
         """A subset in the order of ``indices``."""
         columns = [[column[i] for i in indices] for column in self.columns]

@@ -11,12 +11,15 @@ from bertfit.text.packing import (
     round_robin_trim,
 )
 from bertfit.text.processor import TextProcessor
+from bertfit.text.ragged import RaggedBuilder, RaggedPacked
 from bertfit.text.tokenizer import SPECIAL_TOKENS, WordpieceTokenizer, read_vocab
 
 __all__ = [
     "SPECIAL_TOKENS",
     "BertPacker",
     "PackedExample",
+    "RaggedBuilder",
+    "RaggedPacked",
     "TextProcessor",
     "WordpieceTokenizer",
     "pack_example",

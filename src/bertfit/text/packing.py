@@ -130,6 +130,58 @@ def _pack(
     return word_ids, type_ids
 
 
+def pack_flat(
+    segments_batch: Sequence[Sequence[Sequence[int]]], seq_length: int, cls_id: int, sep_id: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pack a batch as :func:`pack_example` does each example, into flat arrays at once.
+
+    Args:
+        segments_batch: one entry per segment, each a list over the batch of token-id lists.
+
+    Returns:
+        Word ids (``int32``) and type ids (``uint8``) of all packed examples end to end, and
+        the packed length of each (``int64``): the input of
+        :meth:`bertfit.text.ragged.RaggedBuilder.append`.
+    """
+    _check_seq_length(seq_length, len(segments_batch))
+    count = len(segments_batch[0])
+    lengths = np.array([[len(ids) for ids in segment] for segment in segments_batch], np.int64)
+    lengths = lengths.reshape(len(segments_batch), count)
+    keep = _kept_lengths(lengths, seq_length - len(segments_batch) - 1)
+    packed_lengths = 1 + (keep + 1).sum(axis=0)
+    starts = np.zeros(count, dtype=np.int64)
+    np.cumsum(packed_lengths[:-1], out=starts[1:])
+    word_ids = np.empty(int(packed_lengths.sum()), dtype=np.int32)
+    type_ids = np.zeros(len(word_ids), dtype=np.uint8)
+    word_ids[starts] = cls_id
+    begin = starts + 1  # where the current segment starts in each packed example
+    for type_id, (segment, kept) in enumerate(zip(segments_batch, keep)):
+        flat = np.fromiter(
+            itertools.chain.from_iterable(segment), np.int32, int(lengths[type_id].sum())
+        )
+        source_starts = np.cumsum(lengths[type_id]) - lengths[type_id]
+        kept_starts = np.cumsum(kept) - kept
+        # Token j of an example's kept part moves from source_start + j to begin + j.
+        step = np.arange(int(kept.sum())) - np.repeat(kept_starts, kept)
+        target = np.repeat(begin, kept) + step
+        word_ids[target] = flat[np.repeat(source_starts, kept) + step]
+        separators = begin + kept
+        word_ids[separators] = sep_id
+        type_ids[target] = type_id
+        type_ids[separators] = type_id
+        begin = separators + 1
+    return word_ids, type_ids, packed_lengths
+
+
+def _kept_lengths(lengths: np.ndarray, budget: int) -> np.ndarray:
+    """Tokens each segment keeps (``[segments, batch]``) under round-robin trimming."""
+    keep = lengths.copy()
+    # Most examples fit whole; only the others need the allocation, one at a time.
+    for row in np.flatnonzero(lengths.sum(axis=0) > budget):
+        keep[:, row] = _allocate(lengths[:, row].tolist(), budget)
+    return keep
+
+
 def pad_packed(
     examples: Sequence[PackedExample], padding_id: int, seq_length: int | None = None
 ) -> dict[str, np.ndarray]:
@@ -165,6 +217,10 @@ def pad_packed(
 
 
 def _flatten(rows) -> np.ndarray:
+    rows = list(rows)
+    if rows and all(isinstance(row, np.ndarray) for row in rows):
+        # Rows of a RaggedPacked store: joining arrays beats iterating numpy scalars.
+        return np.concatenate(rows).astype(np.int64, copy=False)
     return np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64)
 
 

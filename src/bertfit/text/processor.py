@@ -6,7 +6,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bertfit.text.packing import BertPacker, PackedExample, pad_packed, window_segments
+from bertfit.text.packing import (
+    BertPacker,
+    PackedExample,
+    pack_flat,
+    pad_packed,
+    window_segments,
+)
+from bertfit.text.ragged import RaggedBuilder, RaggedPacked
 from bertfit.text.tokenizer import WordpieceTokenizer
 
 
@@ -46,6 +53,27 @@ class TextProcessor:
         """
         self._check_columns(columns)
         return self.packer.pack([self.tokenizer.tokenize(column) for column in columns])
+
+    def encode_into(self, builder: RaggedBuilder, columns: Sequence[Sequence[str]]) -> None:
+        """Like :meth:`encode` (the same ids), appending the rows to ``builder`` as flat arrays.
+
+        Packing is vectorised, so no Python list per example is made: what is left of a chunk
+        once it is appended is its compact arrays.
+        """
+        self._check_columns(columns)
+        packer = self.packer
+        segments = [self.tokenizer.tokenize(column) for column in columns]
+        builder.append(
+            *pack_flat(
+                segments, self.seq_length, packer.start_of_sequence_id, packer.end_of_segment_id
+            )
+        )
+
+    def encode_ragged(self, columns: Sequence[Sequence[str]]) -> RaggedPacked:
+        """:meth:`encode` into a compact in-memory :class:`RaggedPacked`."""
+        builder = RaggedBuilder(spill_bytes=None)
+        self.encode_into(builder, columns)
+        return builder.build()
 
     @staticmethod
     def _check_columns(columns: Sequence[Sequence[str]]) -> None:

@@ -20,12 +20,13 @@ from bertfit.config import read_json, write_json
 from bertfit.data.readers import TextExamples, read_glue_split
 from bertfit.data.sources import resolve_task_dir
 from bertfit.data.tasks import TaskSpec, get_task
-from bertfit.data.user_files import (
-    Columns,
-    build_user_task,
-    label_examples,
-    read_user_file,
-    user_task,
+from bertfit.data.user_files import Columns, build_user_task
+from bertfit.data.user_stream import (
+    FileExamples,
+    read_user_examples,
+    scan_label_ids,
+    scan_task,
+    scan_user_file,
 )
 from bertfit.errors import ConfigError
 from bertfit.inference import ClassifierInfo, TextClassifier
@@ -73,11 +74,13 @@ def build_classifier(config: RunConfig, task: TaskSpec) -> TextClassifier:
 
 def load_task_data(
     config: RunConfig, download: bool = True
-) -> tuple[TaskSpec, TextExamples, dict[str, TextExamples]]:
+) -> tuple[TaskSpec, TextExamples | FileExamples, dict[str, TextExamples | FileExamples]]:
     """The run's task, training examples and dev sets (split name -> examples).
 
     Resolves ``config`` in place as ``RUN/config.json`` records it: the task's canonical name
     and absolute data paths, and for the user's own files the task type and label names.
+    The user's own files are checked and their labels read, but their texts stay on disk
+    until encoded (:class:`~bertfit.data.user_stream.FileExamples`), whatever their size.
     """
     config.validate()
     if config.data.train_file is not None:
@@ -94,12 +97,12 @@ def load_task_data(
     return task, train, dev
 
 
-def _load_user_data(config: RunConfig) -> tuple[TaskSpec, TextExamples, dict[str, TextExamples]]:
+def _load_user_data(config: RunConfig) -> tuple[TaskSpec, FileExamples, dict[str, FileExamples]]:
     data = config.data
     columns = Columns(data.text_a, data.text_b, data.label)
-    raw_train = read_user_file(data.train_file, columns)
+    train_scan = scan_user_file(data.train_file, columns)
     regression = {"auto": None, "regression": True, "classification": False}[data.task_type]
-    task, how = user_task(raw_train, columns, regression, data.label_names)
+    task, how = scan_task(train_scan, columns, regression, data.label_names)
     if data.task_type == "auto":
         print(f"task type: {how}", file=sys.stderr)
     config.task = task.name
@@ -109,8 +112,9 @@ def _load_user_data(config: RunConfig) -> tuple[TaskSpec, TextExamples, dict[str
     dev = {}
     if data.dev_file is not None:
         data.dev_file = str(Path(data.dev_file).resolve())
-        dev["dev"] = label_examples(read_user_file(data.dev_file, columns), task, "dev")
-    return task, label_examples(raw_train, task, "train"), dev
+        dev["dev"] = read_user_examples(data.dev_file, columns, task, "dev")
+    train_labels = scan_label_ids(train_scan, task, "train")
+    return task, FileExamples(Path(data.train_file), columns, train_labels, train_scan.source), dev
 
 
 def task_of(config: RunConfig) -> TaskSpec:
@@ -122,7 +126,9 @@ def task_of(config: RunConfig) -> TaskSpec:
     return build_user_task(columns, data.task_type == "regression", data.label_names or ())
 
 
-def read_split(config: RunConfig, task: TaskSpec, split: str, data_dir=None) -> TextExamples:
+def read_split(
+    config: RunConfig, task: TaskSpec, split: str, data_dir=None
+) -> TextExamples | FileExamples:
     """Labelled (or, for test splits, unlabelled) examples of one split of a resolved run."""
     data = config.data
     if data.train_file is None:
@@ -132,7 +138,7 @@ def read_split(config: RunConfig, task: TaskSpec, split: str, data_dir=None) -> 
     if files.get(split) is None:
         raise ConfigError(f"this run has no {split} file (its splits: train, dev when given)")
     columns = Columns(data.text_a, data.text_b, data.label)
-    return label_examples(read_user_file(files[split], columns), task, split)
+    return read_user_examples(files[split], columns, task, split)
 
 
 def train_run(

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,14 +25,22 @@ import torch.nn.functional as F
 
 from bertfit.config import atomic_write_text
 from bertfit.data.batching import length_grouped_batches, random_batches
+from bertfit.data.encoding import ChunkedTexts, encode_stream
 from bertfit.data.readers import TextExamples
 from bertfit.data.tasks import TaskSpec
 from bertfit.errors import CheckpointError
-from bertfit.inference import Packed, TextClassifier, mean_by_owner, predict_logits, to_tensors
-from bertfit.model.packed import pack_sequences
+from bertfit.inference import (
+    Packed,
+    TextClassifier,
+    batch_tensors,
+    mean_by_owner,
+    packed_batch,
+    predict_logits,
+)
 from bertfit.precision import autocast, grad_scaler, resolve_device, resolve_precision
 from bertfit.progress import bar as progress_bar
 from bertfit.progress import enabled as progress_enabled
+from bertfit.text.ragged import example_lengths
 from bertfit.train import distributed
 from bertfit.train.checkpoint import (
     capture_rng_state,
@@ -54,9 +62,11 @@ class EncodedExamples:
     Without windows each input is one text (``owners`` None). With windows a long text gives
     several inputs; ``owners[i]`` is the text of input ``i``, which trains with that text's
     label, and evaluation averages a text's window logits before comparing with its label.
+    ``inputs`` is a :class:`~bertfit.text.ragged.RaggedPacked` when made by
+    :func:`encode_examples`, or any sequence of packed pairs.
     """
 
-    inputs: list[Packed]
+    inputs: Sequence[Packed]
     labels: np.ndarray
     owners: np.ndarray | None = None
 
@@ -151,7 +161,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 def _data_fingerprint(data: EncodedExamples) -> str:
     """A digest of the training inputs' lengths and labels: a resumed run must see the same."""
     digest = hashlib.sha256()
-    digest.update(np.asarray([len(ids) for ids, _ in data.inputs], dtype=np.int64).tobytes())
+    digest.update(np.asarray(example_lengths(data.inputs), dtype=np.int64).tobytes())
     digest.update(np.ascontiguousarray(data.input_labels).tobytes())
     return digest.hexdigest()
 
@@ -164,16 +174,21 @@ def metric_prefix(split: str) -> str:
 def encode_examples(
     classifier: TextClassifier,
     task: TaskSpec,
-    examples: TextExamples,
+    examples: TextExamples | ChunkedTexts,
     progress: bool | None = None,
 ) -> EncodedExamples:
-    """Tokenize and pack labelled examples (float targets for regression tasks)."""
+    """Tokenize and pack labelled examples (float targets for regression tasks).
+
+    The texts are encoded a chunk at a time into a compact store (see
+    :func:`bertfit.data.encoding.encode_stream`), so a large file never lives in memory as
+    Python strings or lists.
+    """
     dtype = np.float32 if task.regression else np.int64
     labels = np.asarray(examples.labels, dtype=dtype)
-    if classifier.info.window_stride is not None:
-        inputs, owners = classifier.encode_texts(examples.columns)
-        return EncodedExamples(inputs, labels, owners)
-    return EncodedExamples(classifier.encode(examples.columns, progress), labels)
+    inputs, owners = encode_stream(
+        classifier.processor, examples, classifier.info.window_stride, progress
+    )
+    return EncodedExamples(inputs, labels, owners)
 
 
 def evaluate_examples(
@@ -237,7 +252,7 @@ class Trainer:
         config = self.config
         size = config.global_batch_size(distributed.current().world_size)
         if config.group_by_length and not config.pad_to_max_length:
-            lengths = [len(ids) for ids, _ in data.inputs]
+            lengths = example_lengths(data.inputs)
             return length_grouped_batches(lengths, size, config.seed, epoch)
         return random_batches(len(data), size, config.seed, epoch)
 
@@ -421,16 +436,16 @@ class Trainer:
         """
         labels = torch.from_numpy(data.input_labels[batch]).to(self.device)
         with autocast(self.precision, self.device):
-            return self._loss(self._forward(model, [data.inputs[i] for i in batch]), labels)
+            return self._loss(self._forward(model, data.inputs, batch), labels)
 
-    def _forward(self, model, examples: list[Packed]) -> torch.Tensor:
+    def _forward(self, model, examples: Sequence[Packed], batch: list[int]) -> torch.Tensor:
         config = self.config
         if config.padding_free and not config.pad_to_max_length:
-            return model(packed=pack_sequences(examples).to(self.device))
+            return model(packed=packed_batch(examples, batch).to(self.device))
         # The padded path: to each batch's longest example, or to max_seq_length as the
         # reference tutorial does (for comparisons).
         width = self.classifier.info.max_seq_length if config.pad_to_max_length else None
-        inputs = to_tensors(examples, self.classifier.padding_id, width)
+        inputs = batch_tensors(examples, batch, self.classifier.padding_id, width)
         return model(**{name: tensor.to(self.device) for name, tensor in inputs.items()})
 
     def _backward(self, loss: torch.Tensor) -> None:
