@@ -48,9 +48,11 @@ def test_yaml_file_keeps_defaults_it_leaves_out_and_reads_3e_5_as_a_number(tmp_p
     assert config.optimizer.warmup_fraction == 0.2
     defaults = RunConfig()
     assert config.optimizer.weight_decay == defaults.optimizer.weight_decay
-    # A partial optimizer section starts from the run's defaults, not OptimizationConfig's.
+    # A partial optimizer section starts from the run's defaults (the default task's recipe
+    # included), not OptimizationConfig's.
     partial = load_run_config(write(tmp_path / "p.yaml", "optimizer:\n  power: 2.0\n"))
-    assert partial.optimizer.learning_rate == defaults.optimizer.learning_rate
+    assert partial.optimizer.learning_rate == RunConfig.for_task("mrpc").optimizer.learning_rate
+    assert partial.optimizer.learning_rate != OptimizationConfig().learning_rate
 
 
 def test_json_file_and_run_directory_are_read_alike(tmp_path):

@@ -264,14 +264,19 @@ def load_run_config(
     """The :class:`RunConfig` of a config file (or the defaults) with ``overrides`` applied.
 
     Keys the file leaves out keep :class:`RunConfig`'s defaults (the optimizer's included, so a
-    partial ``optimizer:`` section still starts from bertfit's learning rate).
+    partial ``optimizer:`` section still starts from bertfit's learning rate), with the task's
+    own recipe on top (see :mod:`bertfit.train.recipes`): defaults, recipe, file, overrides.
     """
     data = config_defaults()
     source = "config"
     if path is not None:
         source = str(config_file_path(path))
-        data = _deep_merge(data, read_config_file(path))
+        file_data = read_config_file(path)
+        data = _deep_merge(data, file_data)
         RunConfig.from_dict(data, where=source)  # errors in the file name the file
+        data = _deep_merge(_with_task_recipe(config_defaults(), data, overrides), file_data)
+    else:
+        data = _with_task_recipe(data, data, overrides)
     if not overrides:
         return RunConfig.from_dict(data, where=source)
     data = apply_overrides(data, overrides)
@@ -283,6 +288,23 @@ def load_run_config(
         if message.startswith("override."):
             message = "override " + message[len("override.") :]
         raise ConfigError(message) from None
+
+
+def _with_task_recipe(
+    defaults: dict[str, Any], data: dict[str, Any], overrides: Sequence[Override]
+) -> dict[str, Any]:
+    """``defaults`` with the recipe of the task that ``data`` and ``overrides`` name."""
+    from bertfit.train.recipes import task_recipe
+
+    final = dict(data)
+    for key, value in overrides:  # the task may come from --task, or task=..., or the file
+        if key == "task":
+            final["task"] = value
+        if key == "data.train_file":
+            final["data"] = {**final.get("data", {}), "train_file": value}
+    if final.get("data", {}).get("train_file") is not None:
+        return defaults  # the user's own files: no GLUE task's recipe
+    return apply_overrides(defaults, list(task_recipe(final.get("task")).items()), "recipe")
 
 
 # -- resolution ---------------------------------------------------------------------------------
