@@ -1,0 +1,451 @@
+"""Training speed side by side: bertfit against Hugging Face transformers at its default and best.
+
+Every system fine-tunes the packaged all-MiniLM-L6-v2 on GLUE MRPC train (batch 32, max length
+128, AdamW, warmup + linear decay) in its own process, on the same machine with the same thread
+count. Systems run alternately (A B C D, A B C D, ...) for ``--reps`` repetitions; each run
+times ``--steps`` optimizer steps after ``--warmup-steps`` untimed ones, counting every second
+between the end of the last warm-up step and the end of the last timed one (data loading,
+collation and logging included).
+
+* ``bertfit``: its trainer with the defaults of ``bertfit train --task mrpc``.
+* ``hf-default``, ``hf-grouped``, ``hf-grouped-bf16``: ``bench/peers/hf_mrpc.py``, transformers'
+  own ``Trainer``: defaults; ``group_by_length``; and grouped with ``bf16=True``.
+* ``hf-fixed-128`` (2 threads only): every pair padded to 128 tokens, standing in for the
+  reference tutorial's TensorFlow Model Garden pipeline (same transformers code, padded input).
+
+Also, in the same run: the machine's ceiling (only the linear layers' forward and backward for
+a median batch of real tokens, fp32 and bf16), every system's share of it; inference over MRPC
+dev (bertfit's evaluation path against transformers' model on length-sorted batches, fp32 and
+bf16 autocast); and with ``--whole-process``, the wall time and peak RSS of the whole command
+``bertfit train --task mrpc --max-steps 120`` against the transformers script doing the same
+job (tokenize, load, 120 steps, evaluate on dev, save) in its default and best settings.
+
+    .venv/bin/python bench/train_speed.py --threads 2,1 --reps 3 [--whole-process]
+
+Prints tables and writes everything to ``bench/results/train_speed.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HF_SCRIPT = REPO / "bench" / "peers" / "hf_mrpc.py"
+HF_SETTINGS = ("default", "grouped", "grouped-bf16", "fixed-128")
+
+
+# -- workers (each runs in its own process) ------------------------------------------------------
+
+
+def bertfit_worker(args) -> dict:
+    """Time ``args.steps`` steps of bertfit's own trainer with ``bertfit train``'s defaults."""
+    import numpy as np
+
+    from bertfit.text.ragged import example_lengths
+    from bertfit.train.config import RunConfig
+    from bertfit.train.run import build_classifier, load_task_data
+    from bertfit.train.trainer import Trainer
+
+    config = RunConfig.for_task("mrpc", data_dir=args.data_dir)
+    config.trainer.max_steps = args.steps
+    task, train_examples, _ = load_task_data(config)
+    classifier = build_classifier(config, task)
+    trainer = Trainer(classifier, task, config.trainer, config.optimizer, None, progress=False)
+    train = trainer.encode(train_examples)
+    lengths = np.asarray(example_lengths(train.inputs))
+    ends, batches = [], []
+    train_step = trainer._train_step
+
+    def timed_step(batch, *rest, **named):
+        result = train_step(batch, *rest, **named)
+        ends.append(time.perf_counter())
+        batches.append((len(batch), int(lengths[batch].sum())))
+        return result
+
+    trainer._train_step = timed_step
+    trainer.fit(train, None)
+    timed = batches[args.warmup_steps :]
+    return {
+        "system": "bertfit",
+        "seconds": ends[-1] - ends[args.warmup_steps - 1],
+        "steps": len(timed),
+        "examples": sum(b[0] for b in timed),
+        "real_tokens": sum(b[1] for b in timed),
+        # The linear layers see real tokens only; attention alone pads to each batch's longest.
+        "padded_tokens": sum(b[1] for b in timed),
+        "precision": trainer.precision,
+    }
+
+
+def ceiling_worker(args) -> dict:
+    """Linear layers only, forward and backward, for a batch of ``args.tokens`` real tokens."""
+    import torch
+    import torch.nn.functional as F
+
+    hidden, inner, layers = 384, 1536, 6  # all-MiniLM-L6-v2
+    shapes = [(3 * hidden, hidden), (hidden, hidden), (inner, hidden), (hidden, inner)]
+    result = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        weights = [
+            torch.randn(shape, dtype=dtype, requires_grad=True)
+            for _ in range(layers)
+            for shape in shapes
+        ]
+        inputs = {
+            width: torch.randn(args.tokens, width, dtype=dtype, requires_grad=True)
+            for width in (hidden, inner)
+        }
+
+        def step(weights=weights, inputs=inputs):
+            outputs = [F.linear(inputs[w.shape[1]], w) for w in weights]
+            torch.autograd.backward(outputs, [torch.ones_like(o) for o in outputs])
+
+        for _ in range(2):
+            step()
+        times = []
+        for _ in range(args.steps):
+            started = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - started)
+        seconds = statistics.median(times)
+        flops = 3 * 2 * args.tokens * sum(w.numel() for w in weights)
+        result[name] = {
+            "seconds_per_batch": seconds,
+            "examples_per_second": 32 / seconds,
+            "gflops": flops / seconds / 1e9,
+        }
+    return result
+
+
+def bertfit_eval_worker(args) -> dict:
+    """bertfit's evaluation path (padding-free, length-sorted) over MRPC dev."""
+    from bertfit.train.config import RunConfig
+    from bertfit.train.run import build_classifier, load_task_data
+    from bertfit.train.trainer import Trainer
+
+    config = RunConfig.for_task("mrpc", data_dir=args.data_dir)
+    task, _, dev = load_task_data(config)
+    classifier = build_classifier(config, task)
+    trainer = Trainer(classifier, task, config.trainer, config.optimizer, None, progress=False)
+    data = trainer.encode(dev["dev"])
+    trainer._predict(data, False)  # warm-up pass
+    started = time.perf_counter()
+    for _ in range(args.steps):
+        trainer._predict(data, False)
+    seconds = time.perf_counter() - started
+    return {"system": "bertfit-eval", "examples": len(data) * args.steps, "seconds": seconds}
+
+
+def hf_eval_worker(args, bf16: bool) -> dict:
+    """transformers' model over MRPC dev on length-sorted batches of 64 (its best for inference)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    sys.path.insert(0, str(HF_SCRIPT.parent))
+    from hf_mrpc import read_mrpc
+
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=2).eval()
+    first, second, _ = read_mrpc(Path(args.data_dir) / "MRPC" / "dev.tsv")
+    encoded = tokenizer(first, second, truncation=True, max_length=128)
+    order = sorted(range(len(first)), key=lambda i: -len(encoded["input_ids"][i]))
+    batches = [order[i : i + 64] for i in range(0, len(order), 64)]
+
+    def one_pass():
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            for batch in batches:
+                features = [{k: encoded[k][i] for k in encoded} for i in batch]
+                inputs = tokenizer.pad(features, return_tensors="pt")
+                model(**inputs).logits.float()
+
+    one_pass()
+    started = time.perf_counter()
+    for _ in range(args.steps):
+        one_pass()
+    seconds = time.perf_counter() - started
+    name = "hf-eval-sorted-bf16" if bf16 else "hf-eval-sorted"
+    return {"system": name, "examples": len(first) * args.steps, "seconds": seconds}
+
+
+def run_worker(args) -> int:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.worker == "bertfit":
+        figures = bertfit_worker(args)
+    elif args.worker == "ceiling":
+        figures = ceiling_worker(args)
+    elif args.worker == "bertfit-eval":
+        figures = bertfit_eval_worker(args)
+    else:
+        figures = hf_eval_worker(args, bf16=args.worker == "hf-eval-bf16")
+    figures["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures["threads"] = torch.get_num_threads()
+    Path(args.timing_json).write_text(json.dumps(figures))
+    return 0
+
+
+# -- the parent: alternate the systems, collect, compare ----------------------------------------
+
+
+def run_child(command: list[str], threads: int) -> dict:
+    """Run one measurement process; return the figures it wrote."""
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "figures.json"
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
+        subprocess.run(
+            [*command, "--timing-json", str(out)],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return json.loads(out.read_text())
+
+
+def system_command(system: str, args, threads: int) -> list[str]:
+    common = ["--threads", str(threads), "--steps", str(args.steps)]
+    if system == "bertfit":
+        return [
+            sys.executable, __file__, "--worker", "bertfit", "--data-dir", args.data_dir,
+            "--warmup-steps", str(args.warmup_steps), *common,
+        ]  # fmt: skip
+    return [
+        sys.executable, str(HF_SCRIPT), "--setting", system.removeprefix("hf-"),
+        "--model", args.model, "--data-dir", str(Path(args.data_dir) / "MRPC"),
+        "--warmup-steps", str(args.warmup_steps), *common,
+    ]  # fmt: skip
+
+
+def train_systems(threads: int) -> list[str]:
+    systems = ["bertfit", "hf-default", "hf-grouped", "hf-grouped-bf16"]
+    return systems + ["hf-fixed-128"] if threads > 1 else systems
+
+
+def median_batch_tokens(args) -> int:
+    """Real tokens in a median batch of 32 MRPC training pairs (the ceiling's batch)."""
+    from bertfit.text.ragged import example_lengths
+    from bertfit.train.config import RunConfig
+    from bertfit.train.run import build_classifier, load_task_data
+    from bertfit.train.trainer import Trainer
+
+    config = RunConfig.for_task("mrpc", data_dir=args.data_dir)
+    task, train, _ = load_task_data(config)
+    classifier = build_classifier(config, task)
+    trainer = Trainer(classifier, task, config.trainer, config.optimizer, None, progress=False)
+    lengths = example_lengths(trainer.encode(train).inputs)
+    return round(float(statistics.mean(lengths)) * 32)
+
+
+def measure_threads(args, threads: int, tokens: int) -> dict:
+    """All systems at one thread count, alternated over repetitions."""
+    me = [sys.executable, __file__, "--data-dir", args.data_dir, "--model", args.model]
+    ceiling = run_child([*me, "--worker", "ceiling", "--tokens", str(tokens), "--threads",
+                         str(threads), "--steps", "10"], threads)  # fmt: skip
+    runs: dict[str, list[dict]] = {name: [] for name in train_systems(threads)}
+    for rep in range(args.reps):
+        for system in runs:
+            figures = run_child(system_command(system, args, threads), threads)
+            figures["examples_per_second"] = figures["examples"] / figures["seconds"]
+            runs[system].append(figures)
+            print(f"  {threads} threads, rep {rep + 1}: {system:16s} "
+                  f"{figures['examples_per_second']:6.1f} ex/s", flush=True)  # fmt: skip
+    inference: dict[str, list[dict]] = {"bertfit-eval": [], "hf-eval": [], "hf-eval-bf16": []}
+    for _ in range(args.reps):
+        for worker in inference:
+            figures = run_child([*me, "--worker", worker, "--threads", str(threads),
+                                 "--steps", "2"], threads)  # fmt: skip
+            figures["examples_per_second"] = figures["examples"] / figures["seconds"]
+            inference[worker].append(figures)
+    return {"ceiling": ceiling, "train": runs, "inference": inference}
+
+
+def summarize(runs: dict[str, list[dict]], ceiling: dict | None, reference: str) -> list[dict]:
+    """Per system: median/min/max examples/s, pairwise ratio of the reference to it, and more."""
+    rows = []
+    for system, figures in runs.items():
+        speeds = [f["examples_per_second"] for f in figures]
+        ratios = [
+            mine["examples_per_second"] / theirs["examples_per_second"]
+            for mine, theirs in zip(runs[reference], figures)
+        ]
+        row = {
+            "system": system,
+            "examples_per_second": {
+                "median": statistics.median(speeds), "min": min(speeds), "max": max(speeds),
+            },
+            "ratio_of_bertfit_to_it": {
+                "median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
+            },
+            "peak_rss_mib": max(f["peak_rss_mib"] for f in figures),
+        }  # fmt: skip
+        if "real_tokens" in figures[0]:
+            row["real_tokens_per_second"] = statistics.median(
+                f["real_tokens"] / f["seconds"] for f in figures
+            )
+            padded = sum(f["padded_tokens"] for f in figures)
+            row["padding_percent"] = 100 * (padded / sum(f["real_tokens"] for f in figures) - 1)
+            precision = figures[0]["precision"]
+            row["precision"] = precision
+            bound = ceiling[precision]["examples_per_second"]
+            row["fraction_of_ceiling"] = row["examples_per_second"]["median"] / bound
+        rows.append(row)
+    return rows
+
+
+def print_table(title: str, rows: list[dict]) -> None:
+    print(f"\n{title}")
+    print(f"{'system':18s} {'ex/s median (min-max)':>24s} {'bertfit is':>10s} "
+          f"{'tokens/s':>9s} {'padding':>8s} {'RSS MiB':>8s} {'ceiling':>8s}")  # fmt: skip
+    for row in rows:
+        speed, ratio = row["examples_per_second"], row["ratio_of_bertfit_to_it"]["median"]
+        tokens = f"{row['real_tokens_per_second']:9.0f}" if "real_tokens_per_second" in row else ""
+        padding = f"{row['padding_percent']:7.1f}%" if "padding_percent" in row else ""
+        share = f"{100 * row['fraction_of_ceiling']:7.0f}%" if "fraction_of_ceiling" in row else ""
+        print(f"{row['system']:18s} {speed['median']:8.1f} ({speed['min']:.1f}-{speed['max']:.1f})"
+              f"{'':>4s} {ratio:9.2f}x {tokens:>9s} {padding:>8s} "
+              f"{row['peak_rss_mib']:8.0f} {share:>8s}")  # fmt: skip
+
+
+# -- whole process ------------------------------------------------------------------------------
+
+
+def timed_process(command: list[str], threads: int) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one whole command."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{command[:4]}... failed")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def whole_process(args, hf_best: str, threads: int = 2) -> dict:
+    """``bertfit train --task mrpc --max-steps 120`` against transformers doing the same job."""
+    bertfit_cli = str(Path(sys.executable).with_name("bertfit"))
+    results: dict[str, list[tuple[float, float]]] = {"bertfit": [], "hf-default": [], hf_best: []}
+    for rep in range(args.reps):
+        for system in results:
+            with tempfile.TemporaryDirectory() as scratch:
+                if system == "bertfit":
+                    command = [
+                        bertfit_cli, "train", "--task", "mrpc", "--max-steps", "120",
+                        "--data-dir", args.data_dir, "--output", scratch, "--quiet",
+                    ]  # fmt: skip
+                else:
+                    command = [sys.executable, str(HF_SCRIPT), "--whole", "--steps", "120",
+                               "--setting", system.removeprefix("hf-"), "--model", args.model,
+                               "--data-dir", str(Path(args.data_dir) / "MRPC"),
+                               "--threads", str(threads)]  # fmt: skip
+                results[system].append(timed_process(command, threads))
+            print(f"  whole process, rep {rep + 1}: {system:16s} "
+                  f"{results[system][-1][0]:6.1f} s", flush=True)  # fmt: skip
+    summary = {}
+    for system, figures in results.items():
+        ratios = [theirs[0] / mine[0] for mine, theirs in zip(results["bertfit"], figures)]
+        summary[system] = {
+            "seconds_median": statistics.median(f[0] for f in figures),
+            "seconds": [f[0] for f in figures],
+            "peak_rss_mib": max(f[1] for f in figures),
+            "its_time_over_bertfits_median": statistics.median(ratios),
+        }
+    return summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "glue"))
+    parser.add_argument("--model", default=None, help="all-MiniLM-L6-v2 directory (packaged)")
+    parser.add_argument("--threads", default="2,1", help="thread counts, e.g. 2,1")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=18, help="steps per run, warm-up included")
+    parser.add_argument("--warmup-steps", type=int, default=3)
+    parser.add_argument("--whole-process", action="store_true")
+    parser.add_argument("--output", default=str(REPO / "bench" / "results" / "train_speed.json"))
+    # Internal: one measurement in this process.
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--timing-json", help=argparse.SUPPRESS)
+    parser.add_argument("--tokens", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.model is None:
+        from bertfit.model.presets import resolve_model_dir
+
+        args.model = str(resolve_model_dir(None))
+    if args.worker:
+        args.threads = int(args.threads)
+        return run_worker(args)
+
+    import torch
+
+    tokens = median_batch_tokens(args)
+    report = {
+        "machine": {
+            "cpu": _cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
+            "python": platform.python_version(), "transformers": _version("transformers"),
+        },
+        "recipe": "all-MiniLM-L6-v2, MRPC train, batch 32, max length 128, AdamW, warmup+decay",
+        "timed_steps": args.steps - args.warmup_steps, "warmup_steps": args.warmup_steps,
+        "reps": args.reps, "ceiling_batch_tokens": tokens, "by_threads": {},
+    }  # fmt: skip
+    for threads in [int(t) for t in args.threads.split(",")]:
+        print(f"{threads} threads:", flush=True)
+        measured = measure_threads(args, threads, tokens)
+        train = summarize(measured["train"], measured["ceiling"], "bertfit")
+        inference = summarize(measured["inference"], None, "bertfit-eval")
+        report["by_threads"][str(threads)] = {**measured, "train_summary": train,
+                                              "inference_summary": inference}  # fmt: skip
+        ceiling = measured["ceiling"]
+        print_table(f"training, {threads} threads (ceiling: linear layers alone, "
+                    f"{ceiling['fp32']['examples_per_second']:.0f} ex/s fp32, "
+                    f"{ceiling['bf16']['examples_per_second']:.0f} ex/s bf16)", train)  # fmt: skip
+        print_table(f"inference over MRPC dev, {threads} threads", inference)
+    if args.whole_process:
+        two = report["by_threads"].get("2", next(iter(report["by_threads"].values())))
+        speeds = {r["system"]: r["examples_per_second"]["median"] for r in two["train_summary"]}
+        hf_best = max(("hf-grouped", "hf-grouped-bf16"), key=lambda s: speeds[s])
+        print(f"whole process (HF best here: {hf_best}):", flush=True)
+        report["whole_process"] = whole_process(args, hf_best)
+        for system, row in report["whole_process"].items():
+            print(f"  {system:16s} {row['seconds_median']:6.1f} s median, "
+                  f"{row['its_time_over_bertfits_median']:.2f}x bertfit's time, "
+                  f"peak RSS {row['peak_rss_mib']:.0f} MiB")  # fmt: skip
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {args.output}")
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
