@@ -150,19 +150,21 @@ def summarize(path: Path) -> str:
                 groups.setdefault(key, []).append(record)
         rows = []
         for (lr, epochs, warmup), runs in groups.items():
+            runs.sort(key=lambda r: r["seed"])
             stats = {m: np.array([r["best"][m] for r in runs]) for m in metrics}
             seconds = np.mean([r["wall_seconds"] for r in runs])
-            rows.append((stats[main].mean(), lr, epochs, warmup, stats, len(runs), seconds))
+            each = " / ".join(f"{r['seed']}: {r['best'][main]:.4f}" for r in runs)
+            rows.append((stats[main].mean(), lr, epochs, warmup, stats, each, seconds))
         rows.sort(key=lambda row: -row[0])
         header = " | ".join(m.removeprefix("dev_") for m in metrics)
         lines += [
-            f"\n### {task.name} ({len(records and rows)} cells)\n",
-            f"| learning rate | epochs | warmup | {header} | seeds | s/run |",
+            f"\n### {task.name} ({len(rows)} cells)\n",
+            f"| learning rate | epochs | warmup | {header} | per seed ({main}) | s/run |",
             "|---|---|---|" + "---|" * len(metrics) + "---|---|",
         ]
-        for _, lr, epochs, warmup, stats, n, seconds in rows:
+        for _, lr, epochs, warmup, stats, each, seconds in rows:
             values = " | ".join(_mean_std(stats[m]) for m in metrics)
-            lines.append(f"| {lr:g} | {epochs} | {warmup:g} | {values} | {n} | {seconds:.0f} |")
+            lines.append(f"| {lr:g} | {epochs} | {warmup:g} | {values} | {each} | {seconds:.0f} |")
     return "\n".join(lines)
 
 

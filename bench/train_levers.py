@@ -1,0 +1,127 @@
+"""Which of bertfit's training speed levers pay: each one turned off in turn, side by side.
+
+Variants of bertfit's trainer on MRPC (the defaults of ``bertfit train --task mrpc``, packaged
+all-MiniLM-L6-v2, batch 32), each in its own process, alternated over ``--reps`` repetitions,
+each timing ``--steps`` optimizer steps after ``--warmup-steps``:
+
+* ``all``: the defaults (padding-free packed batches, first-token-only last layer, cheap dropout
+  masks, fused AdamW);
+* ``padded``: batches padded to their longest pair (``trainer.padding_free=false``);
+* ``full-last-layer``: the last layer computed for every token, as a plain encoder does;
+* ``torch-dropout``: dropout masks from ``torch``'s own ``bernoulli_``;
+* ``foreach-adamw``: AdamW's ``foreach`` kernels instead of the fused one.
+
+    .venv/bin/python bench/train_levers.py [--threads 2] [--reps 2]
+
+Prints examples/s per variant (median) and the defaults' speed relative to each, and writes
+``bench/results/train_levers.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = ("all", "padded", "full-last-layer", "torch-dropout", "foreach-adamw")
+
+
+def apply_variant(variant: str, config) -> None:
+    """Turn one lever off (in this process only)."""
+    import torch.nn.functional as F
+
+    from bertfit.model import dropout as dropout_module
+    from bertfit.model import encoder as encoder_module
+
+    if variant == "padded":
+        config.trainer.padding_free = False
+    elif variant == "full-last-layer":
+        encoder_module.BertEncoder.pool_packed = lambda self, batch: (
+            self.forward_packed(batch).pooled_output
+        )
+    elif variant == "torch-dropout":
+
+        def torch_dropout(x, p, training):
+            return F.dropout(x, p, training)
+
+        dropout_module.dropout = torch_dropout
+        encoder_module.dropout = torch_dropout
+    elif variant == "foreach-adamw":
+        config.optimizer.implementation = "foreach"
+
+
+def worker(args) -> None:
+    import torch
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from train_speed import bertfit_worker
+
+    from bertfit.train import config as config_module
+
+    torch.set_num_threads(args.threads)
+    for_task = config_module.RunConfig.for_task
+
+    def patched(task, **fields):
+        config = for_task(task, **fields)
+        apply_variant(args.variant, config)
+        return config
+
+    config_module.RunConfig.for_task = patched
+    figures = bertfit_worker(args)
+    figures["variant"] = args.variant
+    Path(args.timing_json).write_text(json.dumps(figures))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "glue"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=18)
+    parser.add_argument("--warmup-steps", type=int, default=3)
+    parser.add_argument("--output", default=str(REPO / "bench" / "results" / "train_levers.json"))
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--timing-json", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        worker(args)
+        return 0
+    runs: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    for rep in range(args.reps):
+        for variant in VARIANTS:
+            with tempfile.TemporaryDirectory() as scratch:
+                out = Path(scratch) / "figures.json"
+                subprocess.run(
+                    [sys.executable, __file__, "--variant", variant, "--timing-json", str(out),
+                     "--data-dir", args.data_dir, "--threads", str(args.threads),
+                     "--steps", str(args.steps), "--warmup-steps", str(args.warmup_steps)],
+                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+                figures = json.loads(out.read_text())
+            speed = figures["examples"] / figures["seconds"]
+            runs[variant].append(speed)
+            print(f"  rep {rep + 1}: {variant:16s} {speed:6.1f} ex/s", flush=True)
+    summary = {}
+    for variant, speeds in runs.items():
+        ratios = [mine / theirs for mine, theirs in zip(runs["all"], speeds)]
+        summary[variant] = {
+            "examples_per_second_median": statistics.median(speeds),
+            "examples_per_second": speeds,
+            "defaults_speed_over_it_median": statistics.median(ratios),
+        }
+        print(f"{variant:16s} {statistics.median(speeds):6.1f} ex/s   "
+              f"defaults are {statistics.median(ratios):.2f}x")  # fmt: skip
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(
+        json.dumps({"threads": args.threads, "variants": summary}, indent=2)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
