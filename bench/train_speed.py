@@ -270,51 +270,93 @@ def measure_threads(args, threads: int, tokens: int) -> dict:
     return {"ceiling": ceiling, "train": runs, "inference": inference}
 
 
-def summarize(runs: dict[str, list[dict]], ceiling: dict | None, reference: str) -> list[dict]:
-    """Per system: median/min/max examples/s, pairwise ratio of the reference to it, and more."""
+def summarize(
+    runs: dict[str, list[dict]], ceiling: dict | None, reference: str, pair_tokens: float = 0
+) -> list[dict]:
+    """Per system: median/min/max examples/s, pairwise ratios of the reference to it, and more.
+
+    The systems order their batches differently, so a window of steps holds longer pairs for
+    one than for another. Real tokens/s does not depend on that; ``pair_tokens`` (the mean real
+    tokens of an MRPC pair) turns it into the examples/s of a whole epoch, and the ratio by
+    tokens compares the systems on the same footing. Both ratios are reported.
+    """
     rows = []
     for system, figures in runs.items():
         speeds = [f["examples_per_second"] for f in figures]
-        ratios = [
-            mine["examples_per_second"] / theirs["examples_per_second"]
-            for mine, theirs in zip(runs[reference], figures)
-        ]
         row = {
             "system": system,
-            "examples_per_second": {
-                "median": statistics.median(speeds), "min": min(speeds), "max": max(speeds),
-            },
-            "ratio_of_bertfit_to_it": {
-                "median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
-            },
+            "examples_per_second": _spread(speeds),
+            "ratio_of_bertfit_to_it": _spread(_ratios(runs[reference], figures, "examples")),
             "peak_rss_mib": max(f["peak_rss_mib"] for f in figures),
-        }  # fmt: skip
+        }
         if "real_tokens" in figures[0]:
-            row["real_tokens_per_second"] = statistics.median(
-                f["real_tokens"] / f["seconds"] for f in figures
-            )
+            tokens = [f["real_tokens"] / f["seconds"] for f in figures]
+            row["real_tokens_per_second"] = statistics.median(tokens)
+            row["epoch_examples_per_second"] = row["real_tokens_per_second"] / pair_tokens
+            row["ratio_by_tokens"] = _spread(_ratios(runs[reference], figures, "real_tokens"))
             padded = sum(f["padded_tokens"] for f in figures)
             row["padding_percent"] = 100 * (padded / sum(f["real_tokens"] for f in figures) - 1)
             precision = figures[0]["precision"]
             row["precision"] = precision
             bound = ceiling[precision]["examples_per_second"]
-            row["fraction_of_ceiling"] = row["examples_per_second"]["median"] / bound
+            row["fraction_of_ceiling"] = row["epoch_examples_per_second"] / bound
         rows.append(row)
     return rows
 
 
+def _ratios(mine: list[dict], theirs: list[dict], amount: str) -> list[float]:
+    """Run by run (same repetition): my ``amount`` per second over theirs."""
+    return [(a[amount] / a["seconds"]) / (b[amount] / b["seconds"]) for a, b in zip(mine, theirs)]
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
 def print_table(title: str, rows: list[dict]) -> None:
     print(f"\n{title}")
-    print(f"{'system':18s} {'ex/s median (min-max)':>24s} {'bertfit is':>10s} "
-          f"{'tokens/s':>9s} {'padding':>8s} {'RSS MiB':>8s} {'ceiling':>8s}")  # fmt: skip
+    training = "real_tokens_per_second" in rows[0]
+    header = f"{'system':18s} {'ex/s median (min-max)':>24s} {'bertfit is':>10s}"
+    if training:
+        header += f" {'tokens/s':>9s} {'epoch ex/s':>10s} {'by tokens':>9s} {'padding':>8s}"
+        header += f" {'ceiling':>8s}"
+    print(header + f" {'RSS MiB':>8s}")
     for row in rows:
         speed, ratio = row["examples_per_second"], row["ratio_of_bertfit_to_it"]["median"]
-        tokens = f"{row['real_tokens_per_second']:9.0f}" if "real_tokens_per_second" in row else ""
-        padding = f"{row['padding_percent']:7.1f}%" if "padding_percent" in row else ""
-        share = f"{100 * row['fraction_of_ceiling']:7.0f}%" if "fraction_of_ceiling" in row else ""
-        print(f"{row['system']:18s} {speed['median']:8.1f} ({speed['min']:.1f}-{speed['max']:.1f})"
-              f"{'':>4s} {ratio:9.2f}x {tokens:>9s} {padding:>8s} "
-              f"{row['peak_rss_mib']:8.0f} {share:>8s}")  # fmt: skip
+        line = (
+            f"{row['system']:18s} {speed['median']:8.1f} ({speed['min']:.1f}-{speed['max']:.1f})"
+            f"{'':>4s} {ratio:9.2f}x"
+        )
+        if training:
+            line += (
+                f" {row['real_tokens_per_second']:9.0f} {row['epoch_examples_per_second']:10.1f}"
+                f" {row['ratio_by_tokens']['median']:8.2f}x {row['padding_percent']:7.1f}%"
+                f" {100 * row['fraction_of_ceiling']:7.0f}%"
+            )
+        print(line + f" {row['peak_rss_mib']:8.0f}")
+
+
+def print_report(report: dict) -> None:
+    """Every table of a report (also ``--report FILE``, to reprint a saved run)."""
+    pair_tokens = report["ceiling_batch_tokens"] / 32
+    for threads, measured in report["by_threads"].items():
+        ceiling = measured["ceiling"]
+        train = summarize(measured["train"], ceiling, "bertfit", pair_tokens)
+        inference = summarize(measured["inference"], None, "bertfit-eval")
+        measured["train_summary"], measured["inference_summary"] = train, inference
+        print_table(
+            f"training, {threads} threads (ceiling, the linear layers alone: "
+            f"{ceiling['fp32']['examples_per_second']:.0f} ex/s fp32, "
+            f"{ceiling['bf16']['examples_per_second']:.0f} ex/s bf16)",
+            train,
+        )
+        print_table(f"inference over MRPC dev, {threads} threads", inference)
+    for system, row in report.get("whole_process", {}).items():
+        print(
+            f"whole process {system:16s} {row['seconds_median']:6.1f} s median, its time is "
+            f"{row['its_time_over_bertfits_median']:.2f}x bertfit's, "
+            f"peak RSS {row['peak_rss_mib']:.0f} MiB"
+        )
 
 
 # -- whole process ------------------------------------------------------------------------------
@@ -374,12 +416,16 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=18, help="steps per run, warm-up included")
     parser.add_argument("--warmup-steps", type=int, default=3)
     parser.add_argument("--whole-process", action="store_true")
+    parser.add_argument("--report", metavar="JSON", help="reprint the tables of a saved run")
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "train_speed.json"))
     # Internal: one measurement in this process.
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--timing-json", help=argparse.SUPPRESS)
     parser.add_argument("--tokens", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.report:
+        print_report(json.loads(Path(args.report).read_text()))
+        return 0
     if args.model is None:
         from bertfit.model.presets import resolve_model_dir
 
@@ -402,26 +448,17 @@ def main() -> int:
     }  # fmt: skip
     for threads in [int(t) for t in args.threads.split(",")]:
         print(f"{threads} threads:", flush=True)
-        measured = measure_threads(args, threads, tokens)
-        train = summarize(measured["train"], measured["ceiling"], "bertfit")
-        inference = summarize(measured["inference"], None, "bertfit-eval")
-        report["by_threads"][str(threads)] = {**measured, "train_summary": train,
-                                              "inference_summary": inference}  # fmt: skip
-        ceiling = measured["ceiling"]
-        print_table(f"training, {threads} threads (ceiling: linear layers alone, "
-                    f"{ceiling['fp32']['examples_per_second']:.0f} ex/s fp32, "
-                    f"{ceiling['bf16']['examples_per_second']:.0f} ex/s bf16)", train)  # fmt: skip
-        print_table(f"inference over MRPC dev, {threads} threads", inference)
+        report["by_threads"][str(threads)] = measure_threads(args, threads, tokens)
     if args.whole_process:
         two = report["by_threads"].get("2", next(iter(report["by_threads"].values())))
-        speeds = {r["system"]: r["examples_per_second"]["median"] for r in two["train_summary"]}
+        speeds = {
+            name: statistics.median(f["real_tokens"] / f["seconds"] for f in figures)
+            for name, figures in two["train"].items()
+        }
         hf_best = max(("hf-grouped", "hf-grouped-bf16"), key=lambda s: speeds[s])
         print(f"whole process (HF best here: {hf_best}):", flush=True)
         report["whole_process"] = whole_process(args, hf_best)
-        for system, row in report["whole_process"].items():
-            print(f"  {system:16s} {row['seconds_median']:6.1f} s median, "
-                  f"{row['its_time_over_bertfits_median']:.2f}x bertfit's time, "
-                  f"peak RSS {row['peak_rss_mib']:.0f} MiB")  # fmt: skip
+    print_report(report)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2))
     print(f"\nwrote {args.output}")

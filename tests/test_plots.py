@@ -94,7 +94,7 @@ def test_schedule_of_an_optimizer_json_and_of_a_config_with_overrides(tmp_path, 
     with pytest.raises(BertfitError, match="--total-steps N"):
         plots.plot_schedule(tmp_path / "nodata.yaml")
     data, _ = plots.plot_schedule(tmp_path / "nodata.yaml", total_steps=100)
-    assert data.total_steps == 100 and data.warmup_steps == 10
+    assert data.total_steps == 100 and data.warmup_steps == 6  # MRPC's recipe: 6% warmup
 
 
 # -- inputs -------------------------------------------------------------------------------------
