@@ -47,20 +47,28 @@ HF_SETTINGS = ("default", "grouped", "grouped-bf16", "fixed-128")
 # -- workers (each runs in its own process) ------------------------------------------------------
 
 
+def mrpc_trainer(data_dir: str, max_steps: int | None = None):
+    """bertfit's trainer as ``bertfit train --task mrpc`` sets it up (no run directory), with
+    MRPC's train examples and dev sets."""
+    from bertfit.train.config import RunConfig
+    from bertfit.train.run import build_classifier, load_task_data
+    from bertfit.train.trainer import Trainer
+
+    config = RunConfig.for_task("mrpc", data_dir=data_dir)
+    config.trainer.max_steps = max_steps
+    task, train, dev = load_task_data(config)
+    classifier = build_classifier(config, task)
+    trainer = Trainer(classifier, task, config.trainer, config.optimizer, None, progress=False)
+    return trainer, train, dev
+
+
 def bertfit_worker(args) -> dict:
     """Time ``args.steps`` steps of bertfit's own trainer with ``bertfit train``'s defaults."""
     import numpy as np
 
     from bertfit.text.ragged import example_lengths
-    from bertfit.train.config import RunConfig
-    from bertfit.train.run import build_classifier, load_task_data
-    from bertfit.train.trainer import Trainer
 
-    config = RunConfig.for_task("mrpc", data_dir=args.data_dir)
-    config.trainer.max_steps = args.steps
-    task, train_examples, _ = load_task_data(config)
-    classifier = build_classifier(config, task)
-    trainer = Trainer(classifier, task, config.trainer, config.optimizer, None, progress=False)
+    trainer, train_examples, _ = mrpc_trainer(args.data_dir, max_steps=args.steps)
     train = trainer.encode(train_examples)
     lengths = np.asarray(example_lengths(train.inputs))
     ends, batches = [], []
@@ -129,14 +137,7 @@ def ceiling_worker(args) -> dict:
 
 def bertfit_eval_worker(args) -> dict:
     """bertfit's evaluation path (padding-free, length-sorted) over MRPC dev."""
-    from bertfit.train.config import RunConfig
-    from bertfit.train.run import build_classifier, load_task_data
-    from bertfit.train.trainer import Trainer
-
-    config = RunConfig.for_task("mrpc", data_dir=args.data_dir)
-    task, _, dev = load_task_data(config)
-    classifier = build_classifier(config, task)
-    trainer = Trainer(classifier, task, config.trainer, config.optimizer, None, progress=False)
+    trainer, _, dev = mrpc_trainer(args.data_dir)
     data = trainer.encode(dev["dev"])
     trainer._predict(data, False)  # warm-up pass
     started = time.perf_counter()
@@ -235,14 +236,8 @@ def train_systems(threads: int) -> list[str]:
 def median_batch_tokens(args) -> int:
     """Real tokens in a median batch of 32 MRPC training pairs (the ceiling's batch)."""
     from bertfit.text.ragged import example_lengths
-    from bertfit.train.config import RunConfig
-    from bertfit.train.run import build_classifier, load_task_data
-    from bertfit.train.trainer import Trainer
 
-    config = RunConfig.for_task("mrpc", data_dir=args.data_dir)
-    task, train, _ = load_task_data(config)
-    classifier = build_classifier(config, task)
-    trainer = Trainer(classifier, task, config.trainer, config.optimizer, None, progress=False)
+    trainer, train, _ = mrpc_trainer(args.data_dir)
     lengths = example_lengths(trainer.encode(train).inputs)
     return round(float(statistics.mean(lengths)) * 32)
 
