@@ -12,6 +12,8 @@ One run, one fine-tuned model (``RUN/model``), the MRPC dev set, the same thread
    (``bench/peers_inference.py`` under ``--peer-python``), with the same protocol:
    examples/s at batch 32 over the dev set with ``--threads`` threads (median of 3 passes after
    a warm-up), and single-pair latency p50/p99 over every dev pair with ``--latency-threads``.
+   Every system runs in a fresh process of its own, one after the other, so that no other
+   model's weights, thread pool or caches share it.
 
 Prints a table and writes ``bench/results/export_inference.json``::
 
@@ -59,6 +61,10 @@ VARIANTS = {
     "fp32-fused": (None, True),
     "int8-fused": ("int8", True),
 }
+
+
+#: Hugging Face's pipeline and Optimum's ONNX Runtime models, each measured in a fresh process.
+PEER_SYSTEMS = ("pipeline-fp32", "pipeline-bf16", "optimum-fp32", "optimum-int8")
 
 
 def ensure_exports(run: Path, work: Path) -> dict[str, Path]:
@@ -114,42 +120,59 @@ def measure(predict_batch, predict_one, dev, labels) -> dict:
     }
 
 
-def measure_bertfit(exports, classifier, dev, threads: int, latency_threads: int) -> dict:
-    import torch
-
-    from bertfit.export.runtime import load_exported
-
+def measure_bertfit_system(system: str, args, dev) -> dict:
+    """One bertfit system (``bertfit-onnx-VARIANT`` or ``bertfit-pytorch-fp32``) measured in this
+    process, which a worker starts fresh for it."""
     labels = np.asarray(dev.labels)
     columns = {"sentence1": dev.columns[0], "sentence2": dev.columns[1]}
-    results = {}
-    for precision, directory in exports.items():
-        batch = load_exported(directory, batch_size=32, threads=threads)
-        one = load_exported(directory, threads=latency_threads)
-        results[f"bertfit-onnx-{precision}"] = measure(
-            lambda batch=batch: batch(columns)["class_id"],
-            lambda pairs, one=one: latencies(
+    if system.startswith("bertfit-onnx-"):
+        from bertfit.export.runtime import load_exported
+
+        directory = Path(args.work) / f"bertfit-{system.removeprefix('bertfit-onnx-')}"
+        batch = load_exported(directory, batch_size=32, threads=args.threads)
+        one = load_exported(directory, threads=args.latency_threads)
+        return measure(
+            lambda: batch(columns)["class_id"],
+            lambda pairs: latencies(
                 lambda p: one({"sentence1": [p[0]], "sentence2": [p[1]]}), pairs
             ),
             dev,
             labels,
         )
-    torch.set_num_threads(threads)
+    import torch
+
+    from bertfit.export.export import find_model_dir
+    from bertfit.inference import TextClassifier
+
+    classifier = TextClassifier.from_pretrained(find_model_dir(Path(args.run)))
+    torch.set_num_threads(args.threads)
 
     def torch_batch():
         return classifier.logits(dev.columns, batch_size=32).argmax(-1)
 
     def torch_latency(pairs):
-        torch.set_num_threads(latency_threads)
-        try:
-            return latencies(lambda p: classifier.logits([[p[0]], [p[1]]]), pairs)
-        finally:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(args.latency_threads)
+        return latencies(lambda p: classifier.logits([[p[0]], [p[1]]]), pairs)
 
-    results["bertfit-pytorch-fp32"] = measure(torch_batch, torch_latency, dev, labels)
-    return results
+    return measure(torch_batch, torch_latency, dev, labels)
 
 
-def measure_peers(args, run: Path, dev, work: Path) -> dict:
+def measure_in_fresh_process(args, system: str) -> dict:
+    """Run ``--measure SYSTEM`` in a new interpreter: no other model, thread pool or cache
+    state of an earlier system shares the process with it."""
+    command = [
+        sys.executable, __file__, "--measure", system, "--run", args.run,
+        "--data-dir", args.data_dir, "--work", args.work, "--threads", str(args.threads),
+        "--latency-threads", str(args.latency_threads),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    if result.returncode != 0:
+        raise SystemExit(f"{system} failed:\n{result.stderr[-4000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def measure_peer(args, run: Path, dev, work: Path, system: str) -> dict:
+    """One peer system, measured by ``bench/peers_inference.py`` in the peers' environment."""
     from bertfit.export.export import find_model_dir
 
     pairs_file = work / "mrpc-dev-pairs.json"
@@ -158,6 +181,7 @@ def measure_peers(args, run: Path, dev, work: Path) -> dict:
         args.peer_python, str(REPO / "bench" / "peers_inference.py"),
         "--model", str(find_model_dir(run)), "--pairs", str(pairs_file), "--work", str(work),
         "--threads", str(args.threads), "--latency-threads", str(args.latency_threads),
+        "--systems", system,
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "true"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=3600)
@@ -185,20 +209,30 @@ def main() -> None:
     parser.add_argument("--peer-python", default=".peers/optimum/bin/python",
                         help="python of the peers' environment ('' to skip the peers)")  # fmt: skip
     parser.add_argument("--output", default="bench/results/export_inference.json")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)  # worker: one bertfit system
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     run, work = Path(args.run), Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
     dev = load_dev(Path(args.data_dir))
+    if args.measure:
+        print(json.dumps(measure_bertfit_system(args.measure, args, dev)))
+        return
+    work.mkdir(parents=True, exist_ok=True)
     exports = ensure_exports(run, work)
-    report, classifier = parity(run, exports, dev)
+    report, _ = parity(run, exports, dev)
     print(json.dumps(report, indent=2))
-    results = measure_bertfit(exports, classifier, dev, args.threads, args.latency_threads)
+    results = {}
+    for system in [f"bertfit-onnx-{name}" for name in VARIANTS] + ["bertfit-pytorch-fp32"]:
+        results[system] = measure_in_fresh_process(args, system)
+        print(f"{system}: {results[system]}", flush=True)
     peers = {"results": {}, "versions": {}}
     if args.peer_python:
-        peers = measure_peers(args, run, dev, work)
-        results.update(peers["results"])
+        for system in PEER_SYSTEMS:
+            measured = measure_peer(args, run, dev, work, system)
+            results.update(measured["results"])
+            peers["versions"] = measured["versions"]
+            print(f"{system}: {measured['results'][system]}", flush=True)
     print_table(results)
     import onnxruntime
     import torch

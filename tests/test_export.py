@@ -94,17 +94,23 @@ def test_export_writes_model_tokenizer_settings_and_manifest(onnx_dir, tiny):
     assert not [p for p in onnx_dir.parent.iterdir() if p.name.startswith(".")]
 
 
-def test_onnx_model_has_dynamic_axes_and_opset_17(onnx_dir):
+def test_onnx_model_is_the_built_graph_with_dynamic_axes_and_opset_23(onnx_dir, tiny):
     import onnx
 
     model = onnx.load(str(onnx_dir / "model.onnx"))
-    assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {17}
+    assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {23}
     for graph_input in model.graph.input:
         dims = graph_input.type.tensor_type.shape.dim
         assert [d.dim_param for d in dims] == ["batch", "sequence"], graph_input.name
     assert [o.name for o in model.graph.output] == ["logits"]
+    ops = [node.op_type for node in model.graph.node]
+    layers = tiny.model.config.num_layers
+    # One Attention per layer and no head reshapes around it; in the last layer the query,
+    # attention output and feed-forward see only the first token, sliced from its input.
+    assert ops.count("Attention") == layers and "Transpose" not in ops
+    assert ops.count("Slice") == 3  # position rows, the last layer's first token, the pooler's
     export = json.loads((onnx_dir / "manifest.json").read_text())["export"]
-    assert export["opset"] == 17 and export["transformer_fusions"] is None
+    assert export["opset"] == 23 and export["transformer_fusions"] is None
 
 
 def test_transformer_fusions_fuse_every_layer_and_keep_parity(tiny, tmp_path):
@@ -115,6 +121,7 @@ def test_transformer_fusions_fuse_every_layer_and_keep_parity(tiny, tmp_path):
     assert fused == {"EmbedLayerNormalization": 1, "Attention": 2}  # one per layer
     ops = {node.op_type for node in onnx.load(str(result.directory / "model.onnx")).graph.node}
     assert {"Attention", "EmbedLayerNormalization", "SkipLayerNormalization"} <= ops
+    assert json.loads((result.directory / "manifest.json").read_text())["export"]["opset"] == 17
     out = load_exported(result.directory)(PAIRS)["logits"]
     np.testing.assert_allclose(out, tiny.logits(_columns(PAIRS)), atol=1e-4, rtol=0)
 

@@ -61,6 +61,7 @@ class ExportResult:
     precision: str
     check: ExportCheck | None
     fusions: dict[str, int] | None
+    opset: int | None = None
 
 
 def find_model_dir(path: str | Path) -> Path:
@@ -185,9 +186,11 @@ def _check_lengths(classifier) -> None:
 def _write(classifier, staging: Path, export_format, quantize, model_dir, transformer_fusions):
     """Write the model file, vocabulary, classifier.json and manifest into ``staging``."""
     model_file = MODEL_FILES[export_format]
-    fusions = None
+    fusions = opset = None
     if export_format == "onnx":
-        fusions = _write_onnx(classifier.model, staging / model_file, quantize, transformer_fusions)
+        opset, fusions = _write_onnx(
+            classifier.model, staging / model_file, quantize, transformer_fusions
+        )
     else:
         _write_torch_export(classifier.model, staging / model_file)
     classifier.tokenizer.save(staging)
@@ -195,7 +198,7 @@ def _write(classifier, staging: Path, export_format, quantize, model_dir, transf
     write_json(
         staging / CLASSIFIER_FILE, classifier_spec(classifier, export_format, precision).to_dict()
     )
-    result = ExportResult(staging, export_format, precision, None, fusions)
+    result = ExportResult(staging, export_format, precision, None, fusions, opset)
     _write_manifest(staging, classifier, result, model_dir)
     return result
 
@@ -222,23 +225,25 @@ def classifier_spec(classifier, export_format: str, precision: str) -> Classifie
 
 
 def _write_onnx(model, path: Path, quantize: str | None, transformer_fusions: bool):
-    """Export, optionally fuse, optionally quantize; the fused-node counts when fused."""
+    """Write, optionally fuse, optionally quantize; returns (opset, fused-node counts or None)."""
     from bertfit.export import onnx_export
 
     graph = path.with_name(".exported.onnx")
-    onnx_export.export_onnx(model, graph)
     fusions = None
     if transformer_fusions:
+        opset = onnx_export.export_traced(model, graph)
         fused = path.with_name(".fused.onnx")
         config = model.config
         fusions = onnx_export.fuse(graph, fused, config.num_attention_heads, config.hidden_size)
         os.replace(fused, graph)
+    else:
+        opset = onnx_export.export_onnx(model, graph)
     if quantize == "int8":
-        onnx_export.quantize_int8(graph, path)
+        onnx_export.quantize_int8(graph, path, fused=transformer_fusions)
         graph.unlink()
     else:
         os.replace(graph, path)
-    return fusions
+    return opset, fusions
 
 
 def _write_torch_export(model, path: Path) -> None:
@@ -269,9 +274,7 @@ def _write_manifest(staging: Path, classifier, result: ExportResult, model_dir) 
     names = sorted(p.name for p in staging.iterdir() if p.is_file() and p.name != MANIFEST_FILE)
     export: dict[str, Any] = {"format": result.format, "precision": result.precision}
     if result.format == "onnx":
-        from bertfit.export.onnx_export import ONNX_OPSET
-
-        export["opset"] = ONNX_OPSET
+        export["opset"] = result.opset
         export["transformer_fusions"] = result.fusions
     if result.precision == "int8":
         export["quantization"] = {

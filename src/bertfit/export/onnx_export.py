@@ -1,14 +1,15 @@
-"""Write a classifier as ONNX: export, optional transformer fusions, int8 quantization.
+"""Write a classifier as ONNX: the graph, optional transformer fusions, int8 quantization.
 
-1. :func:`export_onnx` traces :class:`~bertfit.export.onnx_graph.FusibleClassifier` with
-   PyTorch's TorchScript-based ONNX exporter (dynamic batch and sequence axes). That exporter
-   is deprecated in favour of the ``torch.export``-based one, but it is the one whose graphs
-   ONNX Runtime's BERT fusions are written for: the newer exporter's graph of the same model
-   fuses no attention and takes about ten times as long to produce. ONNX Runtime applies its
-   own fusions (LayerNorm, SkipLayerNorm, GELU, MatMul with bias or scale, quantized MatMul)
-   to this graph when it loads it.
-2. :func:`fuse` (optional) runs ``onnxruntime.transformers.optimizer`` (model type ``bert``):
-   Attention, EmbedLayerNormalization, SkipLayerNormalization and BiasGelu nodes.
+1. :func:`export_onnx` writes the graph :mod:`bertfit.export.onnx_builder` builds from the
+   weights (opset 23, dynamic batch and sequence axes): the default, and the fastest graph
+   measured (``bench/export_inference.py``). ONNX Runtime adds its own fusions (MatMul with
+   bias, quantized MatMul) when it loads it.
+2. :func:`export_traced` instead traces :class:`~bertfit.export.onnx_graph.FusibleClassifier`
+   with PyTorch's TorchScript-based exporter (opset 17), the graph layout that
+   ``onnxruntime.transformers``' BERT fusions recognise, and :func:`fuse` runs them
+   (``--transformer-fusions``): Attention, EmbedLayerNormalization, SkipLayerNormalization and
+   BiasGelu nodes. That exporter is deprecated in favour of the ``torch.export``-based one,
+   whose graph of the same model fuses no attention and takes about ten times as long.
 3. :func:`quantize_int8` applies ONNX Runtime's dynamic quantization: int8 weights, uint8
    activations quantized at run time (the u8s8 kernels that AVX-512 VNNI accelerates).
 """
@@ -27,9 +28,9 @@ from bertfit.export.onnx_graph import FusibleClassifier
 from bertfit.export.spec import MODEL_INPUTS, MODEL_OUTPUT
 from bertfit.model.classifier import BertClassifier
 
-#: ONNX opset of exported models: LayerNormalization is a standard op from 17 on, ONNX Runtime
-#: 1.14+ runs it, and the transformer fusions are written against graphs of this opset.
-ONNX_OPSET = 17
+#: ONNX opset of traced models: LayerNormalization is a standard op from 17 on, and the
+#: transformer fusions are written against graphs of this opset.
+TRACED_OPSET = 17
 
 #: Fused node types the export reports (and a correct BERT export has).
 FUSED_OPS = ("EmbedLayerNormalization", "Attention", "SkipLayerNormalization", "BiasGelu")
@@ -46,8 +47,19 @@ def example_inputs(model: BertClassifier) -> tuple[torch.Tensor, ...]:
     return word_ids, mask, type_ids
 
 
-def export_onnx(model: BertClassifier, path: Path, opset: int = ONNX_OPSET) -> None:
-    """Export ``model`` (in eval mode) to ONNX at ``path`` with dynamic batch and length."""
+def export_onnx(model: BertClassifier, path: Path) -> int:
+    """Write ``model``'s inference graph (built from its weights) to ``path``; returns the opset."""
+    import onnx
+
+    from bertfit.export.onnx_builder import OPSET, build_classifier_graph
+
+    onnx.save(build_classifier_graph(model.eval()), str(path))
+    return OPSET
+
+
+def export_traced(model: BertClassifier, path: Path, opset: int = TRACED_OPSET) -> int:
+    """Trace ``model`` (in eval mode) to ONNX at ``path``, in the layout the transformer fusions
+    recognise, with dynamic batch and length; returns the opset."""
     graph = FusibleClassifier(model).eval()
     axes = {name: {0: "batch", 1: "sequence"} for name in MODEL_INPUTS}
     axes[MODEL_OUTPUT] = {0: "batch"}
@@ -66,6 +78,7 @@ def export_onnx(model: BertClassifier, path: Path, opset: int = ONNX_OPSET) -> N
             do_constant_folding=True,
             dynamo=False,
         )
+    return opset
 
 
 @contextlib.contextmanager
@@ -99,8 +112,12 @@ def fuse(source: Path, target: Path, num_heads: int, hidden_size: int) -> dict[s
     return {name: int(stats.get(name, 0)) for name in FUSED_OPS}
 
 
-def quantize_int8(source: Path, target: Path, per_channel: bool = True) -> None:
-    """Dynamic int8 quantization of every MatMul, Attention and embedding node."""
+def quantize_int8(
+    source: Path, target: Path, per_channel: bool = True, fused: bool = False
+) -> None:
+    """Dynamic int8 quantization of every MatMul and embedding node, and of the fused
+    ``com.microsoft`` Attention nodes when ``fused`` (the quantizer would mistake ONNX's own
+    ``Attention`` for that one, so a built graph names what to quantize)."""
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -110,6 +127,7 @@ def quantize_int8(source: Path, target: Path, per_channel: bool = True) -> None:
             str(target),
             weight_type=QuantType.QInt8,
             per_channel=per_channel,
+            op_types_to_quantize=None if fused else ["MatMul", "Gather"],
             # Shape inference cannot type the outputs of fused contrib ops; they are float.
             extra_options={"DefaultTensorType": TensorProto.FLOAT},
         )
