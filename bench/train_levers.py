@@ -9,9 +9,12 @@ each timing ``--steps`` optimizer steps after ``--warmup-steps``:
 * ``padded``: batches padded to their longest pair (``trainer.padding_free=false``);
 * ``full-last-layer``: the last layer computed for every token, as a plain encoder does;
 * ``torch-dropout``: dropout masks from ``torch``'s own ``bernoulli_``;
-* ``foreach-adamw``: AdamW's ``foreach`` kernels instead of the fused one.
+* ``foreach-adamw``: AdamW's ``foreach`` kernels instead of the fused one;
+* ``no-heap-trim``: no ``malloc_trim`` between steps (``trainer.release_memory_every_steps``);
+* ``keep-activations``: autograd keeps the GELU outputs and dropped attention probabilities
+  rather than rebuilding them in backward (``bertfit.model.recompute``).
 
-    .venv/bin/python bench/train_levers.py [--threads 2] [--reps 2]
+    .venv/bin/python bench/train_levers.py [--threads 2] [--reps 2] [--variants a,b]
 
 Prints examples/s per variant (median) and the defaults' speed relative to each, and writes
 ``bench/results/train_levers.json``.
@@ -28,7 +31,15 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = ("all", "padded", "full-last-layer", "torch-dropout", "foreach-adamw")
+VARIANTS = (
+    "all",
+    "padded",
+    "full-last-layer",
+    "torch-dropout",
+    "foreach-adamw",
+    "no-heap-trim",
+    "keep-activations",
+)
 
 
 def apply_variant(variant: str, config) -> None:
@@ -53,6 +64,12 @@ def apply_variant(variant: str, config) -> None:
         encoder_module.dropout = torch_dropout
     elif variant == "foreach-adamw":
         config.optimizer.implementation = "foreach"
+    elif variant == "no-heap-trim":
+        config.trainer.release_memory_every_steps = None
+    elif variant == "keep-activations":
+        import contextlib
+
+        encoder_module.recompute_when_saved = lambda *args: contextlib.nullcontext()
 
 
 def worker(args) -> None:
@@ -85,15 +102,20 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=18)
     parser.add_argument("--warmup-steps", type=int, default=3)
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "train_levers.json"))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--timing-json", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
         worker(args)
         return 0
-    runs: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    variants = ["all"] + [v for v in args.variants.split(",") if v != "all"]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+    runs: dict[str, list[float]] = {variant: [] for variant in variants}
     for rep in range(args.reps):
-        for variant in VARIANTS:
+        for variant in variants:
             with tempfile.TemporaryDirectory() as scratch:
                 out = Path(scratch) / "figures.json"
                 subprocess.run(

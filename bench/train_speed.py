@@ -333,8 +333,8 @@ def print_table(title: str, rows: list[dict]) -> None:
 
 def print_report(report: dict) -> None:
     """Every table of a report (also ``--report FILE``, to reprint a saved run)."""
-    pair_tokens = report["ceiling_batch_tokens"] / 32
-    for threads, measured in report["by_threads"].items():
+    for threads, measured in report.get("by_threads", {}).items():
+        pair_tokens = report["ceiling_batch_tokens"] / 32
         ceiling = measured["ceiling"]
         train = summarize(measured["train"], ceiling, "bertfit", pair_tokens)
         inference = summarize(measured["inference"], None, "bertfit-eval")
@@ -411,6 +411,12 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=18, help="steps per run, warm-up included")
     parser.add_argument("--warmup-steps", type=int, default=3)
     parser.add_argument("--whole-process", action="store_true")
+    parser.add_argument(
+        "--whole-process-only",
+        metavar="HF_BEST",
+        help="time only the whole processes, with this Hugging Face setting as its best "
+        "(hf-grouped or hf-grouped-bf16, as a full run found); writes --output",
+    )
     parser.add_argument("--report", metavar="JSON", help="reprint the tables of a saved run")
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "train_speed.json"))
     # Internal: one measurement in this process.
@@ -431,6 +437,12 @@ def main() -> int:
 
     import torch
 
+    if args.whole_process_only:
+        report = {"whole_process": whole_process(args, args.whole_process_only)}
+        print_report(report)
+        Path(args.output).write_text(json.dumps(report, indent=2))
+        print(f"\nwrote {args.output}")
+        return 0
     tokens = median_batch_tokens(args)
     report = {
         "machine": {

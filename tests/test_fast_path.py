@@ -129,6 +129,16 @@ def test_dropout_is_reproducible_by_seed_and_scales_what_it_keeps():
     torch.testing.assert_close(x.grad, first.detach())  # d(x * mask)/dx = mask
 
 
+def test_dropout_keeps_only_a_one_byte_mask_for_backward():
+    saved = []
+    x = torch.randn(32, 40, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = dropout(x, 0.1, training=True)
+    assert [(t.dtype, t.shape) for t in saved] == [(torch.bool, x.shape)]
+    y.backward(torch.ones_like(y))
+    torch.testing.assert_close(x.grad, (y.detach() != 0).float() / 0.9)
+
+
 def test_dropout_is_identity_in_eval_mode_and_at_zero_rate():
     x = torch.randn(8, 8)
     layer = Dropout(0.3).eval()
@@ -162,3 +172,51 @@ def test_bf16_autocast_trains_on_the_fast_path():
     loss.backward()
     assert model.encoder.embeddings.word_embeddings.weight.grad.dtype == torch.float32
     assert torch.isfinite(loss)
+
+
+def _training_step_grads(model, batch, seed):
+    torch.manual_seed(seed)
+    model.zero_grad()
+    logits = model(packed=batch)
+    F.cross_entropy(logits, torch.arange(len(logits)) % 3).backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+def test_rebuilt_activations_give_identical_gradients(monkeypatch):
+    import contextlib
+
+    from bertfit.model import encoder, recompute
+
+    model = small_classifier(seed=3, layers=3).train()
+    batch = pack_sequences(random_examples(12, seed=9))
+    rebuilds = []
+    real = recompute.recompute_when_saved
+
+    def counting(target, make):
+        return real(target, lambda: rebuilds.append(target.shape) or make())
+
+    monkeypatch.setattr(encoder, "recompute_when_saved", counting)
+    rebuilt = _training_step_grads(model, batch, seed=4)
+    # Per full layer, the GELU output and the dropped attention probabilities were not kept
+    # but rebuilt in backward; the last layer (first token only) rebuilds them too.
+    assert len(rebuilds) == 2 * 3
+    monkeypatch.setattr(encoder, "recompute_when_saved", lambda *a: contextlib.nullcontext())
+    plain = _training_step_grads(model, batch, seed=4)
+    for name, grad in plain.items():
+        assert torch.equal(rebuilt[name], grad), name
+
+
+def test_recompute_when_saved_rebuilds_instead_of_keeping():
+    from bertfit.model.recompute import recompute_when_saved
+
+    x = torch.randn(6, 5, requires_grad=True)
+    weight = torch.randn(5, 3, requires_grad=True)
+    calls = []
+    activated = torch.nn.functional.gelu(x)
+    with recompute_when_saved(activated, lambda: calls.append(1) or F.gelu(x.detach())):
+        out = activated @ weight  # matmul would keep `activated` for weight's gradient
+    assert calls == []
+    out.sum().backward()
+    assert calls == [1]
+    expected = F.gelu(x.detach()).T @ torch.ones(6, 3)
+    torch.testing.assert_close(weight.grad, expected)

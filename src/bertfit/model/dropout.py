@@ -46,10 +46,47 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     if x.device.type != "cpu" or p >= 1.0:
         return F.dropout(x, p, training=True)
     dropped = torch.from_numpy(drop_mask(x.numel(), p)).view(x.shape)
-    zero = torch.zeros((), dtype=x.dtype)
-    scale = torch.full((), 1.0 / (1.0 - p), dtype=x.dtype)
-    # One multiply forward and one backward, as nn.Dropout does, by a mask of 0 and 1/(1-p).
-    return x * torch.where(dropped, zero, scale)
+    return _MaskMultiply.apply(x, dropped, 1.0 / (1.0 - p))
+
+
+def dropout_and_recipe(x: torch.Tensor, p: float):
+    """Training-mode :func:`dropout` of ``x`` on a CPU, and a function that computes the same
+    result again from ``x`` and the one-byte mask (for :mod:`bertfit.model.recompute`)."""
+    if x.device.type != "cpu" or p == 0.0 or p >= 1.0:
+        result = dropout(x, p, training=True)
+        return result, lambda: result  # nothing cheaper to rebuild it from
+    dropped = torch.from_numpy(drop_mask(x.numel(), p)).view(x.shape)
+    scale, base = 1.0 / (1.0 - p), x.detach()
+
+    def again() -> torch.Tensor:
+        return base * _multiplier(dropped, scale, base.dtype)
+
+    return _MaskMultiply.apply(x, dropped, scale), again
+
+
+def _multiplier(dropped: torch.Tensor, scale: float, dtype: torch.dtype) -> torch.Tensor:
+    """0 where ``dropped``, ``scale`` elsewhere."""
+    return torch.where(dropped, torch.zeros((), dtype=dtype), torch.full((), scale, dtype=dtype))
+
+
+class _MaskMultiply(torch.autograd.Function):
+    """``x * where(dropped, 0, scale)``, keeping only the one-byte mask for backward.
+
+    One multiply forward and one backward, as ``nn.Dropout`` does. Multiplying by a float mask
+    directly would keep that mask, four bytes an element, until backward: for the attention
+    probabilities of a batch of long pairs that is tens of MiB a layer.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dropped: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.save_for_backward(dropped)
+        ctx.scale = scale
+        return x * _multiplier(dropped, scale, x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (dropped,) = ctx.saved_tensors
+        return grad * _multiplier(dropped, ctx.scale, grad.dtype), None, None
 
 
 class Dropout(nn.Module):

@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertfit.model.config import EncoderConfig
-from bertfit.model.dropout import Dropout, dropout
+from bertfit.model.dropout import Dropout, dropout_and_recipe
 from bertfit.model.packed import PackedBatch, gather_rows
+from bertfit.model.recompute import recompute_when_saved
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu": F.gelu,
@@ -101,8 +102,12 @@ def attend(
     scores = torch.matmul(query, key.transpose(-1, -2)) * (query.shape[-1] ** -0.5)
     if key_mask is not None:
         scores = scores.masked_fill(~key_mask, float("-inf"))
-    probabilities = dropout(torch.softmax(scores, dim=-1), dropout_rate, training=True)
-    return torch.matmul(probabilities, value)
+    probabilities = torch.softmax(scores, dim=-1)
+    dropped, redo = dropout_and_recipe(probabilities, dropout_rate)
+    # softmax keeps the probabilities and dropout its mask: rebuild the dropped ones from them
+    # in backward rather than keep a second [B, N, L, L] tensor for the product with the values.
+    with recompute_when_saved(dropped, redo):
+        return torch.matmul(dropped, value)
 
 
 class SelfAttention(nn.Module):
@@ -173,9 +178,18 @@ class FeedForward(nn.Module):
         self.intermediate = nn.Linear(config.hidden_size, config.intermediate_size)
         self.activation = _ACTIVATIONS[config.hidden_activation]
         self.output = nn.Linear(config.intermediate_size, config.hidden_size)
+        # Activations whose backward keeps their input (ReLU and tanh keep their output).
+        self._rebuilds_activation = config.hidden_activation in ("gelu", "gelu_tanh", "silu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output(self.activation(self.intermediate(x)))
+        inner = self.intermediate(x)
+        activated = self.activation(inner)
+        if not (self.training and self._rebuilds_activation):
+            return self.output(activated)
+        # The activation keeps its input for backward; rebuild its output from that rather than
+        # let the output layer keep a second [T, 4H] tensor.
+        with recompute_when_saved(activated, lambda: self.activation(inner)):
+            return self.output(activated)
 
 
 class TransformerLayer(nn.Module):

@@ -42,6 +42,9 @@ class TrainerConfig:
     # auto | cpu | cuda | cuda:N; auto takes a CUDA device when one is visible.
     device: str = "auto"
     # -- scale-out and fault tolerance (see bertfit.train.distributed and .checkpoint) --
+    # Give the heap's free pages back to the system every this many steps (glibc only; see
+    # bertfit.train.memory); None never does.
+    release_memory_every_steps: int | None = 5
     # Micro-batches of batch_size per process summed into one update; under torchrun the
     # update covers batch_size * grad_accum_steps * world_size examples.
     grad_accum_steps: int = 1
@@ -69,6 +72,9 @@ class TrainerConfig:
             raise ConfigError(
                 f"trainer.precision: expected one of {', '.join(PRECISIONS)}, got {self.precision}"
             )
+        every = self.release_memory_every_steps
+        if every is not None and every <= 0:
+            raise ConfigError(f"trainer.release_memory_every_steps must be positive, got {every}")
         if self.checkpoint_every_steps is not None and self.checkpoint_every_steps <= 0:
             raise ConfigError(
                 "trainer.checkpoint_every_steps must be positive, "

@@ -50,6 +50,7 @@ from bertfit.train.checkpoint import (
     save_checkpoint,
 )
 from bertfit.train.config import LoggingConfig, TrainerConfig
+from bertfit.train.memory import HeapTrimmer
 from bertfit.train.metrics import collapse_message, compute_metrics
 from bertfit.train.optim import OptimizationConfig, build_optimizer, clip_gradients
 from bertfit.train.tracking import RunTracker, global_grad_norm
@@ -235,6 +236,7 @@ class Trainer:
         self._learning_rate = float("nan")  # the rate of the latest update
         self._stop_signal: int | None = None  # set by SIGINT/SIGTERM: checkpoint, then stop
         self._last_checkpoint: Path | None = None
+        self._heap = HeapTrimmer(trainer_config.release_memory_every_steps)
 
     @property
     def _write_dir(self) -> Path | None:
@@ -347,6 +349,7 @@ class Trainer:
             step_started = time.perf_counter()
             step = first_step + index
             loss_value, grad_norm, stop = self._train_step(batch, train, optimizer, scheduler, step)
+            self._heap.after_step(step)
             self._window.losses.append(loss_value)
             self._window.examples += len(batch)
             examples += len(batch)
@@ -489,6 +492,9 @@ class Trainer:
                 self._save_model(self.output_dir / "model")
             if self._write_dir is not None:
                 self._write_history()
+        # Evaluation's batches leave free heap of other sizes behind; hand it back before
+        # training allocates around it.
+        self._heap.release()
 
     def _save_model(self, directory: Path) -> None:
         """Save the model from rank 0 (every process takes part when the model is sharded)."""

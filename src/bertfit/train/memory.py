@@ -1,0 +1,63 @@
+"""Hand freed heap memory back to the operating system between training steps.
+
+Batches of different lengths allocate activations of different sizes. glibc's ``malloc``
+serves tensors of a few MiB from its heap (its mmap threshold rises to 32 MiB as large blocks
+are freed), and what it frees there it keeps: a later, differently sized request rarely fits
+the holes, so the process's resident memory climbs step after step while the live tensors stay
+the same size. On MRPC (batches of 32 pairs, 120 steps) that took a run from 1.3 to 2.3 GiB.
+``malloc_trim(0)`` returns every whole free page to the system; doing it every few steps
+bounds the climb for the cost of re-faulting those pages once. Evaluations leave holes of
+their own sizes, so the trainer also trims after each one.
+
+On systems without glibc's ``malloc_trim`` (macOS, musl) :class:`HeapTrimmer` does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+from collections.abc import Callable
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is None:
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+_MALLOC_TRIM = _find_malloc_trim()
+
+
+def release_free_heap() -> bool:
+    """Return the heap's free pages to the system; False where that is not available."""
+    if _MALLOC_TRIM is None:
+        return False
+    _MALLOC_TRIM(0)
+    return True
+
+
+class HeapTrimmer:
+    """Calls :func:`release_free_heap` after every ``every_steps``-th step (None: never)."""
+
+    def __init__(self, every_steps: int | None) -> None:
+        self.every_steps = every_steps if _MALLOC_TRIM is not None else None
+
+    def after_step(self, step: int) -> None:
+        """Trim when ``step`` is a multiple of ``every_steps``."""
+        if self.every_steps and step % self.every_steps == 0:
+            release_free_heap()
+
+    def release(self) -> None:
+        """Trim now (after an evaluation, say), unless trimming is off."""
+        if self.every_steps:
+            release_free_heap()
