@@ -43,17 +43,14 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Functional dropout: zero each element with probability ``p``, scale the rest by 1/(1-p)."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or p >= 1.0:
-        return F.dropout(x, p, training=True)
-    dropped = torch.from_numpy(drop_mask(x.numel(), p)).view(x.shape)
-    return _MaskMultiply.apply(x, dropped, 1.0 / (1.0 - p))
+    return dropout_and_recipe(x, p)[0]
 
 
 def dropout_and_recipe(x: torch.Tensor, p: float):
-    """Training-mode :func:`dropout` of ``x`` on a CPU, and a function that computes the same
-    result again from ``x`` and the one-byte mask (for :mod:`bertfit.model.recompute`)."""
-    if x.device.type != "cpu" or p == 0.0 or p >= 1.0:
-        result = dropout(x, p, training=True)
+    """Training-mode :func:`dropout` of ``x``, and a function that computes the same result
+    again from ``x`` and the one-byte mask (for :mod:`bertfit.model.recompute`)."""
+    if x.device.type != "cpu" or p >= 1.0:
+        result = F.dropout(x, p, training=True)
         return result, lambda: result  # nothing cheaper to rebuild it from
     dropped = torch.from_numpy(drop_mask(x.numel(), p)).view(x.shape)
     scale, base = 1.0 / (1.0 - p), x.detach()
