@@ -115,9 +115,8 @@ def _first_token(graph: _Graph, x: str, hint: str) -> str:
     return graph.op("Slice", [x, graph.ints(0), graph.ints(1), graph.ints(1)], hint)
 
 
-def _embeddings(graph: _Graph, embeddings, word_ids: str, type_ids: str) -> str:
+def _embeddings(graph: _Graph, embeddings, word_ids: str, type_ids: str, length: str) -> str:
     # Positions 0..L-1: the first L rows of the table, broadcast over the batch.
-    length = graph.op("Shape", [word_ids], "length", start=1, end=2)
     table = graph.weight("position_embeddings", _array(embeddings.position_embeddings.weight))
     positions = graph.op("Slice", [table, graph.ints(0), length, graph.ints(0)], "positions")
     words = graph.weight("word_embeddings", _array(embeddings.word_embeddings.weight))
@@ -178,7 +177,7 @@ def _layer(
     return _layer_norm(graph, out, layer.output_norm, f"{hint}.output_norm")
 
 
-def _key_masks(graph: _Graph, input_mask: str, word_ids: str) -> tuple[str, str]:
+def _key_masks(graph: _Graph, input_mask: str, length: str) -> tuple[str, str]:
     """Boolean key masks for Attention: [B, 1, L, L] (every query) and [B, 1, 1, L] (one).
 
     ``Attention`` wants the mask's query dimension spelled out, so the [B, 1, 1, L] mask of
@@ -188,7 +187,6 @@ def _key_masks(graph: _Graph, input_mask: str, word_ids: str) -> tuple[str, str]
 
     keys = graph.op("Cast", [input_mask], "key_mask", to=TensorProto.BOOL)
     one_query = graph.op("Unsqueeze", [keys, graph.ints(1, 2)], "key_mask")
-    length = graph.op("Shape", [word_ids], "length", start=1, end=2)
     shape = graph.op(
         "Concat", [graph.ints(1), graph.ints(1), length, graph.ints(1)], "shape", axis=0
     )
@@ -203,8 +201,10 @@ def build_classifier_graph(model):
     encoder = model.encoder
     graph = _Graph()
     word_ids, input_mask, type_ids = MODEL_INPUTS
-    x = _embeddings(graph, encoder.embeddings, word_ids, type_ids)
-    masks = _key_masks(graph, input_mask, word_ids)
+    # The sequence length L, read once for the position rows and the attention masks.
+    length = graph.op("Shape", [word_ids], "length", start=1, end=2)
+    x = _embeddings(graph, encoder.embeddings, word_ids, type_ids, length)
+    masks = _key_masks(graph, input_mask, length)
     activation = encoder.config.hidden_activation
     last = len(encoder.layers) - 1
     for index, layer in enumerate(encoder.layers):
