@@ -12,7 +12,11 @@ each timing ``--steps`` optimizer steps after ``--warmup-steps``:
 * ``foreach-adamw``: AdamW's ``foreach`` kernels instead of the fused one;
 * ``no-heap-trim``: no ``malloc_trim`` between steps (``trainer.release_memory_every_steps``);
 * ``keep-activations``: autograd keeps the GELU outputs and dropped attention probabilities
-  rather than rebuilding them in backward (``bertfit.model.recompute``).
+  rather than rebuilding them in backward (``bertfit.model.recompute``);
+* ``compiled`` (a lever *added*, not removed): each Transformer layer compiled by
+  ``torch.compile`` (inductor, dynamic shapes), with torch's dropout inside the compiled code so
+  that inductor draws the masks itself and fuses them with the adds and LayerNorms around them.
+  Compilation happens in the warm-up steps, which are not timed (raise ``--warmup-steps``).
 
     .venv/bin/python bench/train_levers.py [--threads 2] [--reps 2] [--variants a,b]
 
@@ -39,6 +43,7 @@ VARIANTS = (
     "foreach-adamw",
     "no-heap-trim",
     "keep-activations",
+    "compiled",
 )
 
 
@@ -70,6 +75,16 @@ def apply_variant(variant: str, config) -> None:
         import contextlib
 
         encoder_module.recompute_when_saved = lambda *args: contextlib.nullcontext()
+    elif variant == "compiled":
+        import contextlib
+
+        import torch
+
+        encoder_module.dropout_and_recipe = lambda x, p: (F.dropout(x, p, True), None)
+        dropout_module.Dropout.forward = lambda self, x: F.dropout(x, self.p, self.training)
+        encoder_module.recompute_when_saved = lambda *args: contextlib.nullcontext()
+        layer = encoder_module.TransformerLayer
+        layer.forward = torch.compile(layer.forward, dynamic=True)
 
 
 def worker(args) -> None:
