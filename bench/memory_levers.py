@@ -15,16 +15,17 @@ Writes ``bench/results/memory_levers.json``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+from train_levers import apply_variant  # noqa: E402
+from train_speed import timed_process  # noqa: E402
+
 COMBINATIONS = {
     "trim every 5, rebuild activations": (5, True),
     "trim every 10, rebuild activations": (10, True),
@@ -33,13 +34,12 @@ COMBINATIONS = {
 }
 
 
-def train(keep_activations: bool, argv: list[str]) -> int:
-    """``bertfit train`` in this process, the activations kept for backward if asked."""
+def train(activations: str, argv: list[str]) -> int:
+    """``bertfit train`` in this process; ``activations`` is ``rebuild`` or ``keep``."""
     from bertfit.cli import main as cli_main
-    from bertfit.model import encoder
 
-    if keep_activations:
-        encoder.recompute_when_saved = lambda *args: contextlib.nullcontext()
+    if activations == "keep":
+        apply_variant("keep-activations", config=None)  # patches the encoder, not the config
     return cli_main(argv)
 
 
@@ -47,24 +47,16 @@ def run_once(args, trim_every: int, rebuild: bool) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one whole job."""
     with tempfile.TemporaryDirectory() as scratch:
         command = [
-            sys.executable, __file__, "--train", "--keep-activations", str(not rebuild),
+            sys.executable, __file__, "--train", "rebuild" if rebuild else "keep",
             "train", "--task", "mrpc", "--max-steps", "120", "--data-dir", args.data_dir,
             "--output", scratch, "--quiet", f"trainer.release_memory_every_steps={trim_every}",
         ]  # fmt: skip
-        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-        started = time.perf_counter()
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"the job with trim every {trim_every}, rebuild={rebuild} failed")
-    return seconds, usage.ru_maxrss / 1024
+        return timed_process(command, args.threads)
 
 
 def main() -> int:
-    if "--train" in sys.argv[1:2]:
-        keep = sys.argv[3] == "True"
-        return train(keep, sys.argv[4:])
+    if sys.argv[1:2] == ["--train"]:
+        return train(sys.argv[2], sys.argv[3:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "glue"))
     parser.add_argument("--threads", type=int, default=2)
