@@ -174,3 +174,24 @@ def test_a_two_process_run_resumes_from_its_checkpoint(tmp_path, glue_and_model,
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert resumed_with_one.returncode == 0  # finished now: says so whatever the process count
+
+
+def test_leaving_without_a_process_group_is_a_no_op():
+    from bertfit.train.distributed import shutdown
+
+    assert shutdown(wait_for_others=True) is False
+
+
+def test_a_worker_exits_with_its_code_and_its_buffered_output():
+    # exit_process skips the interpreter's teardown, so it must flush what is still buffered
+    # (stdout to a pipe is block-buffered: without the flush nothing would arrive).
+    script = (
+        "import sys; from bertfit.train.distributed import exit_process; "
+        "print('to stdout'); print('to stderr', file=sys.stderr); exit_process(3)"
+    )
+    buffered = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=buffered
+    )
+    assert result.returncode == 3
+    assert result.stdout == "to stdout\n" and result.stderr == "to stderr\n"

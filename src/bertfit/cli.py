@@ -715,10 +715,37 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``bertfit`` command; returns the exit status."""
+    """Entry point of the ``bertfit`` command; returns the exit status.
+
+    A ``torchrun`` worker does not return: once every process has finished, it leaves the
+    process group and exits at once (see :func:`bertfit.train.distributed.exit_process`).
+    """
+    args = _parse(argv)
+    try:
+        code = _run_command(args)
+    except BaseException:  # an unexpected error: leave the job and let the traceback show
+        _leave_job(succeeded=False)
+        raise
+    if _leave_job(succeeded=code == 0):
+        from bertfit.train import distributed
+
+        distributed.exit_process(code)
+    return code
+
+
+def _leave_job(succeeded: bool) -> bool:
+    """Leave a ``torchrun`` job's process group, if this process joined one."""
+    if "torch" not in sys.modules:  # commands that never load torch never join a job
+        return False
+    from bertfit.train import distributed
+
+    return distributed.shutdown(wait_for_others=succeeded)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Run the parsed command; user errors and interruptions become exit statuses."""
     from bertfit import progress
 
-    args = _parse(argv)
     # --quiet silences every progress bar of this command, and only of this one (main may be
     # called again in the same process, as the tests do).
     quiet_before = progress.is_quiet()
@@ -752,10 +779,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     finally:
         progress.set_quiet(quiet_before)
-        if "torch" in sys.modules:  # leave a torchrun job's process group, if one was joined
-            from bertfit.train import distributed
-
-            distributed.shutdown()
 
 
 def _training_interrupted() -> tuple[type[BaseException], ...]:

@@ -24,9 +24,12 @@ Only rank 0 writes files and prints; the others train and evaluate alongside it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -91,10 +94,37 @@ def current() -> DistributedContext:
     )
 
 
-def shutdown() -> None:
-    """Leave the process group, if one was joined."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown(wait_for_others: bool = False) -> bool:
+    """Leave the process group, if one was joined; returns whether one was.
+
+    ``wait_for_others`` first waits until every process has finished (a barrier), so that no
+    process tears its connections down while another still writes and talks to it. Only a
+    process that succeeded should wait: one that failed leaves at once, and ``torchrun`` then
+    stops the others.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    if wait_for_others:
+        dist.barrier()
+    dist.destroy_process_group()
+    return True
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a ``torchrun`` worker with ``code`` at once, skipping the interpreter's teardown.
+
+    Why: DistributedDataParallel and ``fully_shard`` keep references to the ``gloo`` process
+    group, so :func:`shutdown` cannot free it, and its worker threads live on until the
+    interpreter tears itself down. Freed then, a worker thread that needs the GIL on its way
+    out aborts the whole process ("terminate called without an active exception", PyTorch
+    issue 38228), and ``torchrun`` reports a finished job as failed. Every file is written
+    and closed by now; only the standard streams and logging buffers need flushing.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed or broken pipe has nothing to flush
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 def shard_batch(batch: list[int], rank: int, world_size: int, accum_steps: int) -> list[list[int]]:
