@@ -30,7 +30,7 @@ DEVICES = ("auto", "cpu", "cuda")
 
 def resolve_device(requested: str) -> torch.device:
     """The device to train on: ``auto`` takes CUDA when one is visible, else the CPU."""
-    import torch
+    import torch  # here, not at the top: run configs import this module without torch
 
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -44,7 +44,7 @@ def resolve_device(requested: str) -> torch.device:
 
 def native_bf16(device: torch.device) -> bool:
     """True when ``device`` computes bfloat16 matrix products in hardware."""
-    import torch
+    import torch  # see resolve_device
 
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
@@ -82,7 +82,7 @@ def autocast(precision: str, device: torch.device) -> Iterator[None]:
     if precision == "fp32":
         yield
         return
-    import torch
+    import torch  # see resolve_device
 
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     with torch.autocast(device.type, dtype=dtype):
@@ -93,6 +93,6 @@ def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | 
     """A gradient scaler for fp16 (its small range underflows gradients); None otherwise."""
     if precision != "fp16":
         return None
-    import torch
+    import torch  # see resolve_device
 
     return torch.amp.GradScaler(device.type)

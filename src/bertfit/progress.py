@@ -61,7 +61,7 @@ def bar(
     ``delay`` hides bars of steps that end within that many seconds, so quick steps print
     nothing. The bar is removed when done (``leave=False``) unless ``options`` say otherwise.
     """
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # tqdm.auto probes for notebooks; only bars pay for it
 
     options.setdefault("leave", False)
     options.setdefault("mininterval", REFRESH_SECONDS)

@@ -22,6 +22,7 @@ is ``logits`` [batch, num_classes].
 from __future__ import annotations
 
 import numpy as np
+from onnx import TensorProto, helper, numpy_helper
 
 from bertfit.export.spec import MODEL_INPUTS, MODEL_OUTPUT
 
@@ -52,8 +53,6 @@ class _Graph:
 
     def weight(self, hint: str, array: np.ndarray) -> str:
         """A float32 initializer."""
-        from onnx import numpy_helper
-
         name = self._name(hint)
         self.initializers.append(
             numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name)
@@ -62,8 +61,6 @@ class _Graph:
 
     def ints(self, *values: int) -> str:
         """An int64 vector constant, shared by every node that uses the same values."""
-        from onnx import numpy_helper
-
         key = tuple(values)
         if key not in self._constants:
             name = self._name("ints")
@@ -74,8 +71,6 @@ class _Graph:
 
     def op(self, op_type: str, inputs: list[str], hint: str, outputs: int = 1, **attributes):
         """Add a node; returns its output name (or names, when ``outputs`` > 1)."""
-        from onnx import helper
-
         names = [self._name(hint) for _ in range(outputs)]
         node = helper.make_node(op_type, inputs, names, name=self._name(op_type), **attributes)
         self.nodes.append(node)
@@ -183,8 +178,6 @@ def _key_masks(graph: _Graph, input_mask: str, length: str) -> tuple[str, str]:
     ``Attention`` wants the mask's query dimension spelled out, so the [B, 1, 1, L] mask of
     real keys is expanded once and shared by every full layer.
     """
-    from onnx import TensorProto
-
     keys = graph.op("Cast", [input_mask], "key_mask", to=TensorProto.BOOL)
     one_query = graph.op("Unsqueeze", [keys, graph.ints(1, 2)], "key_mask")
     shape = graph.op(
@@ -196,8 +189,6 @@ def _key_masks(graph: _Graph, input_mask: str, length: str) -> tuple[str, str]:
 
 def build_classifier_graph(model):
     """An ``onnx.ModelProto`` computing ``model``'s logits (eval mode) from the packed inputs."""
-    from onnx import TensorProto, helper
-
     encoder = model.encoder
     graph = _Graph()
     word_ids, input_mask, type_ids = MODEL_INPUTS

@@ -49,7 +49,7 @@ class OnnxBackend:
     def __init__(
         self, path: Path, output: str, threads: int | None = None, spin_wait: bool = True
     ) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # only ONNX exports need it; a torch export loads without
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -53,7 +53,7 @@ class TorchExportBackend:
     """The program of a ``model.pt2`` archive, run under ``torch.inference_mode``."""
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
-        import torch
+        import torch  # an ONNX server never loads this backend, and runs without torch
 
         check_archive(path)
         if threads is not None:

@@ -15,40 +15,15 @@ status (503 when overloaded), and only a bug gives a 500. Over-long texts are tr
 model's length as in training, not refused.
 
 This package's top level imports neither the server libraries nor the model runtime, so the
-command-line parser can read the defaults cheaply; :mod:`bertfit.serve.app` holds the server.
+command-line parser can read the defaults cheaply: :mod:`bertfit.serve.config` holds the
+settings, :mod:`bertfit.serve.app` the server.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from bertfit.serve.config import DEFAULT_HOST, DEFAULT_PORT, ServeConfig
 
-from bertfit.errors import ConfigError
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
-
-
-@dataclass
-class ServeConfig:
-    """Batching and request limits of the server."""
-
-    max_batch_size: int = 32
-    max_wait_ms: float = 5.0
-    max_body_bytes: int = 1 << 20
-    max_instances: int = 256
-    # Instances accepted but not yet answered; past this the server answers 503 (overloaded).
-    max_queued: int = 4096
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first out-of-range setting."""
-        for name in ("max_batch_size", "max_body_bytes", "max_instances", "max_queued"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if not 0 <= self.max_wait_ms <= 10_000:
-            raise ConfigError(f"max_wait_ms must be between 0 and 10000, got {self.max_wait_ms}")
-        if self.max_instances > self.max_queued:
-            raise ConfigError("max_instances must not exceed max_queued")
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ServeConfig", "serve"]
 
 
 def serve(
@@ -60,6 +35,7 @@ def serve(
     access_log: bool = False,
 ) -> None:
     """Load an exported directory and serve it until interrupted."""
+    # The server libraries (the serve extra) load only when a server starts.
     import uvicorn
 
     from bertfit.export.runtime import load_exported

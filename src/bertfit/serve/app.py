@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import bertfit
-from bertfit.serve import ServeConfig
+from bertfit.serve.config import ServeConfig
 
 
 class Overloaded(Exception):
@@ -220,7 +220,7 @@ def _predictions(logits: np.ndarray, label_names: list[str]) -> list[dict[str, A
 
 def metadata_of(predictor, config: ServeConfig) -> dict[str, Any]:
     """What ``GET /metadata`` answers."""
-    from importlib import metadata
+    from importlib import metadata  # read per request to /metadata, not at server start
 
     manifest = predictor.manifest
     runtime = {"bertfit": bertfit.__version__}

@@ -216,7 +216,7 @@ def confusion_matrix(predictions: Sequence[int], labels: Sequence[int], num_clas
 
 def confusion_data(classifier, examples, split: str = "dev", batch_size: int = 64):
     """Run ``classifier`` (a :class:`~bertfit.inference.TextClassifier`) on labelled examples."""
-    from bertfit.inference import predict_logits
+    from bertfit.inference import predict_logits  # torch: the data-only plots run without it
 
     names = list(classifier.info.label_names)
     if classifier.model.is_regression:

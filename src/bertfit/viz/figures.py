@@ -28,7 +28,7 @@ DEFAULT_DPI = 120
 
 
 def _figure(width: float, height: float):
-    try:
+    try:  # matplotlib is the viz extra, loaded only when a figure is drawn
         from matplotlib.figure import Figure
     except ImportError:
         raise ConfigError(
@@ -144,8 +144,8 @@ def history_figure(data: HistoryData):
     (one line per metric key, a point per evaluation),
     learning rate and gradient norm (per step). Dotted lines mark the evaluations.
     """
-    figure = _figure(11.0, 7.0)
-    from matplotlib.ticker import MaxNLocator
+    figure = _figure(11.0, 7.0)  # first: it says how to install matplotlib when it is missing
+    from matplotlib.ticker import MaxNLocator  # after _figure, which checked matplotlib is there
 
     (loss_ax, metric_ax), (lr_ax, norm_ax) = figure.subplots(2, 2, sharex=True)
     steps, losses = data.series("loss")
