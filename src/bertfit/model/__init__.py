@@ -14,7 +14,7 @@ _EXPORTS = {
     "EncoderConfig": "config",
     "default_model_dir": "presets",
     "resolve_model_dir": "presets",
-    "read_lower_case": "presets",
+    "read_lower_case": "sources",
     "BertEncoder": "encoder",
     "EncoderOutput": "encoder",
     "BertClassifier": "classifier",
@@ -37,13 +37,8 @@ if TYPE_CHECKING:
     from bertfit.model.config import EncoderConfig
     from bertfit.model.convert import convert_to_hf
     from bertfit.model.encoder import BertEncoder, EncoderOutput
-    from bertfit.model.presets import (
-        PRESETS,
-        default_model_dir,
-        read_lower_case,
-        resolve_model_dir,
-    )
-    from bertfit.model.sources import describe_source, load_encoder_source
+    from bertfit.model.presets import PRESETS, default_model_dir, resolve_model_dir
+    from bertfit.model.sources import describe_source, load_encoder_source, read_lower_case
     from bertfit.model.tf_checkpoint import CheckpointReader
     from bertfit.model.weights import (
         LoadReport,

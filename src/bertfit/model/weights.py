@@ -29,14 +29,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from bertfit.config import atomic_path, read_json, write_json
 from bertfit.errors import CheckpointError, ConfigError
 from bertfit.model.classifier import BertClassifier
 from bertfit.model.config import EncoderConfig
 from bertfit.model.encoder import BertEncoder
-from bertfit.model.presets import find_weights_file
+from bertfit.model.sources import (
+    EncoderSource,
+    find_weights_file,
+    is_tensorflow_source,
+    load_encoder_source,
+    read_state_dict,
+)
 
 # --------------------------------------------------------------------------------------------
 # Name mapping
@@ -227,38 +233,8 @@ def _names(names: Sequence[str], limit: int = 12) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Reading and restoring
+# Restoring
 # --------------------------------------------------------------------------------------------
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a ``.safetensors`` file, or a ``torch.save``d state dict with ``weights_only=True``.
-
-    Raises :class:`CheckpointError` naming the file when it is unreadable or not a flat
-    mapping from names to tensors.
-    """
-    path = Path(path)
-    try:
-        if _looks_like_safetensors(path):
-            state = load_file(path, device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # safetensors, pickle and zip errors share no base class
-        reason = f"{type(error).__name__}: {error}"
-        raise CheckpointError(f"{path}: cannot read weights ({reason})") from error
-    if not isinstance(state, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-    ):
-        raise CheckpointError(f"{path}: not a state dict (a mapping of names to tensors)")
-    return dict(state)
-
-
-def _looks_like_safetensors(path: Path) -> bool:
-    """By name, or by content: an 8-byte header length, then the JSON header's ``{``."""
-    if path.suffix == ".safetensors":
-        return True
-    with path.open("rb") as handle:
-        return handle.read(9)[8:9] == b"{"
 
 
 def load_pretrained(
@@ -275,15 +251,15 @@ def load_pretrained(
     ``source`` may also be a TensorFlow checkpoint directory, prefix or SavedModel (see
     :mod:`bertfit.model.sources`); the report then names tensors by their TensorFlow keys.
     """
-    from bertfit.model.sources import is_tensorflow_source, load_encoder_source
-
     if is_tensorflow_source(source):
         return restore_encoder_source(model, load_encoder_source(source), strict)
     path = find_weights_file(source)
     return restore_state_dict(model, read_state_dict(path), strict=strict, source=str(path))
 
 
-def restore_encoder_source(model, loaded, strict: bool = True) -> LoadReport:
+def restore_encoder_source(
+    model: BertEncoder | BertClassifier, loaded: EncoderSource, strict: bool = True
+) -> LoadReport:
     """Restore an :class:`~bertfit.model.sources.EncoderSource` (any checkpoint format) into
     ``model``; the report names tensors as the source file spells them."""
     return restore_state_dict(
