@@ -190,6 +190,40 @@ def preset_listing(preset: Preset) -> dict:
     return row
 
 
+def preset_listings() -> list[dict]:
+    """:func:`preset_listing` of every preset, in :data:`PRESETS` order."""
+    return [preset_listing(preset) for preset in PRESETS.values()]
+
+
+def models_table(rows: list[dict]) -> str:
+    """``bertfit models``: one line per listed preset, then where the cache is and whether
+    downloads are on."""
+    header = ("NAME", "LAYERS", "HIDDEN", "HEADS", "PARAMS", "FLOAT32", "CACHED", "DESCRIPTION")
+    lines = [header] + [
+        (
+            row["name"],
+            str(row["layers"]),
+            str(row["hidden"]),
+            str(row["heads"]),
+            f"{row['parameters'] / 1e6:.1f}M",
+            f"{row['parameters'] * 4 / 2**20:.0f} MiB",
+            "yes" if row["cached"] else "no",
+            row["description"],
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    text = [
+        "  ".join([*(cell.ljust(width) for cell, width in zip(line, widths)), line[-1]])
+        for line in lines
+    ]
+    downloads = "off (BERTFIT_OFFLINE or HF_HUB_OFFLINE)" if is_offline() else "on first use"
+    text.append(
+        f"\ncache: {model_cache_root()}; downloads {downloads}. Sizes are the float32 weights."
+    )
+    return "\n".join(text)
+
+
 def model_cache_root() -> Path:
     """The user cache directory for downloaded models (``$XDG_CACHE_HOME/bertfit/models``)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
