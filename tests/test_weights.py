@@ -13,17 +13,10 @@ from bertfit.errors import CheckpointError, ConfigError
 from bertfit.model.classifier import BertClassifier
 from bertfit.model.config import EncoderConfig
 from bertfit.model.encoder import BertEncoder
+from bertfit.model.hf_classifier import classifier_from_pretrained, load_classifier, save_pretrained
 from bertfit.model.presets import default_model_dir, resolve_model_dir
 from bertfit.model.sources import find_weights_file, read_lower_case, read_state_dict
-from bertfit.model.weights import (
-    LoadReport,
-    classifier_from_pretrained,
-    from_hf_state_dict,
-    load_classifier,
-    load_pretrained,
-    save_pretrained,
-    to_hf_state_dict,
-)
+from bertfit.model.weights import LoadReport, from_hf_state_dict, load_pretrained, to_hf_state_dict
 
 transformers = pytest.importorskip("transformers")
 
