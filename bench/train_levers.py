@@ -75,11 +75,12 @@ def apply_variant(variant: str, config) -> None:
         import contextlib
 
         encoder_module.recompute_when_saved = lambda *args: contextlib.nullcontext()
+        dropout_module.recompute_when_saved = lambda *args: contextlib.nullcontext()
     elif variant == "compiled":
         import torch
 
         apply_variant("keep-activations", config)  # the rebuild steps aside under compile anyway
-        encoder_module.dropout_and_recipe = lambda x, p: (F.dropout(x, p, True), None)
+        dropout_module.dropout_and_recipe = lambda x, p: (F.dropout(x, p, True), None)
         dropout_module.Dropout.forward = lambda self, x: F.dropout(x, self.p, self.training)
         layer = encoder_module.TransformerLayer
         layer.forward = torch.compile(layer.forward, dynamic=True)

@@ -284,7 +284,7 @@ def test_failed_save_keeps_the_previous_model(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("bertfit.model.weights.save_file", fail)
+    monkeypatch.setattr("bertfit.model.hf_classifier.save_file", fail)
     with pytest.raises(OSError):
         classifier.save_pretrained(target)
     assert (target / "model.safetensors").read_bytes() == before

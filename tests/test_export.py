@@ -399,7 +399,7 @@ def test_minilm_export_matches_pytorch_on_the_whole_mrpc_dev_set(tmp_path):
     from bertfit.data.readers import read_glue_split
     from bertfit.data.tasks import MRPC
     from bertfit.inference import ClassifierInfo, TextClassifier
-    from bertfit.model.weights import classifier_from_pretrained
+    from bertfit.model.hf_classifier import classifier_from_pretrained
     from bertfit.text.tokenizer import WordpieceTokenizer
 
     model_dir = bertfit.default_model_dir()

@@ -185,7 +185,7 @@ def _training_step_grads(model, batch, seed):
 def test_rebuilt_activations_give_identical_gradients(monkeypatch):
     import contextlib
 
-    from bertfit.model import encoder, recompute
+    from bertfit.model import dropout, encoder, recompute
 
     model = small_classifier(seed=3, layers=3).train()
     batch = pack_sequences(random_examples(12, seed=9))
@@ -195,12 +195,15 @@ def test_rebuilt_activations_give_identical_gradients(monkeypatch):
     def counting(target, make):
         return real(target, lambda: rebuilds.append(target.shape) or make())
 
+    # The feed-forward block rebuilds in encoder.py, the attention's dropout in dropout.py.
     monkeypatch.setattr(encoder, "recompute_when_saved", counting)
+    monkeypatch.setattr(dropout, "recompute_when_saved", counting)
     rebuilt = _training_step_grads(model, batch, seed=4)
     # Per full layer, the GELU output and the dropped attention probabilities were not kept
     # but rebuilt in backward; the last layer (first token only) rebuilds them too.
     assert len(rebuilds) == 2 * 3
     monkeypatch.setattr(encoder, "recompute_when_saved", lambda *a: contextlib.nullcontext())
+    monkeypatch.setattr(dropout, "recompute_when_saved", lambda *a: contextlib.nullcontext())
     plain = _training_step_grads(model, batch, seed=4)
     for name, grad in plain.items():
         assert torch.equal(rebuilt[name], grad), name

@@ -13,17 +13,10 @@ from bertfit.errors import CheckpointError, ConfigError
 from bertfit.model.classifier import BertClassifier
 from bertfit.model.config import EncoderConfig
 from bertfit.model.encoder import BertEncoder
-from bertfit.model.presets import default_model_dir, find_weights_file, resolve_model_dir
-from bertfit.model.weights import (
-    LoadReport,
-    classifier_from_pretrained,
-    from_hf_state_dict,
-    load_classifier,
-    load_pretrained,
-    read_state_dict,
-    save_pretrained,
-    to_hf_state_dict,
-)
+from bertfit.model.hf_classifier import classifier_from_pretrained, load_classifier, save_pretrained
+from bertfit.model.presets import default_model_dir, resolve_model_dir
+from bertfit.model.sources import find_weights_file, read_lower_case, read_state_dict
+from bertfit.model.weights import LoadReport, from_hf_state_dict, load_pretrained, to_hf_state_dict
 
 transformers = pytest.importorskip("transformers")
 
@@ -370,8 +363,6 @@ def test_packaged_minilm_restores_completely():
 
 
 def test_read_lower_case_prefers_tokenizer_files_then_vocabulary(tmp_path):
-    from bertfit.model.presets import read_lower_case
-
     assert read_lower_case(default_model_dir()) is True
     (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\nthe\n##s\n", encoding="utf-8")
     assert read_lower_case(tmp_path) is True

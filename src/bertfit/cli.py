@@ -672,32 +672,10 @@ def _add_models(commands) -> None:
 
 
 def _run_models(args) -> int:
-    from bertfit.model.presets import PRESETS, is_offline, model_cache_root, preset_listing
+    from bertfit.model.presets import models_table, preset_listings
 
-    rows = [preset_listing(preset) for preset in PRESETS.values()]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    header = ("NAME", "LAYERS", "HIDDEN", "HEADS", "PARAMS", "FLOAT32", "CACHED", "DESCRIPTION")
-    lines = [header] + [
-        (
-            row["name"],
-            str(row["layers"]),
-            str(row["hidden"]),
-            str(row["heads"]),
-            f"{row['parameters'] / 1e6:.1f}M",
-            f"{row['parameters'] * 4 / 2**20:.0f} MiB",
-            "yes" if row["cached"] else "no",
-            row["description"],
-        )
-        for row in rows
-    ]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
-    for line in lines:
-        cells = [cell.ljust(width) for cell, width in zip(line, widths)]
-        print("  ".join([*cells, line[-1]]))
-    downloads = "off (BERTFIT_OFFLINE or HF_HUB_OFFLINE)" if is_offline() else "on first use"
-    print(f"\ncache: {model_cache_root()}; downloads {downloads}. Sizes are the float32 weights.")
+    rows = preset_listings()
+    print(json.dumps(rows, indent=2) if args.json else models_table(rows))
     return 0
 
 

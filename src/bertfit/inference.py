@@ -27,8 +27,8 @@ from bertfit.config import (
 from bertfit.data.batching import sorted_batches
 from bertfit.errors import CheckpointError
 from bertfit.model.classifier import BertClassifier
+from bertfit.model.hf_classifier import load_classifier, save_pretrained
 from bertfit.model.packed import PackedBatch, pack_arrays, pack_sequences
-from bertfit.model.weights import load_classifier, save_pretrained
 from bertfit.precision import autocast
 from bertfit.progress import bar as progress_bar
 from bertfit.text.packing import pad_packed

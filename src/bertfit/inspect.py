@@ -1,11 +1,10 @@
 """``bertfit inspect``: what a model is, read from its files without building it.
 
 The source may be a preset name, a model directory, a run directory (its ``model/``), or a
-weight file (``model.safetensors``, ``pytorch_model.bin``, a TensorFlow checkpoint when
-:mod:`bertfit.model.tf_checkpoint` is available). The summary gives the architecture (from the
-config beside the weights, or read off the tensor shapes when there is none), the parameters
-of each block as stored in the weight file, the special tokens of the vocabulary, and what a
-fine-tuned classifier was trained for.
+weight file (``model.safetensors``, ``pytorch_model.bin``, a TensorFlow checkpoint). The
+summary gives the architecture (from the config beside the weights, or read off the tensor
+shapes when there is none), the parameters of each block as stored in the weight file, the
+special tokens of the vocabulary, and what a fine-tuned classifier was trained for.
 
 Shapes are read from file headers (safetensors) or memory-mapped (PyTorch ``.bin``), so even a
 large checkpoint is inspected in a moment.
@@ -25,6 +24,12 @@ from typing import Any
 
 from bertfit.config import read_json
 from bertfit.errors import BertfitError, CheckpointError, ConfigError
+from bertfit.model.config import EncoderConfig
+from bertfit.model.presets import PRESETS, resolve_model_dir
+from bertfit.model.sources import describe_source, read_lower_case
+from bertfit.model.sources import find_weights as find_source_weights
+from bertfit.model.tf_checkpoint import CheckpointReader
+from bertfit.model.tf_names import map_checkpoint, variable_names
 
 SAFETENSORS_SUFFIX = ".safetensors"
 TORCH_SUFFIXES = (".bin", ".pt", ".pth")
@@ -110,7 +115,7 @@ def safetensors_shapes(path: Path) -> list[Tensor]:
 
 def torch_shapes(path: Path) -> list[Tensor]:
     """Tensors of a PyTorch weight file, loaded memory-mapped and never unpickling code."""
-    import torch
+    import torch  # here, not above: safetensors and TensorFlow files are inspected without it
 
     try:
         try:
@@ -130,30 +135,17 @@ def torch_shapes(path: Path) -> list[Tensor]:
     ]
 
 
-def _tf_modules():
-    """bertfit's TensorFlow checkpoint reader and name mapping, when this install has them."""
-    try:
-        from bertfit.model import tf_checkpoint, tf_names
-    except ImportError:
-        return None
-    return tf_checkpoint, tf_names
-
-
 def tensorflow_shapes(prefix: Path) -> list[Tensor]:
     """Tensors of a TensorFlow checkpoint, under Hugging Face's names where they map to BERT
     weights (so they group like any other checkpoint's) and their own keys otherwise."""
-    modules = _tf_modules()
-    if modules is None:
-        raise CheckpointError(f"{prefix}: reading TensorFlow checkpoints is not available")
-    tf_checkpoint, tf_names = modules
-    reader = tf_checkpoint.CheckpointReader(prefix)
-    mapped = tf_names.map_checkpoint(reader, read=False)
+    reader = CheckpointReader(prefix)
+    mapped = map_checkpoint(reader, read=False)
     tensors = [
         Tensor(name, tuple(shape), reader.dtype(mapped.source_names.get(name, name)))
         for name, shape in mapped.shapes.items()
     ]
     # Left-out entries go by their variable names (a Hub SavedModel's keys are positions).
-    names = tf_names.variable_names(reader)
+    names = variable_names(reader)
     for key in mapped.ignored:
         name = names.get(key) or key
         name = key if name == "Variable" else name  # an unnamed variable: its key says more
@@ -253,30 +245,13 @@ def find_weights(path: Path) -> tuple[Path, str, Path]:
     """``(weights, format, directory)``: the weight file or TensorFlow checkpoint prefix that
     ``path`` names, its format (``safetensors``, ``pytorch`` or ``tensorflow``), and the
     directory where its config and vocabulary are looked for."""
-    try:
-        from bertfit.model.sources import find_weights as find_any
-    except ImportError:
-        find_any = None
-    if find_any is not None:  # every format bertfit reads, TensorFlow's included
-        kind, weights, directory = find_any(path)
-        return weights, "tensorflow" if kind == "tensorflow" else _format_of(weights), directory
-    from bertfit.model.presets import WEIGHT_FILE_NAMES
-
-    if path.is_dir():
-        for name in WEIGHT_FILE_NAMES:
-            if (path / name).is_file():
-                return path / name, _format_of(path / name), path
-        raise CheckpointError(f"{path}: no weight file ({', '.join(WEIGHT_FILE_NAMES)})")
-    if path.is_file():
-        return path, _format_of(path), path.parent
-    raise CheckpointError(f"{path}: no such model directory or weight file")
+    kind, weights, directory = find_source_weights(path)
+    return weights, "tensorflow" if kind == "tensorflow" else _format_of(weights), directory
 
 
 def locate(source: str | Path) -> tuple[str, Path]:
     """What ``source`` is (``preset``, ``run``, ``model directory`` or ``checkpoint``) and
     the path whose weights to read."""
-    from bertfit.model.presets import PRESETS, resolve_model_dir
-
     text = str(source)
     path = Path(text).expanduser()
     if text in PRESETS and not path.exists():
@@ -298,8 +273,6 @@ def locate(source: str | Path) -> tuple[str, Path]:
 def _uncached_preset(source: str | Path) -> ModelSummary | None:
     """A summary from the preset table, for a preset that is not downloaded yet: inspecting
     should not fetch hundreds of megabytes."""
-    from bertfit.model.presets import PRESETS
-
     preset = PRESETS.get(str(source))
     if preset is None or Path(str(source)).exists() or not hasattr(preset, "is_cached"):
         return None
@@ -319,24 +292,12 @@ def _uncached_preset(source: str | Path) -> ModelSummary | None:
 
 def _architecture(path: Path, directory: Path, tensors: list[Tensor]):
     """``(architecture, where it came from, vocabulary file, lower_case)`` of a model."""
-    from bertfit.model.config import EncoderConfig
-
-    try:
-        from bertfit.model.sources import describe_source
-    except ImportError:
-        describe_source = None
     vocab = directory / "vocab.txt" if (directory / "vocab.txt").is_file() else None
     lower_case = _lower_case(directory) if vocab else None
     try:
-        if describe_source is not None:  # configs of every format, TensorFlow's included
-            source = describe_source(path)
-            config, origin = source.config, source.config_from
-            vocab, lower_case = source.vocab, source.lower_case
-        else:
-            from bertfit.model.config import find_config_file
-
-            origin = str(find_config_file(directory))
-            config = EncoderConfig.from_json_file(origin)
+        source = describe_source(path)  # configs of every format, TensorFlow's included
+        config, origin = source.config, source.config_from
+        vocab, lower_case = source.vocab, source.lower_case
     except BertfitError:
         # No config beside a bare checkpoint (or another tool's): the shapes still tell a lot.
         return (
@@ -387,8 +348,6 @@ def _classifier_info(directory: Path) -> dict[str, Any]:
 
 
 def _lower_case(directory: Path) -> bool | None:
-    from bertfit.model.presets import read_lower_case
-
     if (directory / BERTFIT_FILE).is_file():
         return read_json(directory / BERTFIT_FILE).get("lower_case")
     try:
@@ -506,10 +465,10 @@ def format_tensors(summary: ModelSummary) -> str:
 def module_tree(summary: ModelSummary) -> str:
     """The PyTorch module tree bertfit builds for this architecture (built on the meta
     device: no memory, no weights), like the reference tutorial's look at the encoder."""
+    # here, not above: every other summary is read without torch
     import torch
 
     from bertfit.model.classifier import BertClassifier
-    from bertfit.model.config import EncoderConfig
 
     if summary.architecture_from.startswith("tensor shapes"):
         raise ConfigError(f"{summary.source}: the module tree needs a config file beside it")

@@ -7,22 +7,23 @@ Resolution order for a task's directory (the one holding ``train.tsv``, ``dev.ts
 2. ``$BERTFIT_DATA/<TASK>/``;
 3. the user cache (``$XDG_CACHE_HOME/bertfit/glue/<TASK>``), downloading into it when online.
 
-Downloads rebuild the files exactly as GLUE's ``download_glue_data.py`` does, land in a
-temporary directory first and are renamed into place only when complete.
+Downloads go through :func:`bertfit.model.download.fetch` (a cut transfer or a checksum the
+server sends that does not match fails), rebuild the files exactly as GLUE's
+``download_glue_data.py`` does, land in a temporary directory first and are renamed into place
+only when complete.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from bertfit.config import make_staging_dir, replace_directory
 from bertfit.data.tasks import TaskSpec
-from bertfit.errors import DataError
-from bertfit.progress import bar as progress_bar
+from bertfit.errors import CheckpointError, DataError
+from bertfit.model.download import fetch
+from bertfit.paths import cache_root
 
 DATA_ENV = "BERTFIT_DATA"
 
@@ -41,12 +42,6 @@ HOW_TO_GET_DATA = (
     "pass --data-dir DIR (a GLUE directory holding {glue}/train.tsv, dev.tsv, test.tsv) "
     "or set ${env} to a directory holding {glue}/"
 )
-
-
-def cache_root() -> Path:
-    """The user cache directory for downloaded data."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "bertfit" / "glue"
 
 
 def _has_split(directory: Path, split: str) -> bool:
@@ -80,7 +75,7 @@ def resolve_task_dir(
         if found is None:
             raise DataError(f"${DATA_ENV}={env_root} holds no {task.glue_dir}/{split}.tsv; {hint}")
         return found
-    cached = cache_root() / task.glue_dir
+    cached = cache_root() / "glue" / task.glue_dir
     if _has_split(cached, split):
         return cached
     if not download:
@@ -97,7 +92,7 @@ def download_task(task: TaskSpec, target: Path, urls: dict[str, str] | None = No
     try:
         sources = {name: staging / f"source-{name}" for name in ("train", "test", "dev_ids")}
         for name, path in sources.items():
-            _fetch((urls or MRPC_URLS)[name], path)
+            _download((urls or MRPC_URLS)[name], path)
         build_mrpc_splits(sources["train"], sources["test"], sources["dev_ids"], staging)
         for path in sources.values():
             path.unlink()
@@ -107,23 +102,14 @@ def download_task(task: TaskSpec, target: Path, urls: dict[str, str] | None = No
         raise
 
 
-def _fetch(url: str, path: Path) -> None:
+def _download(url: str, path: Path) -> None:
+    """Fetch one source file with the model downloader's length and checksum checks."""
     print(f"downloading {url}", flush=True)
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(path, "wb") as out:
-            size = response.headers.get("Content-Length")
-            total = int(size) if size and size.isdigit() else None
-            with progress_bar(
-                desc="downloading", total=total, unit="B", unit_scale=True, unit_divisor=1024
-            ) as bar:
-                while chunk := response.read(1 << 16):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
+        fetch(url, path, label="downloading")
+    except CheckpointError as error:
         raise DataError(
-            f"could not download {url} ({reason}); you may be offline: "
-            + HOW_TO_GET_DATA.format(glue="MRPC", env=DATA_ENV)
+            f"{error}; you may be offline: " + HOW_TO_GET_DATA.format(glue="MRPC", env=DATA_ENV)
         ) from None
 
 

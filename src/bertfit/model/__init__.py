@@ -14,15 +14,15 @@ _EXPORTS = {
     "EncoderConfig": "config",
     "default_model_dir": "presets",
     "resolve_model_dir": "presets",
-    "read_lower_case": "presets",
+    "read_lower_case": "sources",
     "BertEncoder": "encoder",
     "EncoderOutput": "encoder",
     "BertClassifier": "classifier",
     "LoadReport": "weights",
     "load_pretrained": "weights",
-    "save_pretrained": "weights",
-    "load_classifier": "weights",
-    "classifier_from_pretrained": "weights",
+    "save_pretrained": "hf_classifier",
+    "load_classifier": "hf_classifier",
+    "classifier_from_pretrained": "hf_classifier",
     "PRESETS": "presets",
     "describe_source": "sources",
     "load_encoder_source": "sources",
@@ -37,21 +37,15 @@ if TYPE_CHECKING:
     from bertfit.model.config import EncoderConfig
     from bertfit.model.convert import convert_to_hf
     from bertfit.model.encoder import BertEncoder, EncoderOutput
-    from bertfit.model.presets import (
-        PRESETS,
-        default_model_dir,
-        read_lower_case,
-        resolve_model_dir,
-    )
-    from bertfit.model.sources import describe_source, load_encoder_source
-    from bertfit.model.tf_checkpoint import CheckpointReader
-    from bertfit.model.weights import (
-        LoadReport,
+    from bertfit.model.hf_classifier import (
         classifier_from_pretrained,
         load_classifier,
-        load_pretrained,
         save_pretrained,
     )
+    from bertfit.model.presets import PRESETS, default_model_dir, resolve_model_dir
+    from bertfit.model.sources import describe_source, load_encoder_source, read_lower_case
+    from bertfit.model.tf_checkpoint import CheckpointReader
+    from bertfit.model.weights import LoadReport, load_pretrained
 
 
 def __getattr__(name: str) -> Any:

@@ -13,14 +13,14 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from safetensors.torch import save_file
 
 from bertfit.config import make_staging_dir, replace_directory, write_json
 from bertfit.errors import CheckpointError, ConfigError
+from bertfit.model.encoder import BertEncoder
 from bertfit.model.sources import ModelSource, load_encoder_source
-
-if TYPE_CHECKING:
-    from bertfit.model.weights import LoadReport
+from bertfit.model.weights import LoadReport, restore_encoder_source, to_hf_state_dict
 
 
 @dataclass
@@ -41,11 +41,6 @@ def convert_to_hf(
     either complete or untouched. An existing non-empty ``output`` is only replaced with
     ``overwrite``. Raises :class:`CheckpointError` if the weights do not fit the config.
     """
-    from safetensors.torch import save_file
-
-    from bertfit.model.encoder import BertEncoder
-    from bertfit.model.weights import restore_encoder_source, to_hf_state_dict
-
     output = Path(output)
     if output.exists() and not overwrite and (not output.is_dir() or any(output.iterdir())):
         raise ConfigError(f"{output} already exists; choose another --output or --overwrite")

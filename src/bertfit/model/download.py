@@ -31,8 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import google_crc32c
+
 from bertfit.config import make_staging_dir, write_json
 from bertfit.errors import CheckpointError
+from bertfit.progress import bar as progress_bar
 
 MARKER_FILE = "bertfit-download.json"
 _CHUNK = 1 << 20
@@ -90,11 +93,9 @@ def fetch(
 
 
 def _copy(response, destination: Path, digests, announced, progress, label) -> int:
-    # bertfit's one progress policy: on a terminal, off under --quiet or when piped.
-    from bertfit.progress import bar as progress_bar
-
     total = int(announced) if announced and announced.isdigit() else None
     received = 0
+    # bertfit's one progress policy: on a terminal, off under --quiet or when piped.
     with (
         open(destination, "wb") as out,
         progress_bar(
@@ -138,8 +139,6 @@ def _verify(url, path, received, announced, size, sha256, digests, server_hashes
             raise CheckpointError(f"{url}: MD5 mismatch with the server's x-goog-hash")
         checks.append("md5")
     if "crc32c" in server_hashes:
-        import google_crc32c
-
         crc = google_crc32c.Checksum()
         with open(path, "rb") as handle:
             while chunk := handle.read(_CHUNK):
@@ -237,11 +236,10 @@ def _wanted(member: str) -> bool:
 def download_hf_model(repo_id: str, offline: bool) -> Path:
     """The local snapshot of Hugging Face model ``repo_id``: from the Hugging Face cache,
     downloaded into it when online (only the files bertfit reads)."""
-    try:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.utils import HfHubHTTPError, LocalEntryNotFoundError
-    except ImportError:  # pragma: no cover - a dependency of tokenizers
-        raise CheckpointError(f"{repo_id}: Hugging Face ids need huggingface_hub") from None
+    # here, not above: its downloader takes a fifth of a second to import, and only ids need it
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import HfHubHTTPError, LocalEntryNotFoundError
+
     patterns = [
         "config.json",
         "model.safetensors",

@@ -11,6 +11,9 @@ bound (1 in 256) draw 16 more bits to settle the fractional part, so the drop pr
 Each mask is seeded by one draw from torch's global generator, so ``torch.manual_seed`` still
 makes a run reproducible and saving torch's RNG state is enough to resume one exactly. On other
 devices (CUDA has a fast counter-based generator of its own) this falls back to ``F.dropout``.
+
+Attention drops its probabilities the same way (:func:`scaled_dot_product_attention`), since
+PyTorch's CPU attention with dropout draws them with ``bernoulli_`` too.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from bertfit.model.recompute import recompute_when_saved
 
 _SEED_BOUND = 2**62
 
@@ -84,6 +89,35 @@ class _MaskMultiply(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         (dropped,) = ctx.saved_tensors
         return grad * _multiplier(dropped, ctx.scale, grad.dtype), None, None
+
+
+def scaled_dot_product_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    key_mask: torch.Tensor | None,
+    dropout_p: float,
+) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` whose attention dropout on a CPU uses :func:`dropout`.
+
+    ``key_mask`` [B, 1, 1, L] is True where a key may be seen. Without dropout, or off the CPU,
+    this is PyTorch's fused kernel. With dropout on a CPU, that kernel falls back to a plain
+    softmax and matmul path that draws its mask with the slow ``bernoulli_``; the same
+    computation is written out here with the byte masks of this module instead.
+    """
+    if dropout_p == 0.0 or query.device.type != "cpu":
+        return F.scaled_dot_product_attention(
+            query, key, value, attn_mask=key_mask, dropout_p=dropout_p
+        )
+    scores = torch.matmul(query, key.transpose(-1, -2)) * (query.shape[-1] ** -0.5)
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask, float("-inf"))
+    probabilities = torch.softmax(scores, dim=-1)
+    dropped, redo = dropout_and_recipe(probabilities, dropout_p)
+    # softmax keeps the probabilities and dropout its mask: rebuild the dropped ones from them
+    # in backward rather than keep a second [B, N, L, L] tensor for the product with the values.
+    with recompute_when_saved(dropped, redo):
+        return torch.matmul(dropped, value)
 
 
 class Dropout(nn.Module):

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertfit.model.config import EncoderConfig
-from bertfit.model.dropout import Dropout, dropout_and_recipe
+from bertfit.model.dropout import Dropout, scaled_dot_product_attention
 from bertfit.model.packed import PackedBatch, gather_rows
 from bertfit.model.recompute import recompute_when_saved
 
@@ -90,24 +90,10 @@ def attend(
     """Scaled dot-product attention of [B, N, Lq, D] queries over [B, N, L, D] keys and values.
 
     ``key_mask`` [B, 1, 1, L] is True where a key may be seen; ``dropout_rate`` > 0 (training)
-    drops attention probabilities. Without dropout this is ``scaled_dot_product_attention``'s
-    fused kernel. With dropout on a CPU, PyTorch's kernel falls back to a plain softmax and
-    matmul path that draws its mask with the slow ``bernoulli_``; the same computation written
-    out here uses :func:`bertfit.model.dropout.dropout` instead.
+    drops attention probabilities, on a CPU with bertfit's fast dropout
+    (:func:`bertfit.model.dropout.scaled_dot_product_attention`).
     """
-    if dropout_rate == 0.0 or query.device.type != "cpu":
-        return F.scaled_dot_product_attention(
-            query, key, value, attn_mask=key_mask, dropout_p=dropout_rate
-        )
-    scores = torch.matmul(query, key.transpose(-1, -2)) * (query.shape[-1] ** -0.5)
-    if key_mask is not None:
-        scores = scores.masked_fill(~key_mask, float("-inf"))
-    probabilities = torch.softmax(scores, dim=-1)
-    dropped, redo = dropout_and_recipe(probabilities, dropout_rate)
-    # softmax keeps the probabilities and dropout its mask: rebuild the dropped ones from them
-    # in backward rather than keep a second [B, N, L, L] tensor for the product with the values.
-    with recompute_when_saved(dropped, redo):
-        return torch.matmul(dropped, value)
+    return scaled_dot_product_attention(query, key, value, key_mask, dropout_rate)
 
 
 class SelfAttention(nn.Module):

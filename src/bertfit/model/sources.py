@@ -1,6 +1,8 @@
-"""Every pretrained-encoder format bertfit reads, behind one entry point.
+"""The files of a pretrained encoder on disk: every format bertfit reads, behind one entry point.
 
-A *model source* is a path in one of these layouts:
+A *model directory* holds a config (``config.json`` or ``bert_config.json``), weights and a
+WordPiece ``vocab.txt``; :func:`check_model_dir` says what is missing. A *model source* is a
+path in one of these layouts:
 
 ``hf``
     A Hugging Face-style directory: ``config.json`` (or ``bert_config.json``), ``model.safetensors``
@@ -21,29 +23,39 @@ A *model source* is a path in one of these layouts:
 :func:`describe_source` finds the files and reads the config without loading weights (and
 without torch); :func:`load_encoder_source` also reads the weights, as a state dict in Hugging
 Face's names, which :func:`bertfit.model.weights.restore_state_dict` restores with its strict
-report.
+report. :func:`read_lower_case` tells whether a model's vocabulary is uncased. Only
+:func:`read_state_dict` and :func:`load_encoder_source` import torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bertfit.errors import CheckpointError, ConfigError
 from bertfit.model.config import CONFIG_FILE_NAMES, EncoderConfig
+from bertfit.model.tf_checkpoint import (
+    CheckpointReader,
+    is_checkpoint_prefix,
+    latest_checkpoint,
+    parse_message,
+)
+from bertfit.model.tf_names import MappedCheckpoint, config_from_shapes, map_checkpoint
+from bertfit.text.tokenizer import VOCAB_FILE_NAME
 
 if TYPE_CHECKING:
     import torch
 
-    from bertfit.model.tf_names import MappedCheckpoint
-
 HF = "hf"
+#: Weight files a model directory may hold, in the order they are looked for.
+WEIGHT_FILE_NAMES = ("model.safetensors", "pytorch_model.bin")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 KERAS_METADATA = "keras_metadata.pb"
-VOCAB_FILE_NAME = "vocab.txt"
 
 
 @dataclass(frozen=True)
@@ -108,15 +120,12 @@ def find_weights(path: str | Path) -> tuple[str, Path, Path]:
     ``kind`` is ``hf`` or ``tensorflow``; ``weights`` the weight file or checkpoint prefix;
     ``directory`` where its config and vocabulary are looked for.
     """
-    from bertfit.model import tf_checkpoint
-    from bertfit.model.presets import WEIGHT_FILE_NAMES
-
     path = Path(path).expanduser()
     if path.is_dir():
         for name in WEIGHT_FILE_NAMES:
             if (path / name).is_file():
                 return HF, path / name, path
-        prefix = tf_checkpoint.latest_checkpoint(path)
+        prefix = latest_checkpoint(path)
         if prefix is None:
             raise CheckpointError(
                 f"{path}: no weights here ({' or '.join(WEIGHT_FILE_NAMES)}, a TensorFlow "
@@ -126,7 +135,7 @@ def find_weights(path: str | Path) -> tuple[str, Path, Path]:
     if path.is_file() and path.suffix in WEIGHT_SUFFIXES:
         return HF, path, path.parent
     prefix = _prefix_of(path)
-    if tf_checkpoint.is_checkpoint_prefix(prefix):
+    if is_checkpoint_prefix(prefix):
         return "tensorflow", prefix, _checkpoint_directory(prefix)
     if path.exists():
         raise CheckpointError(
@@ -139,9 +148,6 @@ def find_weights(path: str | Path) -> tuple[str, Path, Path]:
 def is_tensorflow_source(path: str | Path) -> bool:
     """Whether ``path`` names TensorFlow weights (a checkpoint prefix, its ``.index`` or a data
     shard, or a directory holding a checkpoint or a SavedModel and no PyTorch weights)."""
-    from bertfit.model.presets import WEIGHT_FILE_NAMES
-    from bertfit.model.tf_checkpoint import is_checkpoint_prefix
-
     path = Path(path).expanduser()
     if path.is_dir():
         if any((path / name).is_file() for name in WEIGHT_FILE_NAMES):
@@ -152,9 +158,6 @@ def is_tensorflow_source(path: str | Path) -> bool:
 
 def describe_source(path: str | Path) -> ModelSource:
     """Find a model source's files and read its config (no weights are loaded)."""
-    from bertfit.model.tf_checkpoint import CheckpointReader
-    from bertfit.model.tf_names import map_checkpoint
-
     path = Path(path).expanduser()
     kind, weights, directory = find_weights(path)
     vocab = _find_vocab(directory)
@@ -163,7 +166,7 @@ def describe_source(path: str | Path) -> ModelSource:
         if config_file is None:
             raise CheckpointError(f"{directory}: no {' or '.join(CONFIG_FILE_NAMES)} here")
         config = EncoderConfig.from_json_file(config_file)
-        lower_case = _lower_case(directory, vocab)
+        lower_case = lower_case_from_files(directory, vocab)
         return ModelSource(
             path, HF, weights, directory, config, str(config_file), vocab, lower_case
         )
@@ -171,7 +174,7 @@ def describe_source(path: str | Path) -> ModelSource:
     config, config_from = _tensorflow_config(directory, mapped)
     lower_case = mapped.lower_case
     if lower_case is None:
-        lower_case = _lower_case(directory, vocab)
+        lower_case = lower_case_from_files(directory, vocab)
     return ModelSource(
         path, mapped.layout, weights, directory, config, config_from, vocab, lower_case
     )
@@ -184,11 +187,7 @@ def load_encoder_source(path: str | Path) -> EncoderSource:
     format (``bertfit convert``, ``bertfit inspect``, :func:`bertfit.model.load_pretrained`).
     Raises :class:`CheckpointError` naming the file for unreadable or corrupt weights.
     """
-    import torch
-
-    from bertfit.model.tf_checkpoint import CheckpointReader
-    from bertfit.model.tf_names import map_checkpoint
-    from bertfit.model.weights import read_state_dict
+    import torch  # here, not above: describing sources works without torch
 
     source = describe_source(path)
     if not source.is_tensorflow:
@@ -198,13 +197,152 @@ def load_encoder_source(path: str | Path) -> EncoderSource:
     return EncoderSource(source, state, dict(mapped.source_names), list(mapped.ignored))
 
 
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` file, or a ``torch.save``d state dict with ``weights_only=True``.
+
+    Raises :class:`CheckpointError` naming the file when it is unreadable or not a flat
+    mapping from names to tensors.
+    """
+    # here, not above: describing sources works without torch
+    import torch
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        if _looks_like_safetensors(path):
+            state = load_file(path, device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # safetensors, pickle and zip errors share no base class
+        reason = f"{type(error).__name__}: {error}"
+        raise CheckpointError(f"{path}: cannot read weights ({reason})") from error
+    if not isinstance(state, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise CheckpointError(f"{path}: not a state dict (a mapping of names to tensors)")
+    return dict(state)
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """By name, or by content: an 8-byte header length, then the JSON header's ``{``."""
+    if path.suffix == ".safetensors":
+        return True
+    with path.open("rb") as handle:
+        return handle.read(9)[8:9] == b"{"
+
+
+# --------------------------------------------------------------------------------------------
+# Model directories
+# --------------------------------------------------------------------------------------------
+
+
+def check_model_dir(directory: Path) -> Path:
+    """Return ``directory`` if it holds a config, weights and a vocabulary; else raise."""
+    if is_tensorflow_source(directory):
+        source = describe_source(directory)  # TensorFlow: its config must parse
+        if source.vocab is None:
+            raise CheckpointError(f"{directory}: not a model directory; missing {VOCAB_FILE_NAME}")
+        return directory
+    missing = []
+    if not any((directory / name).is_file() for name in CONFIG_FILE_NAMES):
+        missing.append(" or ".join(CONFIG_FILE_NAMES))
+    if not any((directory / name).is_file() for name in WEIGHT_FILE_NAMES):
+        missing.append(" or ".join(WEIGHT_FILE_NAMES) + _tensorflow_hint(directory))
+    if not (directory / VOCAB_FILE_NAME).is_file():
+        missing.append(VOCAB_FILE_NAME)
+    if missing:
+        raise CheckpointError(f"{directory}: not a model directory; missing {'; '.join(missing)}")
+    return directory
+
+
+def find_weights_file(source: str | Path) -> Path:
+    """The weight file ``source`` names: itself if a file, else the one in that directory."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such weight file or model directory")
+    for name in WEIGHT_FILE_NAMES:
+        if (path / name).is_file():
+            return path / name
+    raise CheckpointError(
+        f"{path}: no {' or '.join(WEIGHT_FILE_NAMES)} in this directory{_tensorflow_hint(path)}"
+    )
+
+
+def _tensorflow_hint(directory: Path) -> str:
+    """Where PyTorch weights were looked for and a TensorFlow checkpoint is there instead."""
+    if any(directory.glob("*ckpt*.index")):
+        return (
+            " (found a TensorFlow checkpoint: load_pretrained and --model read it as it is, "
+            "and `bertfit convert` turns it into PyTorch weights)"
+        )
+    return ""
+
+
+# --------------------------------------------------------------------------------------------
+# Cased or uncased
+# --------------------------------------------------------------------------------------------
+
+
+def read_lower_case(directory: str | Path) -> bool:
+    """Whether the model in ``directory`` expects lower-cased, accent-stripped text.
+
+    Taken from ``tokenizer_config.json`` (``do_lower_case``) or ``tokenizer.json`` (the
+    normalizer's ``lowercase``) when the directory has one; otherwise read off ``vocab.txt``:
+    an uncased vocabulary holds no upper-case ASCII letters outside its ``[SPECIAL]`` tokens.
+    A TensorFlow checkpoint prefix or a TF Hub SavedModel (whose ``do_lower_case`` variable
+    says it) is answered by :func:`describe_source`.
+    """
+    directory = Path(directory)
+    hf_files = (directory / VOCAB_FILE_NAME).is_file() or _tokenizer_setting_files(directory)
+    if not hf_files and directory.exists():
+        return describe_source(directory).lower_case
+    return lower_case_from_files(directory, directory / VOCAB_FILE_NAME)
+
+
+def lower_case_from_files(directory: Path, vocab: Path | None) -> bool:
+    """``do_lower_case`` from the tokenizer files in ``directory``, else from ``vocab``."""
+    setting = _tokenizer_setting(directory)
+    if setting is not None:
+        return setting
+    if vocab is None:
+        raise CheckpointError(f"{directory}: no {VOCAB_FILE_NAME} to tell cased from uncased")
+    try:
+        tokens = vocab.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise CheckpointError(f"{vocab}: cannot read the vocabulary ({error})") from None
+    words = (t for t in tokens if not (t.startswith("[") and t.endswith("]")))
+    return not any(re.search("[A-Z]", word) for word in words)
+
+
+def _tokenizer_setting_files(directory: Path) -> bool:
+    return any((directory / name).is_file() for name in ("tokenizer_config.json", "tokenizer.json"))
+
+
+def _tokenizer_setting(directory: Path) -> bool | None:
+    """``do_lower_case`` as Hugging Face's tokenizer files state it, if they do."""
+    for name, lookup in (
+        ("tokenizer_config.json", lambda data: data.get("do_lower_case")),
+        ("tokenizer.json", lambda data: (data.get("normalizer") or {}).get("lowercase")),
+    ):
+        path = directory / name
+        if not path.is_file():
+            continue
+        try:
+            value = lookup(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, AttributeError) as error:
+            raise CheckpointError(f"{path}: not a valid tokenizer file ({error})") from None
+        if isinstance(value, bool):
+            return value
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 
 
 def _prefix_of(path: Path) -> Path:
     """The checkpoint prefix a path names: itself, its ``.index`` or one of its data shards."""
-    import re
-
     name = path.name
     if name.endswith(".index"):
         return path.with_name(name[: -len(".index")])
@@ -237,16 +375,8 @@ def _find_vocab(directory: Path) -> Path | None:
     return None
 
 
-def _lower_case(directory: Path, vocab: Path | None) -> bool:
-    from bertfit.model.presets import lower_case_from_files
-
-    return lower_case_from_files(directory, vocab)
-
-
 def _tensorflow_config(directory: Path, mapped: MappedCheckpoint) -> tuple[EncoderConfig, str]:
     """The config of a TensorFlow source: a config file, Keras metadata, or the shapes."""
-    from bertfit.model.tf_names import config_from_shapes
-
     config_file = _find_config(directory)
     if config_file is not None:
         return EncoderConfig.from_json_file(config_file), str(config_file)
@@ -288,8 +418,6 @@ def keras_encoder_config(path: Path) -> EncoderConfig | None:
     Activations serialized as ``Text>gelu`` are Model Garden's (tanh approximation); a plain
     ``gelu`` there is Keras's own, which is exact.
     """
-    from bertfit.model.tf_checkpoint import parse_message
-
     metadata = parse_message("SavedMetadata", path.read_bytes(), str(path))
     for node in metadata.nodes:
         try:

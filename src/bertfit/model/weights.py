@@ -1,4 +1,4 @@
-"""Pretrained weights: reading, name mapping to and from Hugging Face, strict load reports, saving.
+"""Pretrained weights: name mapping to and from Hugging Face, strict load reports, restoring.
 
 Checkpoints are compared with the model in Hugging Face's names (the names nearly every BERT
 checkpoint uses), so a report names tensors the way the checkpoint spells them:
@@ -16,8 +16,9 @@ encoder.layer.N.output.LayerNorm                      layers.N.output_norm
 pooler.dense                                          pooler.dense
 classifier                                            classifier.dense
 
-Weight files are read with safetensors, or with ``torch.load(..., weights_only=True)`` for
-``pytorch_model.bin``, so a weight file can never run code.
+Weight files are read by :func:`bertfit.model.sources.read_state_dict` (safetensors, or
+``torch.load(..., weights_only=True)`` for ``pytorch_model.bin``, so a weight file can never run
+code). Saving and loading whole classifiers is :mod:`bertfit.model.hf_classifier`.
 """
 
 from __future__ import annotations
@@ -26,17 +27,19 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from bertfit.config import atomic_path, read_json, write_json
-from bertfit.errors import CheckpointError, ConfigError
+from bertfit.errors import CheckpointError
 from bertfit.model.classifier import BertClassifier
-from bertfit.model.config import EncoderConfig
 from bertfit.model.encoder import BertEncoder
-from bertfit.model.presets import find_weights_file
+from bertfit.model.sources import (
+    EncoderSource,
+    find_weights_file,
+    is_tensorflow_source,
+    load_encoder_source,
+    read_state_dict,
+)
 
 # --------------------------------------------------------------------------------------------
 # Name mapping
@@ -227,38 +230,8 @@ def _names(names: Sequence[str], limit: int = 12) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Reading and restoring
+# Restoring
 # --------------------------------------------------------------------------------------------
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a ``.safetensors`` file, or a ``torch.save``d state dict with ``weights_only=True``.
-
-    Raises :class:`CheckpointError` naming the file when it is unreadable or not a flat
-    mapping from names to tensors.
-    """
-    path = Path(path)
-    try:
-        if _looks_like_safetensors(path):
-            state = load_file(path, device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # safetensors, pickle and zip errors share no base class
-        reason = f"{type(error).__name__}: {error}"
-        raise CheckpointError(f"{path}: cannot read weights ({reason})") from error
-    if not isinstance(state, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-    ):
-        raise CheckpointError(f"{path}: not a state dict (a mapping of names to tensors)")
-    return dict(state)
-
-
-def _looks_like_safetensors(path: Path) -> bool:
-    """By name, or by content: an 8-byte header length, then the JSON header's ``{``."""
-    if path.suffix == ".safetensors":
-        return True
-    with path.open("rb") as handle:
-        return handle.read(9)[8:9] == b"{"
 
 
 def load_pretrained(
@@ -275,15 +248,15 @@ def load_pretrained(
     ``source`` may also be a TensorFlow checkpoint directory, prefix or SavedModel (see
     :mod:`bertfit.model.sources`); the report then names tensors by their TensorFlow keys.
     """
-    from bertfit.model.sources import is_tensorflow_source, load_encoder_source
-
     if is_tensorflow_source(source):
         return restore_encoder_source(model, load_encoder_source(source), strict)
     path = find_weights_file(source)
     return restore_state_dict(model, read_state_dict(path), strict=strict, source=str(path))
 
 
-def restore_encoder_source(model, loaded, strict: bool = True) -> LoadReport:
+def restore_encoder_source(
+    model: BertEncoder | BertClassifier, loaded: EncoderSource, strict: bool = True
+) -> LoadReport:
     """Restore an :class:`~bertfit.model.sources.EncoderSource` (any checkpoint format) into
     ``model``; the report names tensors as the source file spells them."""
     return restore_state_dict(
@@ -395,137 +368,3 @@ def _is_harmless(name: str, is_classifier: bool) -> bool:
         return True
     # A bare encoder restored from a fine-tuned classifier has no use for its head.
     return not is_classifier and name in _HEAD
-
-
-# --------------------------------------------------------------------------------------------
-# Building and saving classifiers
-# --------------------------------------------------------------------------------------------
-
-
-def classifier_from_pretrained(
-    model_dir: str | Path,
-    num_classes: int,
-    *,
-    dropout_rate: float | None = None,
-    strict: bool = True,
-) -> tuple[BertClassifier, LoadReport]:
-    """A fresh classifier on the pretrained encoder of ``model_dir``, and the load report."""
-    model = BertClassifier(EncoderConfig.from_model_dir(model_dir), num_classes, dropout_rate)
-    return model, load_pretrained(model, model_dir, strict=strict)
-
-
-def save_pretrained(
-    model: BertClassifier,
-    directory: str | Path,
-    *,
-    id2label: Mapping[int, str] | Sequence[str] | None = None,
-    extra_config: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` as Hugging Face's BERT classifier does.
-
-    ``id2label`` names the classes (``LABEL_i`` when left out); ``extra_config`` adds keys to
-    ``config.json`` (such as ``finetuning_task``) and must not override the ones written here.
-    Each file is written to a temporary name and renamed. The caller adds ``vocab.txt``.
-    Returns the directory.
-    """
-    directory = Path(directory)
-    config = _hf_classifier_config(model, id2label, extra_config, directory / "config.json")
-    tensors = {
-        name: tensor.detach().to("cpu").clone(memory_format=torch.contiguous_format)
-        for name, tensor in to_hf_state_dict(model.state_dict()).items()
-    }
-    directory.mkdir(parents=True, exist_ok=True)
-    _atomic_save_file(tensors, directory / "model.safetensors")
-    write_json(directory / "config.json", config)
-    return directory
-
-
-def load_classifier(directory: str | Path) -> BertClassifier:
-    """Load a classifier saved by :func:`save_pretrained` (or by transformers), in eval mode.
-
-    Needs ``config.json`` with the number of labels and a weight file holding the head.
-    """
-    directory = Path(directory)
-    config_path = directory / "config.json"
-    if not config_path.is_file():
-        raise CheckpointError(f"{config_path}: no such file")
-    data = read_json(config_path)
-    encoder_config = EncoderConfig.from_dict(data, source=str(config_path))
-    dropout = data.get("classifier_dropout")
-    if dropout is not None and (isinstance(dropout, bool) or not isinstance(dropout, (int, float))):
-        raise ConfigError(f"{config_path}.classifier_dropout: expected a number, got {dropout!r}")
-    model = BertClassifier(encoder_config, _num_labels(data, str(config_path)), dropout)
-    report = load_pretrained(model, directory, strict=True)
-    if report.initialized:
-        raise CheckpointError(
-            f"{report.source}: holds no classification head ({', '.join(report.initialized)});"
-            " it is an encoder checkpoint, not a fine-tuned classifier"
-        )
-    return model.eval()
-
-
-def _num_labels(data: Mapping[str, Any], source: str) -> int:
-    id2label, num_labels = data.get("id2label"), data.get("num_labels")
-    if num_labels is not None and (
-        isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1
-    ):
-        raise ConfigError(f"{source}.num_labels: expected a positive integer, got {num_labels!r}")
-    if isinstance(id2label, Mapping) and id2label:
-        if num_labels is not None and num_labels != len(id2label):
-            raise ConfigError(
-                f"{source}: num_labels {num_labels} disagrees with {len(id2label)} id2label entries"
-            )
-        return len(id2label)
-    if num_labels is None:
-        raise ConfigError(f"{source}: needs num_labels or id2label to build a classifier")
-    return num_labels
-
-
-def _hf_classifier_config(
-    model: BertClassifier,
-    id2label: Mapping[int, str] | Sequence[str] | None,
-    extra_config: Mapping[str, Any] | None,
-    path: Path,
-) -> dict[str, Any]:
-    labels = _label_names(id2label, model.num_classes)
-    config = model.config.to_hf_dict()
-    config.update(
-        architectures=["BertForSequenceClassification"],
-        num_labels=model.num_classes,
-        id2label={str(i): label for i, label in enumerate(labels)},
-        label2id={label: i for i, label in enumerate(labels)},
-        problem_type="regression" if model.is_regression else "single_label_classification",
-        classifier_dropout=model.dropout_rate,
-    )
-    for key, value in (extra_config or {}).items():
-        if key in config:
-            raise ConfigError(f"extra_config: {key!r} is written by save_pretrained itself")
-        config[key] = value
-    # What is written must load again: refuse keys our own reader would reject.
-    EncoderConfig.from_dict(config, source=f"{path} (with extra_config)")
-    return config
-
-
-def _label_names(id2label: Mapping[int, str] | Sequence[str] | None, num_classes: int) -> list[str]:
-    if id2label is None:
-        return [f"LABEL_{i}" for i in range(num_classes)]
-    if isinstance(id2label, Mapping):
-        if sorted(id2label) != list(range(num_classes)):
-            raise ConfigError(
-                f"id2label: keys must be 0..{num_classes - 1} for {num_classes} classes, "
-                f"got {sorted(id2label)}"
-            )
-        labels = [id2label[i] for i in range(num_classes)]
-    else:
-        labels = list(id2label)
-        if len(labels) != num_classes:
-            raise ConfigError(f"id2label: {len(labels)} names for {num_classes} classes")
-    if len(set(labels)) != len(labels) or not all(isinstance(x, str) for x in labels):
-        raise ConfigError(f"id2label: label names must be distinct strings, got {labels}")
-    return labels
-
-
-def _atomic_save_file(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
-    """safetensors ``save_file`` to a temporary name in ``path``'s directory, then rename."""
-    with atomic_path(path) as tmp:
-        save_file(dict(tensors), tmp, metadata={"format": "pt"})

@@ -118,7 +118,8 @@ def text_setup(
     Explicit ``task``, ``data_dir`` and ``max_seq_length`` win over what the source says.
     Returns ``(tokenizer, task name, data_dir or None, max_seq_length)``.
     """
-    from bertfit.model.presets import read_lower_case, resolve_model_dir
+    from bertfit.model.presets import resolve_model_dir
+    from bertfit.model.sources import read_lower_case
 
     path = Path(source).expanduser()
     found_task, found_data, found_length = None, None, None
