@@ -493,3 +493,32 @@ def test_processor_waterfall_keeps_the_first_text_whole_on_every_path():
     assert processor.encode(columns) == expected
     assert processor.encode_ragged(columns).to_list() == expected  # the training fast path
     assert processor(columns)["input_word_ids"].tolist() == [words for words, _ in expected]
+
+
+def test_packer_takes_the_ids_one_by_one_like_bert_pack_inputs():
+    by_dict = BertPacker(8, SPECIAL, truncator="waterfall")
+    by_ids = BertPacker(
+        8, truncator="waterfall", start_of_sequence_id=CLS, end_of_segment_id=SEP, padding_id=PAD
+    )
+    batch = [[_seq(1, 9), [4]], [[7, 8], [9]]]
+    assert all(np.array_equal(by_ids(batch)[k], v) for k, v in by_dict(batch).items())
+    usage = "either special_tokens .* or all three ids as arguments, not both"
+    for kwargs in (
+        {},
+        {"start_of_sequence_id": CLS, "end_of_segment_id": SEP},
+        {"special_tokens": SPECIAL, "padding_id": PAD},
+    ):
+        with pytest.raises(ConfigError, match=usage):
+            BertPacker(8, **kwargs)
+
+
+def test_packer_takes_one_segment_alone_like_bert_pack_inputs():
+    packer = BertPacker(5, SPECIAL)
+    tok1 = [[7592, 23435, 12314, 999], [], [7]]  # tokenizer(["..."]): one segment, 3 examples
+    assert packer(tok1)["input_word_ids"].tolist() == packer([tok1])["input_word_ids"].tolist()
+    assert packer.pack(tok1) == [
+        ([CLS, 7592, 23435, 12314, SEP], [0] * 5),
+        ([CLS, SEP], [0, 0]),
+        ([CLS, 7, SEP], [0, 0, 0]),
+    ]
+    assert packer.pack([np.array([4, 5])]) == [([CLS, 4, 5, SEP], [0, 0, 0, 0])]

@@ -147,6 +147,14 @@ def _special_ids(special_tokens: Mapping[str, int], keys: Sequence[str]) -> list
     return [int(special_tokens[key]) for key in keys]
 
 
+def _as_segments(batch):
+    """``batch`` as a list of segments: one segment given alone (its rows hold ids) is wrapped."""
+    for row in batch:
+        if len(row):
+            return [batch] if _is_int(row[0]) else batch
+    return batch
+
+
 def _is_int(value: object) -> bool:
     # numpy integers count; bools do not, though Python treats them as ints.
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
@@ -326,28 +334,45 @@ class BertPacker:
             (``mask_id``, ``vocab_size``) are ignored.
         truncator: ``"round_robin"`` (default) or ``"waterfall"``: how segments that do not
             fit are cut (see the module docstring).
+        start_of_sequence_id, end_of_segment_id, padding_id: the three ids given one by one
+            instead of ``special_tokens``, as ``BertPackInputs`` also takes them: all three,
+            and no dict.
 
     Raises:
-        ConfigError: if ``seq_length`` is too small, ``truncator`` is unknown, or one of the
-            three keys is missing (naming the vocabulary file when the dict came from a
-            tokenizer).
+        ConfigError: if ``seq_length`` is too small, ``truncator`` is unknown, one of the
+            three ids is missing (naming the vocabulary file when the dict came from a
+            tokenizer), or ids are given both ways.
     """
 
     def __init__(
         self,
         seq_length: int,
-        special_tokens: Mapping[str, int],
+        special_tokens: Mapping[str, int] | None = None,
         truncator: str = DEFAULT_TRUNCATOR,
+        *,
+        start_of_sequence_id: int | None = None,
+        end_of_segment_id: int | None = None,
+        padding_id: int | None = None,
     ) -> None:
         _check_seq_length(seq_length, 1)
         self.seq_length = int(seq_length)
         self.truncator = check_truncator(truncator)
+        ids = (start_of_sequence_id, end_of_segment_id, padding_id)
+        given = {key: value for key, value in zip(_PACK_KEYS, ids) if value is not None}
+        if special_tokens is None and len(given) == len(_PACK_KEYS):
+            special_tokens = given
+        elif special_tokens is None or given:
+            raise ConfigError(
+                "BertPacker: give either special_tokens (a dict with start_of_sequence_id, "
+                "end_of_segment_id and padding_id) or all three ids as arguments, not both"
+            )
         self.start_of_sequence_id, self.end_of_segment_id, self.padding_id = _special_ids(
             special_tokens, _PACK_KEYS
         )
 
     def pack(self, segments_batch: Sequence[Sequence[Sequence[int]]]) -> list[PackedExample]:
         """Trim and pack every example of the batch, unpadded (see :meth:`__call__`)."""
+        segments_batch = _as_segments(segments_batch)
         if not segments_batch:
             raise ValueError("packing needs at least one segment")
         sizes = [len(segment) for segment in segments_batch]
@@ -369,7 +394,9 @@ class BertPacker:
 
         Args:
             segments_batch: one entry per segment, each a list over the batch of token-id lists
-                (the orientation of ``BertPackInputs([tok1, tok2])``).
+                (the orientation of ``BertPackInputs([tok1, tok2])``). A single segment may
+                also be passed alone, ``packer(tok1)``, as ``BertPackInputs`` allows; it is
+                recognised by its token ids, so a batch of only empty texts needs ``[tok1]``.
             pad_to_longest: pad to the batch's longest packed example instead of
                 ``seq_length``.
 
