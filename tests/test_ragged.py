@@ -35,18 +35,20 @@ def as_store(word_ids, type_ids, lengths) -> RaggedPacked:
     return RaggedPacked(word_ids, type_ids, offsets)
 
 
+@pytest.mark.parametrize("truncator", ["round_robin", "waterfall"])
 @pytest.mark.parametrize("segments", [1, 2, 3])
 @pytest.mark.parametrize("seq_length", [4, 9, 32, 128])
-def test_flat_packing_equals_packing_each_example(segments, seq_length):
+def test_flat_packing_equals_packing_each_example(segments, seq_length, truncator):
     batch = random_segments(segments, 120, seed=segments * 1000 + seq_length)
-    expected = BertPacker(seq_length, SPECIAL).pack(batch)
-    store = as_store(*pack_flat(batch, seq_length, 1, 2))
+    expected = BertPacker(seq_length, SPECIAL, truncator).pack(batch)
+    store = as_store(*pack_flat(batch, seq_length, 1, 2, truncator))
     assert store.to_list() == expected
     assert store.lengths().tolist() == [len(ids) for ids, _ in expected]
 
 
-def test_processor_store_equals_list_encoding():
-    processor = TextProcessor(WordpieceTokenizer(VOCAB), seq_length=16)
+@pytest.mark.parametrize("truncator", ["round_robin", "waterfall"])
+def test_processor_store_equals_list_encoding(truncator):
+    processor = TextProcessor(WordpieceTokenizer(VOCAB), seq_length=16, truncator=truncator)
     expected = processor.encode(TEXTS)
     store = processor.encode_ragged(TEXTS)
     assert store.ids.dtype == np.int32 and store.type_ids.dtype == np.uint8

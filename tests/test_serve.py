@@ -60,6 +60,7 @@ def test_health_and_metadata(client):
     assert meta["task"] == "mrpc"
     assert meta["labels"] == ["not_equivalent", "equivalent"]
     assert meta["input_names"] == ["sentence1", "sentence2"]
+    assert meta["max_seq_length"] == 32 and meta["truncator"] == "round_robin"
     assert meta["export"]["format"] == "onnx" and meta["export"]["precision"] == "fp32"
     assert {"bertfit", "onnxruntime", "tokenizers"} <= set(meta["runtime"])
     assert "torch" in meta["exported_with"]
@@ -154,6 +155,7 @@ class SlowPredictor:
     label_names = ["no", "yes"]
     task = "mrpc"
     max_seq_length = 128
+    truncator = "round_robin"
     manifest = {"export": {"format": "onnx"}, "versions": {}}
 
     def __init__(self, fail_first: bool = False) -> None:

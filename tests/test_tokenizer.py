@@ -377,15 +377,73 @@ def test_special_tokens_dict_follows_the_vocab_order(tmp_path):
     }
 
 
-@pytest.mark.parametrize("missing", ["[CLS]", "[SEP]", "[PAD]", "[MASK]"])
-def test_missing_special_token_is_a_config_error(tmp_path, missing):
+KEYS = {
+    "[CLS]": "start_of_sequence_id",
+    "[SEP]": "end_of_segment_id",
+    "[PAD]": "padding_id",
+    "[MASK]": "mask_id",
+}
+
+
+@pytest.mark.parametrize("missing", sorted(KEYS))
+def test_special_tokens_dict_leaves_out_what_the_vocab_lacks(tmp_path, missing):
+    # Model Garden's get_special_tokens_dict(): only the keys whose tokens exist, plus
+    # vocab_size; a missing token is not an error there, and is not one here.
+    tokens = [t for t in SPECIALS + ["hello"] if t != missing]
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(tokens) + "\n")
+    tokenizer = WordpieceTokenizer(path)
+    assert tokenizer.encode("hello") == [tokens.index("hello")]
+    expected = {key: tokens.index(token) for token, key in KEYS.items() if token != missing}
+    assert tokenizer.special_tokens_dict == {**expected, "vocab_size": len(tokens)}
+    assert KEYS[missing] not in tokenizer.special_tokens_dict
+
+
+@pytest.mark.parametrize("missing", ["[CLS]", "[SEP]", "[PAD]"])
+def test_a_packer_needing_a_missing_token_names_it_and_the_vocab_when_built(tmp_path, missing):
+    from bertfit.text import BertPacker, TextProcessor
+
     path = tmp_path / "vocab.txt"
     path.write_text("\n".join(t for t in SPECIALS + ["hello"] if t != missing) + "\n")
     tokenizer = WordpieceTokenizer(path)
-    assert tokenizer.encode("hello") == [4]  # tokenizing does not need the special tokens
-    with pytest.raises(ConfigError) as error:
-        _ = tokenizer.special_tokens_dict
-    assert str(path) in str(error.value) and missing in str(error.value)
+    # The README's path: BertPacker(special_tokens=tokenizer.special_tokens_dict).
+    for build in (
+        lambda: BertPacker(seq_length=8, special_tokens=tokenizer.special_tokens_dict),
+        lambda: TextProcessor(tokenizer, 8, truncator="waterfall"),
+    ):
+        with pytest.raises(ConfigError) as error:
+            build()
+        message = str(error.value)
+        assert str(path) in message and missing in message and KEYS[missing] in message
+
+
+def test_a_vocab_without_mask_tokenizes_and_packs(tmp_path):
+    from bertfit.text import BertPacker
+
+    path = tmp_path / "vocab.txt"
+    path.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\nworld\n")
+    tokenizer = WordpieceTokenizer(path)
+    special = tokenizer.special_tokens_dict
+    assert special == {
+        "start_of_sequence_id": 2,
+        "end_of_segment_id": 3,
+        "padding_id": 0,
+        "vocab_size": 6,
+    }
+    packer = BertPacker(seq_length=6, special_tokens=special)
+    packed = packer([tokenizer.tokenize(["hello world"]), tokenizer.tokenize(["world"])])
+    assert packed["input_word_ids"].tolist() == [[2, 4, 5, 3, 5, 3]]
+    assert packed["input_type_ids"].tolist() == [[0, 0, 0, 0, 1, 1]]
+
+
+def test_special_tokens_dict_is_a_plain_dict_to_copy_and_serialise(uncased):
+    import json
+
+    special = uncased.special_tokens_dict
+    assert isinstance(special, dict) and special.vocab_file == VOCAB
+    assert json.loads(json.dumps(special)) == dict(special)
+    clone = pickle.loads(pickle.dumps(special))
+    assert clone == special and clone.vocab_file == VOCAB
 
 
 def test_missing_unk_is_a_config_error(tmp_path):

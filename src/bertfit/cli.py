@@ -63,6 +63,12 @@ def _add_train(commands) -> None:
         help="split texts longer than --max-seq-length into windows this many tokens apart "
         "(default: truncate them)",
     )
+    parser.add_argument(
+        "--truncator",
+        choices=["round_robin", "waterfall"],
+        help="how pairs longer than --max-seq-length are cut: round_robin (default) shares "
+        "the room token by token, waterfall keeps the first text whole first",
+    )
     parser.add_argument("--seed", type=int, help="(default: 42)")
     parser.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
     parser.add_argument(
@@ -196,6 +202,7 @@ def _train_flag_overrides(args) -> list[tuple[str, object]]:
         "data_dir": args.data_dir,
         "max_seq_length": args.max_seq_length,
         "window_stride": args.window_stride,
+        "truncator": args.truncator,
         "trainer.epochs": args.epochs,
         "trainer.batch_size": args.batch_size,
         "trainer.seed": args.seed,

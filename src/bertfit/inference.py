@@ -31,7 +31,7 @@ from bertfit.model.hf_classifier import load_classifier, save_pretrained
 from bertfit.model.packed import PackedBatch, pack_arrays, pack_sequences
 from bertfit.precision import autocast
 from bertfit.progress import bar as progress_bar
-from bertfit.text.packing import pad_packed
+from bertfit.text.packing import DEFAULT_TRUNCATOR, Truncator, pad_packed
 from bertfit.text.processor import TextProcessor
 from bertfit.text.ragged import RaggedPacked, example_lengths
 from bertfit.text.tokenizer import WordpieceTokenizer
@@ -55,6 +55,9 @@ class ClassifierInfo:
     # Texts longer than max_seq_length: None truncates them; a number splits them into
     # overlapping windows this many tokens apart whose logits are averaged per text.
     window_stride: int | None = None
+    # How examples longer than max_seq_length are cut: "round_robin" or "waterfall" (see
+    # bertfit.text.packing). Directories saved before it was recorded load as round robin.
+    truncator: Truncator = DEFAULT_TRUNCATOR
 
 
 Packed = tuple[list[int], list[int]]
@@ -144,7 +147,7 @@ class TextClassifier:
         self.model = model
         self.tokenizer = tokenizer
         self.info = info
-        self.processor = TextProcessor(tokenizer, info.max_seq_length)
+        self.processor = TextProcessor(tokenizer, info.max_seq_length, info.truncator)
 
     @property
     def padding_id(self) -> int:

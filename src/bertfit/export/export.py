@@ -214,6 +214,7 @@ def classifier_spec(classifier, export_format: str, precision: str) -> Classifie
         packing=PackingSpec(
             seq_length=info.max_seq_length,
             special_tokens=dict(classifier.tokenizer.special_tokens_dict),
+            truncation=info.truncator,
         ),
         model=ModelSpec(
             format=export_format,

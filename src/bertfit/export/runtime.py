@@ -110,7 +110,8 @@ class ExportedClassifier:
                 f"{directory / CLASSIFIER_FILE}: packing.special_tokens do not match "
                 f"{spec.tokenizer.vocab_file}"
             )
-        self.processor = TextProcessor(tokenizer, spec.packing.seq_length)
+        # Trimmed by the training run's truncator, so that served inputs are packed as trained.
+        self.processor = TextProcessor(tokenizer, spec.packing.seq_length, spec.packing.truncation)
         self._padding_id = spec.packing.special_tokens["padding_id"]
 
     @property
@@ -132,6 +133,11 @@ class ExportedClassifier:
     def max_seq_length(self) -> int:
         """Packed length (special tokens included) that longer examples are trimmed to."""
         return self.spec.packing.seq_length
+
+    @property
+    def truncator(self) -> str:
+        """How examples longer than ``max_seq_length`` are cut (``round_robin``, ``waterfall``)."""
+        return self.spec.packing.truncation
 
     def __call__(
         self, inputs: Mapping[str, Sequence[str] | str], batch_size: int | None = None

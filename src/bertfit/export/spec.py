@@ -17,6 +17,9 @@ from bertfit.errors import CheckpointError, ConfigError
 #: The three packed inputs every exported model takes, int64 [batch, sequence].
 MODEL_INPUTS = ["input_word_ids", "input_mask", "input_type_ids"]
 MODEL_OUTPUT = "logits"
+#: ``packing.truncation`` values: ``bertfit.text.packing.TRUNCATORS``, spelled out to keep
+#: this module standard library only.
+TRUNCATIONS = ("round_robin", "waterfall")
 
 
 @dataclass
@@ -32,7 +35,11 @@ class TokenizerSpec:
 
 @dataclass
 class PackingSpec:
-    """``[CLS] a [SEP] b [SEP]`` packing: the longest packed length and how to trim to it."""
+    """``[CLS] a [SEP] b [SEP]`` packing: the longest packed length and how to trim to it.
+
+    ``truncation`` is the training run's ``truncator`` (``round_robin`` or ``waterfall``); an
+    export written before it could be chosen says ``round_robin`` or nothing, both round robin.
+    """
 
     seq_length: int
     special_tokens: dict[str, int]
@@ -83,7 +90,8 @@ class ClassifierSpec:
             (self.tokenizer.max_input_chars_per_word == 100, "tokenizer.max_input_chars_per_word"
              " must be 100 (BERT's)"),
             (self.tokenizer.unk_token == "[UNK]", "tokenizer.unk_token must be '[UNK]'"),
-            (self.packing.truncation == "round_robin", "packing.truncation must be 'round_robin'"),
+            (self.packing.truncation in TRUNCATIONS, f"packing.truncation must be one of "
+             f"{list(TRUNCATIONS)}, got {self.packing.truncation!r}"),
             (1 <= len(self.input_names) <= 2, "input_names must name one or two text columns"),
             (len(set(self.input_names)) == len(self.input_names), "input_names repeat a name"),
             (self.packing.seq_length >= len(self.input_names) + 1, "packing.seq_length is too"

@@ -232,6 +232,7 @@ def metadata_of(predictor, config: ServeConfig) -> dict[str, Any]:
         "input_names": predictor.input_names,
         "labels": predictor.label_names,
         "max_seq_length": predictor.max_seq_length,
+        "truncator": predictor.truncator,
         "export": manifest.get("export"),
         "exported_with": manifest.get("versions"),
         "created": manifest.get("created"),

@@ -4,11 +4,14 @@ Nothing here imports torch, so the exported predictor can use it with ONNX Runti
 """
 
 from bertfit.text.packing import (
+    TRUNCATORS,
     BertPacker,
     PackedExample,
     pack_example,
     pad_packed,
     round_robin_trim,
+    trim_segments,
+    waterfall_trim,
 )
 from bertfit.text.processor import TextProcessor
 from bertfit.text.ragged import RaggedBuilder, RaggedPacked
@@ -16,6 +19,7 @@ from bertfit.text.tokenizer import SPECIAL_TOKENS, WordpieceTokenizer, read_voca
 
 __all__ = [
     "SPECIAL_TOKENS",
+    "TRUNCATORS",
     "BertPacker",
     "PackedExample",
     "RaggedBuilder",
@@ -26,4 +30,6 @@ __all__ = [
     "pad_packed",
     "read_vocab",
     "round_robin_trim",
+    "trim_segments",
+    "waterfall_trim",
 ]

@@ -2,15 +2,25 @@
 
 An example with segments ``a, b, ...`` becomes ``[CLS] a [SEP] b [SEP] ...`` with type id ``i``
 on segment ``i`` and on the ``[SEP]`` that closes it (``[CLS]`` has type 0). When the segments do
-not fit, they are trimmed with TF Text's ``RoundRobinTrimmer`` allocation before the special
-tokens are added, so the packed example never exceeds ``seq_length``. Padding is a separate step
-(:func:`pad_packed`) so that batches can be padded to a fixed length or to their longest example.
+not fit, they are trimmed before the special tokens are added, so the packed example never
+exceeds ``seq_length``. The budget is ``seq_length - 1 - number of segments``, as in
+``BertPackInputs``, and it is shared out by one of its two truncators:
+
+``round_robin`` (the default)
+    TF Text's ``RoundRobinTrimmer``: one token at a time to each segment that still has some.
+``waterfall``
+    TF Text's ``WaterfallTrimmer``: segments are kept whole in order and cut where the budget
+    runs out; later segments may keep nothing, and still get their ``[SEP]`` and type id.
+
+Padding is a separate step (:func:`pad_packed`) so that batches can be padded to a fixed length
+or to their longest example.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -18,7 +28,21 @@ from bertfit.errors import ConfigError
 
 PackedExample = tuple[list[int], list[int]]
 
+#: How over-long segments are cut (``BertPackInputs(truncator=...)``).
+Truncator = Literal["round_robin", "waterfall"]
+TRUNCATORS: tuple[str, ...] = get_args(Truncator)
+DEFAULT_TRUNCATOR = "round_robin"
+
 _PACK_KEYS = ("start_of_sequence_id", "end_of_segment_id", "padding_id")
+# The vocabulary token behind each key, for error messages (as in the tokenizer's dict).
+_KEY_TOKENS = {"start_of_sequence_id": "[CLS]", "end_of_segment_id": "[SEP]", "padding_id": "[PAD]"}
+
+
+def check_truncator(truncator: object, where: str = "truncator") -> str:
+    """Return ``truncator`` if it names a truncator, else raise :class:`ConfigError`."""
+    if not isinstance(truncator, str) or truncator not in TRUNCATORS:
+        raise ConfigError(f"{where}: expected one of {list(TRUNCATORS)}, got {truncator!r}")
+    return truncator
 
 
 def _allocate(lengths: Sequence[int], budget: int) -> list[int]:
@@ -70,13 +94,65 @@ def round_robin_trim(segments: Sequence[Sequence[int]], budget: int) -> list[lis
     return [list(segment[:n]) for segment, n in zip(segments, keep)]
 
 
+def _waterfall_allocate(lengths: Sequence[int], budget: int) -> list[int]:
+    """How many tokens each segment keeps when ``budget`` is poured into them in order."""
+    used = []
+    for length in lengths:
+        kept = min(length, budget)
+        used.append(kept)
+        budget -= kept
+    return used
+
+
+def waterfall_trim(segments: Sequence[Sequence[int]], budget: int) -> list[list[int]]:
+    """Trim ``segments`` to ``budget`` tokens in total, as TF Text's ``WaterfallTrimmer`` does.
+
+    Segments are filled left to right: segment 1 keeps ``min(len1, budget)`` tokens, segment 2
+    ``min(len2, budget - kept1)``, and so on, each from its start. For example a budget of 5
+    over segments of lengths 3, 4 and 2 keeps 3, 2 and 0 tokens.
+
+    Raises:
+        ValueError: if ``budget`` is negative.
+    """
+    if budget < 0:
+        raise ValueError(f"waterfall_trim: budget must be >= 0, got {budget}")
+    keep = _waterfall_allocate([len(segment) for segment in segments], budget)
+    return [list(segment[:n]) for segment, n in zip(segments, keep)]
+
+
+_TRIMMERS = {"round_robin": round_robin_trim, "waterfall": waterfall_trim}
+
+
+def trim_segments(
+    segments: Sequence[Sequence[int]], budget: int, truncator: str = DEFAULT_TRUNCATOR
+) -> list[list[int]]:
+    """Trim ``segments`` to ``budget`` tokens with ``truncator`` (see the module docstring)."""
+    return _TRIMMERS[check_truncator(truncator)](segments, budget)
+
+
 def _special_ids(special_tokens: Mapping[str, int], keys: Sequence[str]) -> list[int]:
     missing = [key for key in keys if key not in special_tokens]
     if missing:
+        key = missing[0]
+        token = _KEY_TOKENS.get(key, key)
+        vocab_file = getattr(special_tokens, "vocab_file", None)
+        if vocab_file is not None:
+            # The tokenizer's dict leaves out what its vocabulary lacks: name the file.
+            raise ConfigError(
+                f"{vocab_file}: vocabulary has no {token} token ({key}), which packing needs"
+            )
         raise ConfigError(
-            f"special_tokens: missing key {missing[0]!r} (has {sorted(special_tokens)})"
+            f"special_tokens: missing key {key!r} ({token}; has {sorted(special_tokens)})"
         )
     return [int(special_tokens[key]) for key in keys]
+
+
+def _as_segments(batch):
+    """``batch`` as a list of segments: one segment given alone (its rows hold ids) is wrapped."""
+    for row in batch:
+        if len(row):
+            return [batch] if _is_int(row[0]) else batch
+    return batch
 
 
 def _is_int(value: object) -> bool:
@@ -96,31 +172,42 @@ def _check_seq_length(seq_length: int, num_segments: int) -> None:
 
 
 def pack_example(
-    segments: Sequence[Sequence[int]], seq_length: int, special_tokens: Mapping[str, int]
+    segments: Sequence[Sequence[int]],
+    seq_length: int,
+    special_tokens: Mapping[str, int],
+    truncator: str = DEFAULT_TRUNCATOR,
 ) -> PackedExample:
     """Pack one example's segments into ``([CLS] a [SEP] b [SEP] ..., type ids)``, unpadded.
 
-    The segments are trimmed with :func:`round_robin_trim` so the result has at most
-    ``seq_length`` ids. Segment ``i`` and its closing ``[SEP]`` get type id ``i``.
+    The segments are trimmed with ``truncator`` (:func:`round_robin_trim` or
+    :func:`waterfall_trim`) so the result has at most ``seq_length`` ids. Segment ``i`` and its
+    closing ``[SEP]`` get type id ``i``, also when the segment keeps no token.
 
     Args:
         segments: one or more lists of token ids (without special tokens).
         seq_length: the longest packed length allowed, special tokens included.
         special_tokens: a dict with ``start_of_sequence_id`` and ``end_of_segment_id``
             (as from ``WordpieceTokenizer.special_tokens_dict``).
+        truncator: ``"round_robin"`` (default) or ``"waterfall"``.
 
     Raises:
-        ConfigError: if ``seq_length`` cannot hold the special tokens, or a key is missing.
+        ConfigError: if ``seq_length`` cannot hold the special tokens, a key is missing or
+            ``truncator`` is unknown.
     """
+    check_truncator(truncator)
     _check_seq_length(seq_length, len(segments))
     cls_id, sep_id = _special_ids(special_tokens, _PACK_KEYS[:2])
-    return _pack(segments, seq_length, cls_id, sep_id)
+    return _pack(segments, seq_length, cls_id, sep_id, truncator)
 
 
 def _pack(
-    segments: Sequence[Sequence[int]], seq_length: int, cls_id: int, sep_id: int
+    segments: Sequence[Sequence[int]],
+    seq_length: int,
+    cls_id: int,
+    sep_id: int,
+    truncator: str = DEFAULT_TRUNCATOR,
 ) -> PackedExample:
-    trimmed = round_robin_trim(segments, seq_length - len(segments) - 1)
+    trimmed = _TRIMMERS[truncator](segments, seq_length - len(segments) - 1)
     word_ids = [cls_id]
     type_ids = [0]
     for type_id, segment in enumerate(trimmed):
@@ -131,23 +218,29 @@ def _pack(
 
 
 def pack_flat(
-    segments_batch: Sequence[Sequence[Sequence[int]]], seq_length: int, cls_id: int, sep_id: int
+    segments_batch: Sequence[Sequence[Sequence[int]]],
+    seq_length: int,
+    cls_id: int,
+    sep_id: int,
+    truncator: str = DEFAULT_TRUNCATOR,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pack a batch as :func:`pack_example` does each example, into flat arrays at once.
 
     Args:
         segments_batch: one entry per segment, each a list over the batch of token-id lists.
+        truncator: ``"round_robin"`` (default) or ``"waterfall"``, as for :func:`pack_example`.
 
     Returns:
         Word ids (``int32``) and type ids (``uint8``) of all packed examples end to end, and
         the packed length of each (``int64``): the input of
         :meth:`bertfit.text.ragged.RaggedBuilder.append`.
     """
+    check_truncator(truncator)
     _check_seq_length(seq_length, len(segments_batch))
     count = len(segments_batch[0])
     lengths = np.array([[len(ids) for ids in segment] for segment in segments_batch], np.int64)
     lengths = lengths.reshape(len(segments_batch), count)
-    keep = _kept_lengths(lengths, seq_length - len(segments_batch) - 1)
+    keep = _kept_lengths(lengths, seq_length - len(segments_batch) - 1, truncator)
     packed_lengths = 1 + (keep + 1).sum(axis=0)
     starts = np.zeros(count, dtype=np.int64)
     np.cumsum(packed_lengths[:-1], out=starts[1:])
@@ -173,8 +266,14 @@ def pack_flat(
     return word_ids, type_ids, packed_lengths
 
 
-def _kept_lengths(lengths: np.ndarray, budget: int) -> np.ndarray:
-    """Tokens each segment keeps (``[segments, batch]``) under round-robin trimming."""
+def _kept_lengths(
+    lengths: np.ndarray, budget: int, truncator: str = DEFAULT_TRUNCATOR
+) -> np.ndarray:
+    """Tokens each segment keeps (``[segments, batch]``) under ``truncator``'s trimming."""
+    if truncator == "waterfall":
+        # What the segments before each one take, then what is left of the budget for it.
+        before = np.cumsum(lengths, axis=0) - lengths
+        return np.clip(budget - before, 0, lengths)
     keep = lengths.copy()
     # Most examples fit whole; only the others need the allocation, one at a time.
     for row in np.flatnonzero(lengths.sum(axis=0) > budget):
@@ -231,18 +330,49 @@ class BertPacker:
         seq_length: packed length, special tokens included (the model's ``max_seq_length``
             or less).
         special_tokens: a dict with ``start_of_sequence_id``, ``end_of_segment_id`` and
-            ``padding_id``, as from ``WordpieceTokenizer.special_tokens_dict``.
+            ``padding_id``, as from ``WordpieceTokenizer.special_tokens_dict``; other keys
+            (``mask_id``, ``vocab_size``) are ignored.
+        truncator: ``"round_robin"`` (default) or ``"waterfall"``: how segments that do not
+            fit are cut (see the module docstring).
+        start_of_sequence_id, end_of_segment_id, padding_id: the three ids given one by one
+            instead of ``special_tokens``, as ``BertPackInputs`` also takes them: all three,
+            and no dict.
+
+    Raises:
+        ConfigError: if ``seq_length`` is too small, ``truncator`` is unknown, one of the
+            three ids is missing (naming the vocabulary file when the dict came from a
+            tokenizer), or ids are given both ways.
     """
 
-    def __init__(self, seq_length: int, special_tokens: Mapping[str, int]) -> None:
+    def __init__(
+        self,
+        seq_length: int,
+        special_tokens: Mapping[str, int] | None = None,
+        truncator: str = DEFAULT_TRUNCATOR,
+        *,
+        start_of_sequence_id: int | None = None,
+        end_of_segment_id: int | None = None,
+        padding_id: int | None = None,
+    ) -> None:
         _check_seq_length(seq_length, 1)
         self.seq_length = int(seq_length)
+        self.truncator = check_truncator(truncator)
+        ids = (start_of_sequence_id, end_of_segment_id, padding_id)
+        given = {key: value for key, value in zip(_PACK_KEYS, ids) if value is not None}
+        if special_tokens is None and len(given) == len(_PACK_KEYS):
+            special_tokens = given
+        elif special_tokens is None or given:
+            raise ConfigError(
+                "BertPacker: give either special_tokens (a dict with start_of_sequence_id, "
+                "end_of_segment_id and padding_id) or all three ids as arguments, not both"
+            )
         self.start_of_sequence_id, self.end_of_segment_id, self.padding_id = _special_ids(
             special_tokens, _PACK_KEYS
         )
 
     def pack(self, segments_batch: Sequence[Sequence[Sequence[int]]]) -> list[PackedExample]:
         """Trim and pack every example of the batch, unpadded (see :meth:`__call__`)."""
+        segments_batch = _as_segments(segments_batch)
         if not segments_batch:
             raise ValueError("packing needs at least one segment")
         sizes = [len(segment) for segment in segments_batch]
@@ -251,8 +381,9 @@ class BertPacker:
                 f"every segment must hold the same number of examples, got batch sizes {sizes}"
             )
         _check_seq_length(self.seq_length, len(segments_batch))
+        cls_id, sep_id = self.start_of_sequence_id, self.end_of_segment_id
         return [
-            _pack(example, self.seq_length, self.start_of_sequence_id, self.end_of_segment_id)
+            _pack(example, self.seq_length, cls_id, sep_id, self.truncator)
             for example in zip(*segments_batch)
         ]
 
@@ -263,7 +394,9 @@ class BertPacker:
 
         Args:
             segments_batch: one entry per segment, each a list over the batch of token-id lists
-                (the orientation of ``BertPackInputs([tok1, tok2])``).
+                (the orientation of ``BertPackInputs([tok1, tok2])``). A single segment may
+                also be passed alone, ``packer(tok1)``, as ``BertPackInputs`` allows; it is
+                recognised by its token ids, so a batch of only empty texts needs ``[tok1]``.
             pad_to_longest: pad to the batch's longest packed example instead of
                 ``seq_length``.
 
@@ -282,7 +415,8 @@ class BertPacker:
         return (
             f"BertPacker(seq_length={self.seq_length}, "
             f"start_of_sequence_id={self.start_of_sequence_id}, "
-            f"end_of_segment_id={self.end_of_segment_id}, padding_id={self.padding_id})"
+            f"end_of_segment_id={self.end_of_segment_id}, padding_id={self.padding_id}, "
+            f"truncator={self.truncator!r})"
         )
 
 

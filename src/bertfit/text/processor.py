@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bertfit.text.packing import (
+    DEFAULT_TRUNCATOR,
     BertPacker,
     PackedExample,
     pack_flat,
@@ -25,19 +26,32 @@ class TextProcessor:
     Args:
         tokenizer: the WordPiece tokenizer of the model's vocabulary.
         seq_length: packed length, special tokens included.
+        truncator: ``"round_robin"`` (default) or ``"waterfall"``: how rows that do not fit
+            are cut (see :mod:`bertfit.text.packing`); every encoding method uses it.
 
     Raises:
-        ConfigError: if the vocabulary lacks a special token or ``seq_length`` is too small.
+        ConfigError: if the vocabulary lacks [CLS], [SEP] or [PAD] (naming the file),
+            ``seq_length`` is too small or ``truncator`` is unknown.
     """
 
-    def __init__(self, tokenizer: WordpieceTokenizer, seq_length: int) -> None:
+    def __init__(
+        self,
+        tokenizer: WordpieceTokenizer,
+        seq_length: int,
+        truncator: str = DEFAULT_TRUNCATOR,
+    ) -> None:
         self.tokenizer = tokenizer
-        self.packer = BertPacker(seq_length, tokenizer.special_tokens_dict)
+        self.packer = BertPacker(seq_length, tokenizer.special_tokens_dict, truncator)
 
     @property
     def seq_length(self) -> int:
         """The packed length, special tokens included."""
         return self.packer.seq_length
+
+    @property
+    def truncator(self) -> str:
+        """How rows that do not fit are cut: ``"round_robin"`` or ``"waterfall"``."""
+        return self.packer.truncator
 
     def encode(self, columns: Sequence[Sequence[str]]) -> list[PackedExample]:
         """Tokenize and pack each row of ``columns``; the examples are trimmed, not padded.
@@ -65,7 +79,11 @@ class TextProcessor:
         segments = [self.tokenizer.tokenize(column) for column in columns]
         builder.append(
             *pack_flat(
-                segments, self.seq_length, packer.start_of_sequence_id, packer.end_of_segment_id
+                segments,
+                self.seq_length,
+                packer.start_of_sequence_id,
+                packer.end_of_segment_id,
+                packer.truncator,
             )
         )
 
@@ -113,4 +131,7 @@ class TextProcessor:
         return pad_packed(self.encode(columns), self.packer.padding_id, width)
 
     def __repr__(self) -> str:
-        return f"TextProcessor({self.tokenizer!r}, seq_length={self.seq_length})"
+        return (
+            f"TextProcessor({self.tokenizer!r}, seq_length={self.seq_length}, "
+            f"truncator={self.truncator!r})"
+        )

@@ -33,6 +33,18 @@ SPECIAL_TOKENS = {
 }
 
 
+class SpecialTokensDict(dict):
+    """``special_tokens_dict``: a plain ``dict`` of ids that also knows its vocabulary file.
+
+    It compares, copies and serialises as the dict it is; ``vocab_file`` lets whatever later
+    needs a token the vocabulary lacks (the packer) name the file in its error.
+    """
+
+    def __init__(self, ids: dict[str, int], vocab_file: Path | None = None) -> None:
+        super().__init__(ids)
+        self.vocab_file = vocab_file
+
+
 def read_vocab(vocab_file: str | os.PathLike) -> tuple[dict[str, int], int]:
     """Read a ``vocab.txt`` (one token a line, id = line number).
 
@@ -123,20 +135,20 @@ class WordpieceTokenizer:
         return self._vocab.get(token)
 
     @property
-    def special_tokens_dict(self) -> dict[str, int]:
-        """Model Garden's special-token ids: ``start_of_sequence_id`` ([CLS]),
-        ``end_of_segment_id`` ([SEP]), ``padding_id`` ([PAD]), ``mask_id`` ([MASK]) and
-        ``vocab_size`` (one past the largest id).
+    def special_tokens_dict(self) -> SpecialTokensDict:
+        """Model Garden's special-token ids, as its ``get_special_tokens_dict()`` gives them.
 
-        Raises :class:`ConfigError` naming the vocabulary file when one of the tokens is absent.
+        ``start_of_sequence_id`` ([CLS]), ``end_of_segment_id`` ([SEP]), ``padding_id``
+        ([PAD]) and ``mask_id`` ([MASK]) for each token the vocabulary holds (a key whose token
+        is absent is left out), and always ``vocab_size`` (one past the largest id). What needs
+        a missing token raises :class:`ConfigError` naming it and this vocabulary file when it
+        is built: ``BertPacker`` needs [CLS], [SEP] and [PAD]; nothing in bertfit needs [MASK].
         """
-        result = {}
-        for key, token in SPECIAL_TOKENS.items():
-            if token not in self._vocab:
-                raise ConfigError(f"{self.vocab_file}: vocabulary has no {token} token ({key})")
-            result[key] = self._vocab[token]
-        result["vocab_size"] = self.vocab_size
-        return result
+        ids = {
+            key: self._vocab[token] for key, token in SPECIAL_TOKENS.items() if token in self._vocab
+        }
+        ids["vocab_size"] = self.vocab_size
+        return SpecialTokensDict(ids, self.vocab_file)
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the vocabulary as ``directory/vocab.txt`` (an exact copy) and return its path.

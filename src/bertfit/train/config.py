@@ -13,6 +13,7 @@ from typing import Literal
 from bertfit.config import dataclass_from_dict, dataclass_to_dict, read_json
 from bertfit.errors import ConfigError
 from bertfit.precision import PRECISIONS
+from bertfit.text.packing import DEFAULT_TRUNCATOR, Truncator, check_truncator
 from bertfit.train.optim import OptimizationConfig
 
 DEFAULT_LEARNING_RATE = 5e-5
@@ -149,6 +150,10 @@ class RunConfig:
     # Longer texts: None truncates them; a number trains and predicts on overlapping windows
     # this many tokens apart (each window carries the text's label; logits are averaged).
     window_stride: int | None = None
+    # How pairs longer than max_seq_length are cut, as BertPackInputs(truncator=...):
+    # "round_robin" shares the room token by token, "waterfall" keeps the first text whole.
+    # The saved model and its export pack the same way.
+    truncator: Truncator = DEFAULT_TRUNCATOR
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     optimizer: OptimizationConfig = field(
         default_factory=lambda: OptimizationConfig(learning_rate=DEFAULT_LEARNING_RATE)
@@ -164,6 +169,7 @@ class RunConfig:
             raise ConfigError(
                 f"window_stride must be in 1..{self.max_seq_length - 1}, got {self.window_stride}"
             )
+        check_truncator(self.truncator)
         self.trainer.validate()
         self.logging.validate()
         self.data.validate()

@@ -68,6 +68,7 @@ def build_classifier(config: RunConfig, task: TaskSpec) -> TextClassifier:
         lower_case=lower_case,
         input_names=list(task.input_names),
         window_stride=config.window_stride,
+        truncator=config.truncator,
     )
     return TextClassifier(model, tokenizer, info)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bertfit.config import read_json
 from bertfit.errors import BertfitError, ConfigError
+from bertfit.text.packing import DEFAULT_TRUNCATOR
 from bertfit.train.config import RunConfig
 from bertfit.train.config_file import (
     CONFIG_FILE,
@@ -116,13 +117,15 @@ def text_setup(
     """Tokenizer, task, data directory and length of a run, config file, model dir or preset.
 
     Explicit ``task``, ``data_dir`` and ``max_seq_length`` win over what the source says.
-    Returns ``(tokenizer, task name, data_dir or None, max_seq_length)``.
+    Returns ``(tokenizer, task name, data_dir or None, max_seq_length, truncator)``; the
+    truncator is the run's or model's (round robin for a bare encoder).
     """
     from bertfit.model.presets import resolve_model_dir
     from bertfit.model.sources import read_lower_case
 
     path = Path(source).expanduser()
     found_task, found_data, found_length = None, None, None
+    truncator = DEFAULT_TRUNCATOR
     if path.is_dir() and is_run_dir(path):
         config = RunConfig.from_json_file(path / CONFIG_FILE)
         found_task, found_data = config.task, config.data_dir
@@ -132,11 +135,13 @@ def text_setup(
         tokenizer = _tokenizer(path, bool(info.get("lower_case", True)))
         found_task = found_task or info.get("task")
         found_length = info.get("max_seq_length")
+        truncator = info.get("truncator", DEFAULT_TRUNCATOR)
     elif path.is_file():
         config = load_run_config(path)
         model_dir = resolve_model_dir(config.model)
         tokenizer = _tokenizer(model_dir, read_lower_case(model_dir))
         found_task, found_data, found_length = config.task, config.data_dir, config.max_seq_length
+        truncator = config.truncator
     else:
         model_dir = resolve_model_dir(str(source))
         tokenizer = _tokenizer(model_dir, read_lower_case(model_dir))
@@ -145,6 +150,7 @@ def text_setup(
         task or found_task or "mrpc",
         data_dir or found_data,
         max_seq_length or found_length or 128,
+        truncator,
     )
 
 
@@ -170,7 +176,9 @@ def plot_inputs(
     from bertfit.data.tasks import get_task
     from bertfit.text.processor import TextProcessor
 
-    tokenizer, task_name, data_dir, length = text_setup(source, task, data_dir, max_seq_length)
+    tokenizer, task_name, data_dir, length, truncator = text_setup(
+        source, task, data_dir, max_seq_length
+    )
     spec = get_task(task_name)
     task_dir = resolve_task_dir(spec, data_dir, split)
     examples = read_glue_split(task_dir / spec.split_file(split), spec, split)
@@ -178,7 +186,7 @@ def plot_inputs(
         raise ConfigError(f"start: {split} has {len(examples)} examples, got start {start}")
     rows = list(range(start, min(start + batch_size, len(examples))))
     columns = examples.select(rows).columns
-    packed = TextProcessor(tokenizer, length)(columns, pad_to_longest=pad_to_longest)
+    packed = TextProcessor(tokenizer, length, truncator)(columns, pad_to_longest=pad_to_longest)
     where = f"{task_dir / spec.split_file(split)}, rows {rows[0]}-{rows[-1]}"
     data = viz_data.inputs_data(packed, where)
     figure = figures.inputs_figure(data)
