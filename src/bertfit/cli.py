@@ -385,15 +385,13 @@ def _add_config(commands) -> None:
 
 
 def _run_config_show(args) -> int:
-    from bertfit.train.config_file import (
-        dump_config,
-        load_run_config,
-        parse_overrides,
-        resolve_run_config,
-    )
+    from bertfit.train.config_file import dump_config, load_run_config, parse_overrides
 
     config = load_run_config(args.config, parse_overrides(args.overrides))
     if not args.no_resolve:
+        # torch loads only to resolve: --no-resolve reads no data or model
+        from bertfit.train.run import resolve_run_config
+
         resolve_run_config(config)
     print(dump_config(config.to_dict(), args.format), end="")
     return 0

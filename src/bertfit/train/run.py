@@ -34,7 +34,7 @@ from bertfit.model.classifier import BertClassifier
 from bertfit.model.presets import resolve_model_dir
 from bertfit.model.sources import describe_source
 from bertfit.model.weights import load_pretrained
-from bertfit.precision import resolve_device
+from bertfit.precision import resolve_device, resolve_precision
 from bertfit.text.tokenizer import WordpieceTokenizer
 from bertfit.train import distributed
 from bertfit.train.checkpoint import STATE_FILE, checkpoints_dir, latest_checkpoint, step_of
@@ -115,6 +115,23 @@ def _load_user_data(config: RunConfig) -> tuple[TaskSpec, FileExamples, dict[str
         dev["dev"] = read_user_examples(data.dev_file, columns, task, "dev")
     train_labels = scan_label_ids(train_scan, task, "train")
     return task, FileExamples(Path(data.train_file), columns, train_labels, train_scan.source), dev
+
+
+def resolve_run_config(config: RunConfig, download: bool = False) -> RunConfig:
+    """Fill in what a run derives, exactly as ``bertfit train`` writes it to ``RUN/config.json``.
+
+    The task's canonical name, its data directory and the model directory as absolute paths,
+    ``optimizer.total_steps`` from the number of training examples (the file is read,
+    not tokenized), and the precision ``auto`` takes on this machine. ``config`` is changed in
+    place and returned.
+    """
+    _task, train, _dev = load_task_data(config, download=download)
+    config.model = str(resolve_model_dir(config.model).resolve())
+    config.optimizer.total_steps = config.trainer.planned_steps(len(train))
+    device = resolve_device(config.trainer.device)
+    config.trainer.precision = resolve_precision(config.trainer.precision, device)
+    config.optimizer.validate()
+    return config
 
 
 def task_of(config: RunConfig) -> TaskSpec:
