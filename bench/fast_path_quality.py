@@ -47,11 +47,12 @@ def worker(args) -> None:
     """Train one (path, seed) run and print its best dev record as JSON on the last line."""
     import torch
 
-    from bertfit.train.config import RunConfig
+    from bertfit.train.config_file import load_run_config
     from bertfit.train.run import train_run
 
     torch.set_num_threads(args.threads)
-    config = RunConfig.for_task("mrpc", data_dir=args.data_dir)
+    config = load_run_config(None, [("task", "mrpc")])
+    config.data_dir = args.data_dir
     config.trainer.seed = args.seed
     config.trainer.save_checkpoints = False
     if args.path == "plain":

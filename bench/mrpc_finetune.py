@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import bertfit
-from bertfit.train.config import RunConfig
+from bertfit.train.config_file import load_run_config
 from bertfit.train.run import train_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +39,8 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    config = RunConfig.for_task("mrpc", data_dir=args.data_dir)
+    config = load_run_config(None, [("task", "mrpc")])
+    config.data_dir = args.data_dir
     if args.seed is not None:
         config.trainer.seed = args.seed
     config.trainer.max_steps = args.max_steps

@@ -90,20 +90,18 @@ def worker(args) -> None:
     import torch
 
     sys.path.insert(0, str(REPO / "bench"))
-    from train_speed import bertfit_worker
-
-    from bertfit.train import config as config_module
+    import train_speed
 
     torch.set_num_threads(args.threads)
-    for_task = config_module.RunConfig.for_task
+    mrpc_config = train_speed.mrpc_config
 
-    def patched(task, **fields):
-        config = for_task(task, **fields)
+    def patched(data_dir):
+        config = mrpc_config(data_dir)
         apply_variant(args.variant, config)
         return config
 
-    config_module.RunConfig.for_task = patched
-    figures = bertfit_worker(args)
+    train_speed.mrpc_config = patched
+    figures = train_speed.bertfit_worker(args)
     figures["variant"] = args.variant
     Path(args.timing_json).write_text(json.dumps(figures))
 

@@ -47,14 +47,22 @@ HF_SETTINGS = ("default", "grouped", "grouped-bf16", "fixed-128")
 # -- workers (each runs in its own process) ------------------------------------------------------
 
 
+def mrpc_config(data_dir: str | None):
+    """The run config of ``bertfit train --task mrpc --data-dir DATA_DIR``."""
+    from bertfit.train.config_file import load_run_config
+
+    config = load_run_config(None, [("task", "mrpc")])
+    config.data_dir = data_dir
+    return config
+
+
 def mrpc_trainer(data_dir: str, max_steps: int | None = None):
     """bertfit's trainer as ``bertfit train --task mrpc`` sets it up (no run directory), with
     MRPC's train examples and dev sets."""
-    from bertfit.train.config import RunConfig
     from bertfit.train.run import build_classifier, load_task_data
     from bertfit.train.trainer import Trainer
 
-    config = RunConfig.for_task("mrpc", data_dir=data_dir)
+    config = mrpc_config(data_dir)
     config.trainer.max_steps = max_steps
     task, train, dev = load_task_data(config)
     classifier = build_classifier(config, task)

@@ -51,7 +51,8 @@ def test_yaml_file_keeps_defaults_it_leaves_out_and_reads_3e_5_as_a_number(tmp_p
     # A partial optimizer section starts from the run's defaults (the default task's recipe
     # included), not OptimizationConfig's.
     partial = load_run_config(write(tmp_path / "p.yaml", "optimizer:\n  power: 2.0\n"))
-    assert partial.optimizer.learning_rate == RunConfig.for_task("mrpc").optimizer.learning_rate
+    mrpc = load_run_config(None, [("task", "mrpc")])
+    assert partial.optimizer.learning_rate == mrpc.optimizer.learning_rate
     assert partial.optimizer.learning_rate != OptimizationConfig().learning_rate
 
 

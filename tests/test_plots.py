@@ -17,8 +17,8 @@ from bertfit.data.tasks import MRPC
 from bertfit.errors import BertfitError, ConfigError
 from bertfit.inference import TextClassifier, predict_logits
 from bertfit.text.processor import TextProcessor
+from bertfit.train.evaluate import evaluate_examples
 from bertfit.train.optim import OptimizationConfig, learning_rate_schedule
-from bertfit.train.trainer import evaluate_examples
 from bertfit.viz import data as viz_data
 from bertfit.viz import figures, plots
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bertfit.train.config import RunConfig
 from bertfit.train.config_file import load_run_config
-from bertfit.train.recipes import TASK_RECIPES, task_recipe
+from bertfit.train.recipes import task_recipe
 
 
 def test_mrpc_defaults_to_its_searched_recipe():
@@ -43,11 +42,3 @@ def test_flags_overrides_and_files_win_over_the_recipe(tmp_path):
 def test_users_own_files_get_no_task_recipe():
     config = load_run_config(None, [("data.train_file", "train.csv")])
     assert (config.optimizer.learning_rate, config.trainer.epochs) == (5e-5, 3)
-
-
-def test_run_config_for_task_matches_the_cli_defaults():
-    for task in TASK_RECIPES:
-        assert (
-            RunConfig.for_task(task).to_dict() == load_run_config(None, [("task", task)]).to_dict()
-        )
-    assert RunConfig.for_task("sst2", data_dir="/data").data_dir == "/data"

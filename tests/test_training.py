@@ -74,6 +74,22 @@ def test_max_steps_mid_epoch_evaluates_at_the_end(tmp_path):
     assert result.history[-1]["learning_rate"] == 0.0  # the schedule decays to 0 at max_steps
 
 
+def test_fit_leaves_the_callers_optimization_config_as_it_was(tmp_path):
+    optimization = OptimizationConfig(learning_rate=3e-3)
+    trainer = Trainer(
+        make_tiny_classifier(tmp_path),
+        MRPC,
+        TrainerConfig(epochs=1, batch_size=32, seed=0),
+        optimization,
+        progress=False,
+    )
+    result = trainer.fit(trainer.encode(_examples(64, 1)), None)
+    assert result.steps == 2
+    # The run plans its own horizon; the caller's config (maybe shared by runs) keeps None.
+    assert optimization.total_steps is None
+    assert optimization == OptimizationConfig(learning_rate=3e-3)
+
+
 def test_nan_loss_stops_with_the_step(tmp_path):
     trainer = _trainer(tmp_path, epochs=1)
     train = trainer.encode(_examples(64, 1))

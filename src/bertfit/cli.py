@@ -13,7 +13,18 @@ import sys
 from pathlib import Path
 
 import bertfit
+from bertfit import progress
+from bertfit.config import read_json, write_json
+from bertfit.data.readers import read_prediction_input
 from bertfit.errors import BertfitError, ConfigError
+from bertfit.serve import DEFAULT_HOST, DEFAULT_PORT, ServeConfig
+from bertfit.train.config_file import (
+    config_defaults,
+    config_keys,
+    dump_config,
+    load_run_config,
+    parse_overrides,
+)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -231,8 +242,6 @@ def _train_flag_overrides(args) -> list[tuple[str, object]]:
 
 
 def _run_train(args) -> int:
-    from bertfit.train.config_file import load_run_config, parse_overrides
-
     if args.resume is not None:
         return _resume_train(args)
     if args.output is None:
@@ -243,7 +252,7 @@ def _run_train(args) -> int:
     # The file first, then the flags, then KEY=VALUE overrides: the last word wins.
     overrides = _train_flag_overrides(args) + parse_overrides(args.overrides)
     config = load_run_config(args.config, overrides)
-    # torch: only once the config is known to be good
+    # torch loads only once the config is known to be good
     from bertfit.train.run import train_run, train_seeds
 
     progress = False if args.quiet else None
@@ -253,11 +262,12 @@ def _run_train(args) -> int:
 
 
 def _print_best(result, output: Path) -> int:
-    from bertfit.train import distributed
+    from bertfit.train import distributed  # torch is loaded by now: training ran
+    from bertfit.train.metrics import dev_metrics  # numpy: only for commands that print metrics
 
     if result is not None and distributed.current().is_main:
         best = result.best or {}
-        metrics = {k[4:]: v for k, v in best.items() if k.startswith("dev_")}
+        metrics = dev_metrics(best)
         model = output / "model"
         print(f"best model (epoch {best.get('epoch')}): {json.dumps(metrics)} -> {model}")
     return 0
@@ -276,7 +286,7 @@ def _resume_train(args) -> int:
         raise ConfigError(
             f"--resume continues with the run's own saved settings; leave out {given[0]}"
         )
-    from bertfit.train.run import resume_run
+    from bertfit.train.run import resume_run  # torch loads only for commands that train
 
     progress = False if args.quiet else None
     return _print_best(resume_run(args.resume, progress=progress), Path(args.resume))
@@ -300,60 +310,32 @@ def _seed_list(text: str) -> list[int]:
 
 
 def _print_seed_summary(summary: dict, output: Path) -> int:
+    from bertfit.train.metrics import dev_metrics  # numpy: only for commands that print metrics
+
     print(f"{len(summary['seeds'])} seeds ({output / 'summary.json'}):")
-    for key, stats in summary["metrics"].items():
-        print(f"  {key.removeprefix('dev_')}: {stats['mean']:.4f} ± {stats['std']:.4f}")
+    for name, stats in dev_metrics(summary["metrics"]).items():
+        print(f"  {name}: {stats['mean']:.4f} ± {stats['std']:.4f}")
     return 0
 
 
-def _model_dir(run: str) -> Path:
-    run_dir = Path(run)
-    if (run_dir / "model" / "bertfit.json").is_file():
-        return run_dir / "model"
-    if (run_dir / "bertfit.json").is_file():
-        return run_dir
-    raise ConfigError(f"{run_dir}: not a bertfit run (no model/bertfit.json) or model directory")
-
-
 def _run_evaluate(args) -> int:
-    from bertfit.inference import TextClassifier
-    from bertfit.train.config import RunConfig
-    from bertfit.train.run import read_split, task_of
-    from bertfit.train.trainer import evaluate_examples
+    from bertfit.train.run import evaluate_run  # torch loads only for commands that run models
 
-    model_dir = _model_dir(args.run)
-    classifier = TextClassifier.from_pretrained(model_dir)
-    run_file = model_dir.parent / "config.json"
-    # The run's own config knows its data; a bare model directory knows only its task.
-    if run_file.is_file():
-        config = RunConfig.from_json_file(run_file)
-    else:
-        config = RunConfig(task=classifier.info.task, data_dir=None)
-    task = task_of(config)
-    splits = task.dev_splits if args.split == "dev" else (args.split,)
-    metrics: dict[str, float] = {}
-    for split in splits:
-        examples = read_split(config, task, split, args.data_dir)
-        if examples.labels is None:
-            raise ConfigError(f"split {split!r} has no labels to evaluate against; use predict")
-        scores = evaluate_examples(classifier, task, examples, args.batch_size)
-        # One dev file: plain metric names; several (MNLI): named after the file.
-        prefix = "" if len(splits) == 1 else split.removeprefix("dev_") + "_"
-        metrics.update({prefix + name: value for name, value in scores.items()})
-        if not args.json:
-            print(f"{task.name} {split} ({len(examples)} examples)")
-            for name, value in scores.items():
-                print(f"  {name}: {value:.4f}")
+    evaluation = evaluate_run(args.run, args.split, args.data_dir, args.batch_size)
     if args.json:
-        print(json.dumps(metrics))
+        print(json.dumps(evaluation.metrics))
+        return 0
+    for scores in evaluation.splits:
+        print(f"{evaluation.task} {scores.split} ({scores.examples} examples)")
+        for name, value in scores.metrics.items():
+            print(f"  {name}: {value:.4f}")
     return 0
 
 
 def _run_predict(args) -> int:
-    from bertfit.data.readers import read_prediction_input
-    from bertfit.inference import TextClassifier
+    from bertfit.inference import TextClassifier, find_model_dir  # torch: only to run models
 
-    classifier = TextClassifier.from_pretrained(_model_dir(args.run))
+    classifier = TextClassifier.from_pretrained(find_model_dir(args.run))
     names = tuple(classifier.info.input_names)
     if args.input:
         if args.sentence1 or args.sentence2:
@@ -392,23 +374,17 @@ def _add_config(commands) -> None:
 
 
 def _run_config_show(args) -> int:
-    from bertfit.train.config_file import (
-        dump_config,
-        load_run_config,
-        parse_overrides,
-        resolve_run_config,
-    )
-
     config = load_run_config(args.config, parse_overrides(args.overrides))
     if not args.no_resolve:
+        # torch loads only to resolve: --no-resolve reads no data or model
+        from bertfit.train.run import resolve_run_config
+
         resolve_run_config(config)
     print(dump_config(config.to_dict(), args.format), end="")
     return 0
 
 
 def _run_config_keys(args) -> int:
-    from bertfit.train.config_file import config_defaults, config_keys
-
     defaults = config_defaults()
     for key, annotation in config_keys().items():
         value = defaults
@@ -462,8 +438,6 @@ def _add_plot(commands) -> None:
 
 
 def _plot_options(args) -> dict:
-    from bertfit.train.config_file import parse_overrides
-
     if args.figure == "schedule":
         overrides = parse_overrides(args.overrides)
         return {"overrides": overrides, "total_steps": args.total_steps, "points": args.points}
@@ -479,7 +453,7 @@ def _plot_options(args) -> dict:
 
 
 def _run_plot(args) -> int:
-    from bertfit.config import write_json
+    # numpy, and matplotlib once a figure is drawn, load only for plot commands
     from bertfit.viz import plots
     from bertfit.viz.figures import FORMATS, save_figure
 
@@ -511,6 +485,7 @@ def _add_inspect(commands) -> None:
 
 
 def _run_inspect(args) -> int:
+    # safetensors and torch (for --modules) load only for inspect
     from bertfit.inspect import format_summary, format_tensors, inspect_model, module_tree
 
     summary = inspect_model(args.model)
@@ -564,9 +539,7 @@ def _add_export(commands) -> None:
 
 
 def _run_export(args) -> int:
-    from bertfit.config import read_json
-    from bertfit.data.readers import read_prediction_input
-    from bertfit.export.export import export_classifier, find_model_dir
+    from bertfit.export.export import export_classifier, find_model_dir  # torch: only to export
 
     columns = None
     if args.check_input:
@@ -596,8 +569,6 @@ def _run_export(args) -> int:
 
 
 def _add_serve(commands) -> None:
-    from bertfit.serve import DEFAULT_HOST, DEFAULT_PORT, ServeConfig
-
     defaults = ServeConfig()
     parser = commands.add_parser("serve", help="serve an exported model over HTTP")
     parser.add_argument("directory", help="directory written by `bertfit export`")
@@ -619,7 +590,7 @@ def _add_serve(commands) -> None:
 
 
 def _run_serve(args) -> int:
-    from bertfit.serve import ServeConfig, serve
+    from bertfit.serve import serve  # onnxruntime and starlette load only to serve
 
     config = ServeConfig(
         max_batch_size=args.max_batch_size,
@@ -655,6 +626,7 @@ def _add_convert(commands) -> None:
 
 
 def _run_convert(args) -> int:
+    # torch loads only to convert
     from bertfit.model.convert import convert_to_hf
     from bertfit.model.presets import resolve_model_dir
 
@@ -712,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
         _leave_job(succeeded=False)
         raise
     if _leave_job(succeeded=code == 0):
-        from bertfit.train import distributed
+        from bertfit.train import distributed  # loaded already: this process joined a job
 
         distributed.exit_process(code)
     return code
@@ -722,15 +694,13 @@ def _leave_job(succeeded: bool) -> bool:
     """Leave a ``torchrun`` job's process group, if this process joined one."""
     if "torch" not in sys.modules:  # commands that never load torch never join a job
         return False
-    from bertfit.train import distributed
+    from bertfit.train import distributed  # torch is loaded already
 
     return distributed.shutdown(wait_for_others=succeeded)
 
 
 def _run_command(args: argparse.Namespace) -> int:
     """Run the parsed command; user errors and interruptions become exit statuses."""
-    from bertfit import progress
-
     # --quiet silences every progress bar of this command, and only of this one (main may be
     # called again in the same process, as the tests do).
     quiet_before = progress.is_quiet()

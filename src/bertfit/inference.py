@@ -25,7 +25,7 @@ from bertfit.config import (
     write_json,
 )
 from bertfit.data.batching import sorted_batches
-from bertfit.errors import CheckpointError
+from bertfit.errors import CheckpointError, ConfigError
 from bertfit.model.classifier import BertClassifier
 from bertfit.model.hf_classifier import load_classifier, save_pretrained
 from bertfit.model.packed import PackedBatch, pack_arrays, pack_sequences
@@ -136,6 +136,15 @@ def mean_by_owner(logits: np.ndarray, owners: np.ndarray | None, count: int) -> 
     sums = np.zeros((count, logits.shape[1]), dtype=np.float64)
     np.add.at(sums, owners, logits)
     return (sums / np.bincount(owners, minlength=count)[:, None]).astype(np.float32)
+
+
+def find_model_dir(path: str | Path) -> Path:
+    """The saved model directory of a run directory (``RUN/model``), or ``path`` itself."""
+    path = Path(path)
+    for candidate in (path / "model", path):
+        if (candidate / BERTFIT_FILE).is_file():
+            return candidate
+    raise ConfigError(f"{path}: not a bertfit run (no model/{BERTFIT_FILE}) or model directory")
 
 
 class TextClassifier:

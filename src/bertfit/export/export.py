@@ -18,10 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 import bertfit
 from bertfit.config import make_staging_dir, read_json, replace_directory, write_json
-from bertfit.errors import CheckpointError, ConfigError
+from bertfit.data.readers import read_glue_split
+from bertfit.data.tasks import get_task
+from bertfit.errors import BertfitError, CheckpointError, ConfigError
+from bertfit.export import onnx_export
 from bertfit.export.manifest import (
     CLASSIFIER_FILE,
     FORMAT_NAME,
@@ -31,7 +35,9 @@ from bertfit.export.manifest import (
     VOCAB_FILE,
     describe_files,
 )
+from bertfit.export.runtime import load_exported
 from bertfit.export.spec import ClassifierSpec, ModelSpec, PackingSpec, TokenizerSpec
+from bertfit.inference import TextClassifier, find_model_dir
 from bertfit.progress import bar as progress_bar
 
 EXPORT_FORMATS = tuple(MODEL_FILES)
@@ -62,15 +68,6 @@ class ExportResult:
     check: ExportCheck | None
     fusions: dict[str, int] | None
     opset: int | None = None
-
-
-def find_model_dir(path: str | Path) -> Path:
-    """The saved model directory of a run directory (``RUN/model``), or ``path`` itself."""
-    path = Path(path)
-    for candidate in (path / "model", path):
-        if (candidate / "bertfit.json").is_file():
-            return candidate
-    raise ConfigError(f"{path}: not a bertfit run (no model/bertfit.json) or model directory")
 
 
 def export_classifier(
@@ -114,8 +111,6 @@ def export_classifier(
     output = Path(output)
     if output.exists() and not overwrite and (not output.is_dir() or any(output.iterdir())):
         raise ConfigError(f"{output} already exists; choose another --output or --overwrite")
-    from bertfit.inference import TextClassifier
-
     model_dir = None
     if isinstance(source, TextClassifier):
         classifier = source
@@ -227,7 +222,6 @@ def classifier_spec(classifier, export_format: str, precision: str) -> Classifie
 
 def _write_onnx(model, path: Path, quantize: str | None, transformer_fusions: bool):
     """Write, optionally fuse, optionally quantize; returns (opset, fused-node counts or None)."""
-    from bertfit.export import onnx_export
 
     graph = path.with_name(".exported.onnx")
     fusions = None
@@ -248,14 +242,11 @@ def _write_onnx(model, path: Path, quantize: str | None, transformer_fusions: bo
 
 
 def _write_torch_export(model, path: Path) -> None:
-    import torch
-
-    from bertfit.export.onnx_export import example_inputs
-
     batch = torch.export.Dim("batch")
     sequence = torch.export.Dim("sequence", min=2, max=model.config.max_position_embeddings)
     shapes = ({0: batch, 1: sequence},) * 3
-    program = torch.export.export(model.eval(), example_inputs(model), dynamic_shapes=shapes)
+    inputs = onnx_export.example_inputs(model)
+    program = torch.export.export(model.eval(), inputs, dynamic_shapes=shapes)
     # Without example inputs the archive holds no pickle at all (see torch_runtime).
     program.example_inputs = None
     torch.export.save(program, str(path))
@@ -312,10 +303,6 @@ def _default_check_columns(classifier, model_dir: Path | None, n: int):
 def _dev_sample(task_name: str, model_dir: Path | None, n: int) -> list[list[str]] | None:
     if model_dir is None or not (model_dir.parent / "config.json").is_file():
         return None
-    from bertfit.data.readers import read_glue_split
-    from bertfit.data.tasks import get_task
-    from bertfit.errors import BertfitError
-
     try:
         data_dir = read_json(model_dir.parent / "config.json").get("data_dir")
         task = get_task(task_name)
@@ -347,8 +334,6 @@ def synthetic_columns(tokenizer, num_columns: int, n: int, seq_length: int, seed
 
 def _check(classifier, staging: Path, columns, source: str, quantize: str | None) -> ExportCheck:
     """Load the staged export with the runtime and compare its logits with PyTorch's."""
-    from bertfit.export.runtime import load_exported
-
     reference = classifier.logits(columns)
     exported = load_exported(staging).logits(columns)
     diff = float(np.abs(reference - exported).max()) if len(reference) else 0.0

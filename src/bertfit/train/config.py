@@ -195,17 +195,6 @@ class RunConfig:
         return config
 
     @classmethod
-    def for_task(cls, task: str, **fields) -> RunConfig:
-        """The defaults of ``bertfit train --task TASK``: the task's searched recipe (see
-        :mod:`bertfit.train.recipes`) on top of the defaults, then ``fields``."""
-        from bertfit.train.config_file import load_run_config
-
-        config = load_run_config(None, [("task", task)])
-        for name, value in fields.items():
-            setattr(config, name, value)
-        return config
-
-    @classmethod
     def from_json_file(cls, path) -> RunConfig:
         """Read a run's ``config.json``."""
         return cls.from_dict(read_json(path), where=str(path))

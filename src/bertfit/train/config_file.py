@@ -11,9 +11,10 @@ keeps its default::
 
 Overrides name a key by its dotted path (``optimizer.learning_rate=3e-5 trainer.epochs=5``).
 Unknown keys and values of the wrong type are :class:`ConfigError` naming the key and the
-nearest valid one. :func:`resolve_run_config` fills in what a run derives (the task's data
-directory, the model directory, the schedule's ``total_steps``), giving the same config a run
-writes to ``RUN/config.json``; fed back through ``--config`` that file repeats the run exactly.
+nearest valid one. :func:`bertfit.train.run.resolve_run_config` fills in what a run derives
+(the task's data directory, the model directory, the schedule's ``total_steps``), giving the
+same config a run writes to ``RUN/config.json``; fed back through ``--config`` that file
+repeats the run exactly.
 
 This module does not import torch.
 """
@@ -30,9 +31,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bertfit.config import _check_type, read_json
 from bertfit.errors import ConfigError
 from bertfit.train.config import RunConfig
+from bertfit.train.recipes import task_recipe
 
 CONFIG_FILE = "config.json"
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -43,39 +47,32 @@ Override = tuple[str, Any]
 # -- reading files ------------------------------------------------------------------------------
 
 
-def _yaml_loader():
-    import yaml
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``3e-5`` as a number, as YAML 1.2 and JSON do.
 
-    class Loader(yaml.SafeLoader):
-        """SafeLoader that also reads ``3e-5`` as a number, as YAML 1.2 and JSON do.
+    PyYAML follows YAML 1.1, where a float needs a dot, so ``learning_rate: 3e-5`` would
+    arrive as the string ``"3e-5"``.
+    """
 
-        PyYAML follows YAML 1.1, where a float needs a dot, so ``learning_rate: 3e-5`` would
-        arrive as the string ``"3e-5"``.
-        """
 
-    Loader.add_implicit_resolver(
-        "tag:yaml.org,2002:float",
-        re.compile(
-            r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-            |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-            |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-            |[-+]?\.(?:inf|Inf|INF)
-            |\.(?:nan|NaN|NAN))$""",
-            re.X,
-        ),
-        list("-+0123456789."),
-    )
-    return Loader
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 
 
 def load_yaml(text: str, source: str) -> Any:
     """Parse YAML text safely; errors name ``source`` and the line."""
     try:
-        import yaml
-    except ImportError:
-        raise ConfigError(f"{source}: reading YAML needs PyYAML: pip install pyyaml") from None
-    try:
-        return yaml.load(text, Loader=_yaml_loader())  # a SafeLoader subclass: no objects
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no objects
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
@@ -119,8 +116,6 @@ def dump_config(data: dict[str, Any], fmt: str = "json") -> str:
     if fmt == "json":
         return json.dumps(data, indent=2) + "\n"
     if fmt == "yaml":
-        import yaml
-
         return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
     raise ConfigError(f"unknown config format {fmt!r}; expected 'json' or 'yaml'")
 
@@ -294,8 +289,6 @@ def _with_task_recipe(
     defaults: dict[str, Any], data: dict[str, Any], overrides: Sequence[Override]
 ) -> dict[str, Any]:
     """``defaults`` with the recipe of the task that ``data`` and ``overrides`` name."""
-    from bertfit.train.recipes import task_recipe
-
     final = dict(data)
     for key, value in overrides:  # the task may come from --task, or task=..., or the file
         if key == "task":
@@ -305,27 +298,3 @@ def _with_task_recipe(
     if final.get("data", {}).get("train_file") is not None:
         return defaults  # the user's own files: no GLUE task's recipe
     return apply_overrides(defaults, list(task_recipe(final.get("task")).items()), "recipe")
-
-
-# -- resolution ---------------------------------------------------------------------------------
-
-
-def resolve_run_config(config: RunConfig, download: bool = False) -> RunConfig:
-    """Fill in what a run derives, exactly as ``bertfit train`` writes it to ``RUN/config.json``.
-
-    The task's canonical name, its data directory and the model directory as absolute paths,
-    ``optimizer.total_steps`` from the number of training examples (the file is read,
-    not tokenized), and the precision ``auto`` takes on this machine. ``config`` is changed in
-    place and returned.
-    """
-    from bertfit.model.presets import resolve_model_dir
-    from bertfit.precision import resolve_device, resolve_precision
-    from bertfit.train.run import load_task_data
-
-    _task, train, _dev = load_task_data(config, download=download)
-    config.model = str(resolve_model_dir(config.model).resolve())
-    config.optimizer.total_steps = config.trainer.planned_steps(len(train))
-    device = resolve_device(config.trainer.device)
-    config.trainer.precision = resolve_precision(config.trainer.precision, device)
-    config.optimizer.validate()
-    return config

@@ -137,6 +137,49 @@ def shard_batch(batch: list[int], rank: int, world_size: int, accum_steps: int) 
     return [batch[k * world_size + rank :: slots] for k in range(accum_steps)]
 
 
+@dataclass
+class MicroBatch:
+    """One of this process's micro-batches of a global batch, as :func:`micro_batches` yields it.
+
+    ``indices`` are its examples; ``weight`` is their share of the global batch (0 for the
+    stand-in of an empty slot); ``sync`` is the gradient-sync context to run its backward in.
+    """
+
+    indices: list[int]
+    weight: float
+    sync: contextlib.AbstractContextManager
+    world_size: int = 1
+
+    def weighted(self, loss: torch.Tensor) -> torch.Tensor:
+        """The micro-batch's mean ``loss`` as its part of the global batch's mean loss."""
+        return loss if self.weight == 1.0 else loss * self.weight
+
+    def for_backward(self, loss: torch.Tensor) -> torch.Tensor:
+        """The (weighted) loss to differentiate: DDP averages gradients over processes, so
+        scale by the process count to make their sum the gradient of the global mean."""
+        return loss * self.world_size if self.world_size > 1 else loss
+
+
+def micro_batches(
+    batch: list[int], context: DistributedContext, accum_steps: int, model: torch.nn.Module
+) -> Iterator[MicroBatch]:
+    """This process's micro-batches of the global ``batch``, weighted and with their sync.
+
+    Gradients are reduced between processes only on the last one (see :func:`gradient_sync`).
+    A short last batch can leave a slot empty: alone, it is skipped; in a job the collectives
+    still need this process's (zero) gradients, so the slot runs one example with weight 0.
+    """
+    slots = shard_batch(batch, context.rank, context.world_size, accum_steps)
+    for k, indices in enumerate(slots):
+        weight = len(indices) / len(batch)
+        if not indices:
+            if not context.enabled:
+                continue
+            indices = batch[:1]
+        sync = gradient_sync(model, k == accum_steps - 1)
+        yield MicroBatch(indices, weight, sync, context.world_size)
+
+
 def all_reduce_sum(values: list[float], device: torch.device | str = "cpu") -> list[float]:
     """Element-wise sum over all processes (the values themselves when alone)."""
     if not current().enabled:

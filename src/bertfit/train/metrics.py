@@ -7,16 +7,37 @@ Undefined cases return 0.0 rather than NaN (F1 with no positive label or predict
 correlation of a constant input), as scikit-learn does for F1 and MCC: an early model that
 predicts one class or one value scores 0, and best-model selection never compares against NaN.
 Inputs that contain NaN or infinity give NaN for the correlations.
+
+A run's records name each dev split's metrics with :func:`metric_prefix` (``dev_accuracy``, or
+``dev_matched_accuracy`` for MNLI's two dev files); :func:`dev_metrics` gives them the short
+names that ``bertfit train`` and ``bertfit evaluate`` print.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from bertfit.errors import ConfigError
+
+DEV_PREFIX = "dev_"
+
+
+def metric_prefix(split: str) -> str:
+    """Prefix of a dev split's metrics in records: ``dev_`` or ``dev_matched_`` (MNLI)."""
+    return f"{split}_"
+
+
+def dev_metrics(record: Mapping[str, object]) -> dict[str, object]:
+    """A record's dev metrics under their short names: ``dev_accuracy`` -> ``accuracy``,
+    ``dev_matched_accuracy`` -> ``matched_accuracy``; other keys are left out."""
+    return {
+        key.removeprefix(DEV_PREFIX): value
+        for key, value in record.items()
+        if key.startswith(DEV_PREFIX)
+    }
 
 
 def _pair(pred, labels) -> tuple[np.ndarray, np.ndarray]:

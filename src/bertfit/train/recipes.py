@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from bertfit.data.tasks import get_task
+from bertfit.errors import ConfigError
+
 # Canonical task name -> dotted config keys. Searched with the packaged all-MiniLM-L6-v2,
 # batch 32, max length 128, 3 seeds per cell (docs/results.md).
 TASK_RECIPES: dict[str, dict[str, Any]] = {
@@ -50,9 +53,6 @@ def task_recipe(task: str | None) -> dict[str, Any]:
     """The dotted-key defaults of ``task`` (any spelling GLUE uses); empty when none."""
     if not task:
         return {}
-    from bertfit.data.tasks import get_task
-    from bertfit.errors import ConfigError
-
     try:
         name = get_task(task).name
     except ConfigError:

@@ -11,6 +11,7 @@ complete files only, and :func:`resume_run` continues it from its latest checkpo
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,16 +30,18 @@ from bertfit.data.user_stream import (
     scan_user_file,
 )
 from bertfit.errors import ConfigError
-from bertfit.inference import ClassifierInfo, TextClassifier
+from bertfit.inference import ClassifierInfo, TextClassifier, find_model_dir
 from bertfit.model.classifier import BertClassifier
 from bertfit.model.presets import resolve_model_dir
 from bertfit.model.sources import describe_source
 from bertfit.model.weights import load_pretrained
-from bertfit.precision import resolve_device
+from bertfit.precision import resolve_device, resolve_precision
 from bertfit.text.tokenizer import WordpieceTokenizer
 from bertfit.train import distributed
 from bertfit.train.checkpoint import STATE_FILE, checkpoints_dir, latest_checkpoint, step_of
 from bertfit.train.config import RunConfig
+from bertfit.train.evaluate import evaluate_examples
+from bertfit.train.metrics import dev_metrics, metric_prefix
 from bertfit.train.trainer import Trainer, TrainResult
 
 
@@ -118,6 +121,23 @@ def _load_user_data(config: RunConfig) -> tuple[TaskSpec, FileExamples, dict[str
     return task, FileExamples(Path(data.train_file), columns, train_labels, train_scan.source), dev
 
 
+def resolve_run_config(config: RunConfig, download: bool = False) -> RunConfig:
+    """Fill in what a run derives, exactly as ``bertfit train`` writes it to ``RUN/config.json``.
+
+    The task's canonical name, its data directory and the model directory as absolute paths,
+    ``optimizer.total_steps`` from the number of training examples (the file is read,
+    not tokenized), and the precision ``auto`` takes on this machine. ``config`` is changed in
+    place and returned.
+    """
+    _task, train, _dev = load_task_data(config, download=download)
+    config.model = str(resolve_model_dir(config.model).resolve())
+    config.optimizer.total_steps = config.trainer.planned_steps(len(train))
+    device = resolve_device(config.trainer.device)
+    config.trainer.precision = resolve_precision(config.trainer.precision, device)
+    config.optimizer.validate()
+    return config
+
+
 def task_of(config: RunConfig) -> TaskSpec:
     """The task of a resolved run config (a GLUE task, or the user's own files)."""
     data = config.data
@@ -140,6 +160,61 @@ def read_split(
         raise ConfigError(f"this run has no {split} file (its splits: train, dev when given)")
     columns = Columns(data.text_a, data.text_b, data.label)
     return read_user_examples(files[split], columns, task, split)
+
+
+@dataclass
+class SplitScores:
+    """The metrics of one evaluated split and how many examples they cover."""
+
+    split: str
+    examples: int
+    metrics: dict[str, float]
+
+
+@dataclass
+class RunEvaluation:
+    """What :func:`evaluate_run` measured: each split's scores and all of them in one mapping.
+
+    ``metrics`` holds the plain metric names for one split, and for several (MNLI's matched
+    and mismatched dev files) names that carry the file: ``matched_accuracy``.
+    """
+
+    task: str
+    splits: list[SplitScores] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def evaluate_run(
+    run: str | Path, split: str = "dev", data_dir: str | Path | None = None, batch_size: int = 64
+) -> RunEvaluation:
+    """The metrics of a run's best model (or of a saved model directory) on a labelled split.
+
+    ``split`` "dev" means every dev file of the task; otherwise a split name such as
+    ``train`` or ``dev_mismatched``. The data is the run's own (``RUN/config.json``) unless
+    ``data_dir`` names another GLUE directory; a bare model directory knows only its task.
+    """
+    model_dir = find_model_dir(run)
+    classifier = TextClassifier.from_pretrained(model_dir)
+    run_file = model_dir.parent / "config.json"
+    if run_file.is_file():
+        config = RunConfig.from_json_file(run_file)
+    else:
+        config = RunConfig(task=classifier.info.task, data_dir=None)
+    task = task_of(config)
+    splits = task.dev_splits if split == "dev" else (split,)
+    result = RunEvaluation(task.name)
+    for name in splits:
+        examples = read_split(config, task, name, data_dir)
+        if examples.labels is None:
+            raise ConfigError(f"split {name!r} has no labels to evaluate against; use predict")
+        scores = evaluate_examples(classifier, task, examples, batch_size)
+        result.splits.append(SplitScores(name, len(examples), scores))
+        if len(splits) == 1:
+            result.metrics.update(scores)
+        else:  # named after the file, as a run's records name them, less the "dev_"
+            named = {metric_prefix(name) + metric: value for metric, value in scores.items()}
+            result.metrics.update(dev_metrics(named))
+    return result
 
 
 def train_run(

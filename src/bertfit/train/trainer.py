@@ -25,18 +25,10 @@ import torch.nn.functional as F
 
 from bertfit.config import atomic_write_text
 from bertfit.data.batching import length_grouped_batches, random_batches
-from bertfit.data.encoding import ChunkedTexts, encode_stream
 from bertfit.data.readers import TextExamples
 from bertfit.data.tasks import TaskSpec
 from bertfit.errors import CheckpointError
-from bertfit.inference import (
-    Packed,
-    TextClassifier,
-    batch_tensors,
-    mean_by_owner,
-    packed_batch,
-    predict_logits,
-)
+from bertfit.inference import Packed, TextClassifier, batch_tensors, packed_batch
 from bertfit.precision import autocast, grad_scaler, resolve_device, resolve_precision
 from bertfit.progress import bar as progress_bar
 from bertfit.progress import enabled as progress_enabled
@@ -50,34 +42,11 @@ from bertfit.train.checkpoint import (
     save_checkpoint,
 )
 from bertfit.train.config import LoggingConfig, TrainerConfig
+from bertfit.train.evaluate import EncodedExamples, encode_examples, predict_encoded
 from bertfit.train.memory import HeapTrimmer
-from bertfit.train.metrics import collapse_message, compute_metrics
+from bertfit.train.metrics import collapse_message, compute_metrics, metric_prefix
 from bertfit.train.optim import OptimizationConfig, build_optimizer, clip_gradients
 from bertfit.train.tracking import RunTracker, global_grad_norm
-
-
-@dataclass
-class EncodedExamples:
-    """Packed model inputs with the labels of their texts.
-
-    Without windows each input is one text (``owners`` None). With windows a long text gives
-    several inputs; ``owners[i]`` is the text of input ``i``, which trains with that text's
-    label, and evaluation averages a text's window logits before comparing with its label.
-    ``inputs`` is a :class:`~bertfit.text.ragged.RaggedPacked` when made by
-    :func:`encode_examples`, or any sequence of packed pairs.
-    """
-
-    inputs: Sequence[Packed]
-    labels: np.ndarray
-    owners: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.inputs)
-
-    @property
-    def input_labels(self) -> np.ndarray:
-        """The label of every input (its text's label)."""
-        return self.labels if self.owners is None else self.labels[self.owners]
 
 
 @dataclass
@@ -89,31 +58,6 @@ class TrainResult:
     steps: int = 0
     # Per-step records (see bertfit.train.tracking), also written to RUN/steps.jsonl.
     step_records: list[dict] = field(default_factory=list)
-
-
-def evaluate_encoded(
-    classifier: TextClassifier, task: TaskSpec, data: EncodedExamples, batch_size: int = 64
-) -> dict[str, float]:
-    """The task's metrics of ``classifier`` on already encoded examples."""
-    return compute_metrics(
-        task.metrics, predict_encoded(classifier, task, data, batch_size), data.labels
-    )
-
-
-def predict_encoded(
-    classifier: TextClassifier,
-    task: TaskSpec,
-    data: EncodedExamples,
-    batch_size: int = 64,
-    progress: bool | None = None,
-    precision: str = "fp32",
-) -> np.ndarray:
-    """Predicted class ids (or scores, for regression) of encoded examples."""
-    logits = predict_logits(
-        classifier.model, data.inputs, classifier.padding_id, batch_size, progress, precision
-    )
-    logits = mean_by_owner(logits, data.owners, len(data.labels))
-    return logits[:, 0] if task.regression else logits.argmax(axis=-1)
 
 
 def _window_stats(losses: list[float], examples: int, started: float, scheduler) -> dict:
@@ -149,6 +93,28 @@ class _Window:
         return _window_stats(self.losses, self.examples, self.started, scheduler)
 
 
+class _EpochBar:
+    """An epoch's progress bar over its batches, showing the recent loss and the throughput."""
+
+    def __init__(self, batches) -> None:
+        self.batches = batches
+        self.started = time.perf_counter()
+        self.examples = 0
+        self.recent: list[float] = []  # the last 20 losses
+
+    def update(self, loss: float, examples: int, learning_rate: float, grad_norm: float) -> None:
+        self.examples += examples
+        self.recent = [*self.recent[-19:], loss]
+        elapsed = time.perf_counter() - self.started
+        self.batches.set_postfix(
+            loss=f"{np.mean(self.recent):.4f}",
+            lr=f"{learning_rate:.2e}",
+            ex_s=f"{self.examples / elapsed:.1f}",
+            gnorm=f"{grad_norm:.2f}",
+            refresh=False,
+        )
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM stopped training after a whole step, saved in ``checkpoint``."""
 
@@ -165,40 +131,6 @@ def _data_fingerprint(data: EncodedExamples) -> str:
     digest.update(np.asarray(example_lengths(data.inputs), dtype=np.int64).tobytes())
     digest.update(np.ascontiguousarray(data.input_labels).tobytes())
     return digest.hexdigest()
-
-
-def metric_prefix(split: str) -> str:
-    """Prefix of a dev split's metrics in records: ``dev_`` or ``dev_matched_`` (MNLI)."""
-    return f"{split}_"
-
-
-def encode_examples(
-    classifier: TextClassifier,
-    task: TaskSpec,
-    examples: TextExamples | ChunkedTexts,
-    progress: bool | None = None,
-) -> EncodedExamples:
-    """Tokenize and pack labelled examples (float targets for regression tasks).
-
-    The texts are encoded a chunk at a time into a compact store (see
-    :func:`bertfit.data.encoding.encode_stream`), so a large file never lives in memory as
-    Python strings or lists.
-    """
-    dtype = np.float32 if task.regression else np.int64
-    labels = np.asarray(examples.labels, dtype=dtype)
-    inputs, owners = encode_stream(
-        classifier.processor, examples, classifier.info.window_stride, progress
-    )
-    return EncodedExamples(inputs, labels, owners)
-
-
-def evaluate_examples(
-    classifier: TextClassifier, task: TaskSpec, examples: TextExamples, batch_size: int = 64
-) -> dict[str, float]:
-    """The task's metrics of ``classifier`` on labelled text examples."""
-    return evaluate_encoded(
-        classifier, task, encode_examples(classifier, task, examples), batch_size
-    )
 
 
 class Trainer:
@@ -218,6 +150,7 @@ class Trainer:
         self.task = task
         self.config = trainer_config
         self.optimization = optimization
+        self._optimization = optimization  # fit's copy, with the run's decay horizon
         self.output_dir = Path(output_dir) if output_dir is not None else None
         # None: a progress bar only when stderr is a terminal (see bertfit.progress).
         self.progress = progress_enabled(progress)
@@ -289,9 +222,10 @@ class Trainer:
         model = self.classifier.model.to(self.device)
         self._scaler = grad_scaler(self.precision, self.device)
         total_steps = self.plan_steps(len(train))
-        self.optimization.total_steps = total_steps
+        # The run's own copy: the caller's config keeps the horizon it had.
+        self._optimization = self.optimization.with_total_steps(total_steps)
         self._train_model = distributed.wrap_model(model, self.config.parallel)
-        optimizer, scheduler = build_optimizer(model, self.optimization)
+        optimizer, scheduler = build_optimizer(model, self._optimization)
         self._fingerprint = _data_fingerprint(train)
         position = _Position()
         checkpoint = load_checkpoint(resume) if resume is not None else None
@@ -337,40 +271,20 @@ class Trainer:
     def _train_epoch(self, epoch, batches, train, optimizer, scheduler, first_step, done=0) -> dict:
         """Train on ``batches[done:]``; ``first_step`` updates came before the epoch."""
         self._train_model.train()
-        bar = progress_bar(
-            batches[done:],
-            desc=f"epoch {epoch}/{self.config.epochs}",
-            unit="batch",
-            show=self.progress and self._context.is_main,
-            delay=0,
+        bar = _EpochBar(
+            progress_bar(
+                batches[done:],
+                desc=f"epoch {epoch}/{self.config.epochs}",
+                unit="batch",
+                show=self.progress and self._context.is_main,
+                delay=0,
+            )
         )
-        started, examples, recent = time.perf_counter(), 0, []
-        for index, batch in enumerate(bar, start=done + 1):  # index: batches done after this one
-            step_started = time.perf_counter()
+        for index, batch in enumerate(bar.batches, start=done + 1):  # batches done after this one
+            started = time.perf_counter()
             step = first_step + index
-            loss_value, grad_norm, stop = self._train_step(batch, train, optimizer, scheduler, step)
-            self._heap.after_step(step)
-            self._window.losses.append(loss_value)
-            self._window.examples += len(batch)
-            examples += len(batch)
-            recent = [*recent[-19:], loss_value]
-            self._tracker.step(
-                step=step,
-                epoch=epoch,
-                loss=loss_value,
-                learning_rate=self._learning_rate,
-                grad_norm=grad_norm,
-                examples=len(batch),
-                seconds=time.perf_counter() - step_started,
-            )
-            elapsed = time.perf_counter() - started
-            bar.set_postfix(
-                loss=f"{np.mean(recent):.4f}",
-                lr=f"{scheduler.get_last_lr()[0]:.2e}",
-                ex_s=f"{examples / elapsed:.1f}",
-                gnorm=f"{grad_norm:.2f}",
-                refresh=False,
-            )
+            loss, grad_norm, stop = self._train_step(batch, train, optimizer, scheduler, step)
+            self._after_step(step, epoch, len(batch), loss, grad_norm, started, bar, scheduler)
             inside = index < len(batches)  # the epoch's end evaluates and checkpoints anyway
             every = self.config.eval_every_steps
             if every and step % every == 0 and inside:
@@ -382,54 +296,75 @@ class Trainer:
                 self._checkpoint(_Position(step, epoch, index), optimizer, scheduler)
             if stop:
                 raise TrainingInterrupted(self._stop_signal, step, self._last_checkpoint)
-        bar.close()
+        bar.batches.close()
         self._tracker.end_epoch(first_step + len(batches), epoch, self._learning_rate)
         return self._window.stats(scheduler)
 
     def _train_step(self, batch, train, optimizer, scheduler, step) -> tuple[float, float, bool]:
-        """One optimizer update on a global batch: this process's micro-batches, then the step.
+        """One optimizer update on a global batch: forward, loss and backward on each of this
+        process's micro-batches, then clip, step and schedule.
 
         Returns the global batch's mean loss, the gradient norm before clipping, and whether
         some process was asked to stop (SIGINT or SIGTERM).
         """
         context, accum = self._context, self.config.grad_accum_steps
-        micro_batches = distributed.shard_batch(batch, context.rank, context.world_size, accum)
-        contribution = 0.0  # this process's share of the global mean loss
-        for k, micro in enumerate(micro_batches):
-            weight = len(micro) / len(batch)
-            if not micro:
-                if not context.enabled:
-                    continue
-                # A short last batch leaves this slot empty; the collectives still need this
-                # process's (zero) gradients, so it runs one example with weight 0.
-                micro = batch[:1]
-            with distributed.gradient_sync(self._train_model, k == accum - 1):
-                loss = self._batch_loss(self._train_model, train, micro)
-                scaled = loss if weight == 1.0 else loss * weight
-                # DDP averages gradients over processes: scale so that their sum is the mean.
-                self._backward(scaled * context.world_size if context.enabled else scaled)
-            contribution += scaled.item()
+        local_loss = 0.0  # this process's part of the global batch's mean loss
+        for micro in distributed.micro_batches(batch, context, accum, self._train_model):
+            with micro.sync:
+                loss = micro.weighted(self._batch_loss(self._train_model, train, micro.indices))
+                self._backward(micro.for_backward(loss))
+            local_loss += loss.item()
+        loss_value, stop = self._agree_on_step(local_loss, step)
+        grad_norm = self._clip_gradients(optimizer)
+        self._learning_rate = scheduler.get_last_lr()[0]  # the rate this update uses
+        self._optimizer_step(optimizer)
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss_value, grad_norm, stop
+
+    def _agree_on_step(self, local_loss: float, step: int) -> tuple[float, bool]:
+        """The global batch's mean loss and whether any process was asked to stop, agreed by
+        all processes; a loss that is not finite stops before a bad step reaches the weights."""
         stop_requested = float(self._stop_signal is not None)
-        loss_value, stops = distributed.all_reduce_sum([contribution, stop_requested])
-        if not math.isfinite(loss_value):  # stop before a bad step reaches the weights
+        loss_value, stops = distributed.all_reduce_sum([local_loss, stop_requested])
+        if not math.isfinite(loss_value):
             kept = f"; the last good checkpoint is {self._last_checkpoint}" * bool(
                 self._last_checkpoint
             )
             raise FloatingPointError(f"training loss became {loss_value} at step {step}{kept}")
+        return loss_value, stops > 0
+
+    def _clip_gradients(self, optimizer) -> float:
+        """Clip as the optimizer config says; returns the gradient norm before clipping."""
         if self._scaler is not None:
             self._scaler.unscale_(optimizer)  # clip and log the true gradient norm
-        grad_norm = clip_gradients(optimizer, self.optimization)
+        grad_norm = clip_gradients(optimizer, self._optimization)
         if grad_norm is None:  # clipping is off, but the norm is still worth logging
             grad_norm = global_grad_norm(self.classifier.model.parameters())
-        self._learning_rate = scheduler.get_last_lr()[0]  # the rate this update uses
-        if self._scaler is not None:
-            self._scaler.step(optimizer)  # skips the update if fp16 gradients overflowed
-            self._scaler.update()
-        else:
+        return grad_norm
+
+    def _optimizer_step(self, optimizer) -> None:
+        if self._scaler is None:
             optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss_value, grad_norm, stops > 0
+            return
+        self._scaler.step(optimizer)  # skips the update if fp16 gradients overflowed
+        self._scaler.update()
+
+    def _after_step(self, step, epoch, examples, loss, grad_norm, started, bar, scheduler) -> None:
+        """A step's bookkeeping: heap trim, evaluation window, step log, progress bar."""
+        self._heap.after_step(step)
+        self._window.losses.append(loss)
+        self._window.examples += examples
+        self._tracker.step(
+            step=step,
+            epoch=epoch,
+            loss=loss,
+            learning_rate=self._learning_rate,
+            grad_norm=grad_norm,
+            examples=examples,
+            seconds=time.perf_counter() - started,
+        )
+        bar.update(loss, examples, scheduler.get_last_lr()[0], grad_norm)
 
     def _batch_loss(self, model, data: EncodedExamples, batch: list[int]) -> torch.Tensor:
         """Mean training loss of the examples ``batch`` of ``data`` (forward under autocast).

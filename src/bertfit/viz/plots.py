@@ -14,13 +14,7 @@ from bertfit.config import read_json
 from bertfit.errors import BertfitError, ConfigError
 from bertfit.text.packing import DEFAULT_TRUNCATOR
 from bertfit.train.config import RunConfig
-from bertfit.train.config_file import (
-    CONFIG_FILE,
-    Override,
-    load_run_config,
-    read_config_file,
-    resolve_run_config,
-)
+from bertfit.train.config_file import CONFIG_FILE, Override, load_run_config, read_config_file
 from bertfit.train.optim import OptimizationConfig
 from bertfit.train.tracking import STEP_LOG_FILE, read_jsonl
 from bertfit.viz import data as viz_data
@@ -56,7 +50,8 @@ def optimization_from_source(
 
     Returns the config (``total_steps`` set) and, for a run left as it was, the per-step
     records of ``steps.jsonl``. The horizon is ``total_steps`` if given, else the config's,
-    else derived from the task's training data (see ``resolve_run_config``).
+    else derived from the task's training data (see
+    :func:`bertfit.train.run.resolve_run_config`).
     """
     path = Path(source).expanduser()
     used = None
@@ -70,6 +65,9 @@ def optimization_from_source(
             used = read_jsonl(path / STEP_LOG_FILE) or None
         stale = bool(overrides)  # trainer settings may have changed the horizon
         if total_steps is None and (config.optimizer.total_steps is None or stale):
+            # torch loads only when the horizon must be counted from the training data
+            from bertfit.train.run import resolve_run_config
+
             try:
                 resolve_run_config(config)  # counts the training examples
             except BertfitError as error:

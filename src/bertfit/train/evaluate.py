@@ -1,0 +1,96 @@
+"""Evaluation: encode labelled examples, predict them, and score them with the task's metrics.
+
+How records name the metrics is :func:`bertfit.train.metrics.metric_prefix`; evaluating a saved
+run on its own splits is :func:`bertfit.train.run.evaluate_run`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bertfit.data.encoding import ChunkedTexts, encode_stream
+from bertfit.data.readers import TextExamples
+from bertfit.data.tasks import TaskSpec
+from bertfit.inference import Packed, TextClassifier, mean_by_owner, predict_logits
+from bertfit.train.metrics import compute_metrics
+
+
+@dataclass
+class EncodedExamples:
+    """Packed model inputs with the labels of their texts.
+
+    Without windows each input is one text (``owners`` None). With windows a long text gives
+    several inputs; ``owners[i]`` is the text of input ``i``, which trains with that text's
+    label, and evaluation averages a text's window logits before comparing with its label.
+    ``inputs`` is a :class:`~bertfit.text.ragged.RaggedPacked` when made by
+    :func:`encode_examples`, or any sequence of packed pairs.
+    """
+
+    inputs: Sequence[Packed]
+    labels: np.ndarray
+    owners: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    @property
+    def input_labels(self) -> np.ndarray:
+        """The label of every input (its text's label)."""
+        return self.labels if self.owners is None else self.labels[self.owners]
+
+
+def encode_examples(
+    classifier: TextClassifier,
+    task: TaskSpec,
+    examples: TextExamples | ChunkedTexts,
+    progress: bool | None = None,
+) -> EncodedExamples:
+    """Tokenize and pack labelled examples (float targets for regression tasks).
+
+    The texts are encoded a chunk at a time into a compact store (see
+    :func:`bertfit.data.encoding.encode_stream`), so a large file never lives in memory as
+    Python strings or lists.
+    """
+    dtype = np.float32 if task.regression else np.int64
+    labels = np.asarray(examples.labels, dtype=dtype)
+    inputs, owners = encode_stream(
+        classifier.processor, examples, classifier.info.window_stride, progress
+    )
+    return EncodedExamples(inputs, labels, owners)
+
+
+def predict_encoded(
+    classifier: TextClassifier,
+    task: TaskSpec,
+    data: EncodedExamples,
+    batch_size: int = 64,
+    progress: bool | None = None,
+    precision: str = "fp32",
+) -> np.ndarray:
+    """Predicted class ids (or scores, for regression) of encoded examples."""
+    logits = predict_logits(
+        classifier.model, data.inputs, classifier.padding_id, batch_size, progress, precision
+    )
+    logits = mean_by_owner(logits, data.owners, len(data.labels))
+    return logits[:, 0] if task.regression else logits.argmax(axis=-1)
+
+
+def evaluate_encoded(
+    classifier: TextClassifier, task: TaskSpec, data: EncodedExamples, batch_size: int = 64
+) -> dict[str, float]:
+    """The task's metrics of ``classifier`` on already encoded examples."""
+    return compute_metrics(
+        task.metrics, predict_encoded(classifier, task, data, batch_size), data.labels
+    )
+
+
+def evaluate_examples(
+    classifier: TextClassifier, task: TaskSpec, examples: TextExamples, batch_size: int = 64
+) -> dict[str, float]:
+    """The task's metrics of ``classifier`` on labelled text examples."""
+    return evaluate_encoded(
+        classifier, task, encode_examples(classifier, task, examples), batch_size
+    )
