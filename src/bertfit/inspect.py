@@ -30,6 +30,7 @@ from bertfit.model.sources import describe_source, read_lower_case
 from bertfit.model.sources import find_weights as find_source_weights
 from bertfit.model.tf_checkpoint import CheckpointReader
 from bertfit.model.tf_names import map_checkpoint, variable_names
+from bertfit.text.tokenizer import SPECIAL_TOKENS, UNK_TOKEN, read_vocab
 
 SAFETENSORS_SUFFIX = ".safetensors"
 TORCH_SUFFIXES = (".bin", ".pt", ".pth")
@@ -312,8 +313,6 @@ def _architecture(path: Path, directory: Path, tensors: list[Tensor]):
 
 
 def _special_tokens(vocab_path: Path | None, lower_case: bool | None):
-    from bertfit.text.tokenizer import SPECIAL_TOKENS, UNK_TOKEN, read_vocab
-
     if vocab_path is None:
         return {}, {}
     vocab, size = read_vocab(vocab_path)
@@ -333,7 +332,7 @@ def _classifier_info(directory: Path) -> dict[str, Any]:
     results = directory.parent / "results.json"
     if (directory / BERTFIT_FILE).is_file() and results.is_file():
         best = (read_json(results) or {}).get("best") or {}
-        from bertfit.viz.data import metric_keys
+        from bertfit.viz.data import metric_keys  # viz.data needs torch; inspect must not
 
         shown = ["epoch", "step", *metric_keys([best])]
         info["best"] = {k: best[k] for k in shown if k in best}
