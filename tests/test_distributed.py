@@ -2,7 +2,9 @@
 
 The tiny model has dropout 0, so the only differences between the runs compared here are how
 the examples are split and how gradients are summed: the losses and weights must agree to
-float32 rounding (1e-5). Two-process runs use ``torchrun`` on CPU with ``gloo``.
+float32 rounding (1e-5). Every run is in fp32: on a CPU with native bf16, ``auto`` would pick
+bf16 autocast, whose rounding differs with the batch's split. Two-process runs use
+``torchrun`` on CPU with ``gloo``.
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ def _fit(tmp_path, batch_size: int, accum: int):
     trainer = Trainer(
         make_tiny_classifier(tmp_path),
         MRPC,
-        TrainerConfig(epochs=2, batch_size=batch_size, grad_accum_steps=accum, seed=0),
+        TrainerConfig(
+            epochs=2, batch_size=batch_size, grad_accum_steps=accum, seed=0, precision="fp32"
+        ),
         OptimizationConfig(learning_rate=3e-3),
         progress=False,
     )
@@ -94,7 +98,8 @@ def _train(run_dir: Path, glue_and_model, batch_size: int, processes: int, *extr
     result = subprocess.run(
         [*launcher, "train", "--output", str(run_dir), "--data-dir", str(glue),
          "--model", str(model), "--epochs", "2", "--batch-size", str(batch_size),
-         "--max-seq-length", "32", "--learning-rate", "3e-3", "--quiet", *extra],
+         "--max-seq-length", "32", "--learning-rate", "3e-3", "--precision", "fp32", "--quiet",
+         *extra],
         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
