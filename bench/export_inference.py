@@ -86,9 +86,9 @@ def ensure_exports(run: Path, work: Path) -> dict[str, Path]:
 
 def parity(run: Path, exports: dict[str, Path], dev) -> tuple[dict, object]:
     """Max |logit diff| of each export vs PyTorch on all of dev, and each one's accuracy."""
-    from bertfit.export.export import find_model_dir
     from bertfit.export.runtime import load_exported
     from bertfit.inference import TextClassifier
+    from bertfit.paths import find_model_dir
 
     classifier = TextClassifier.from_pretrained(find_model_dir(run))
     labels = np.asarray(dev.labels)
@@ -141,8 +141,8 @@ def measure_bertfit_system(system: str, args, dev) -> dict:
         )
     import torch
 
-    from bertfit.export.export import find_model_dir
     from bertfit.inference import TextClassifier
+    from bertfit.paths import find_model_dir
 
     classifier = TextClassifier.from_pretrained(find_model_dir(Path(args.run)))
     torch.set_num_threads(args.threads)
@@ -173,7 +173,7 @@ def measure_in_fresh_process(args, system: str) -> dict:
 
 def measure_peer(args, run: Path, dev, work: Path, system: str) -> dict:
     """One peer system, measured by ``bench/peers_inference.py`` in the peers' environment."""
-    from bertfit.export.export import find_model_dir
+    from bertfit.paths import find_model_dir
 
     pairs_file = work / "mrpc-dev-pairs.json"
     pairs_file.write_text(json.dumps({"pairs": list(zip(*dev.columns)), "labels": dev.labels}))

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import bertfit
 from bertfit import progress
-from bertfit.config import read_json, write_json
+from bertfit.config import write_json
 from bertfit.data.readers import read_prediction_input
 from bertfit.errors import BertfitError, ConfigError
+from bertfit.paths import find_model_dir
 from bertfit.serve import DEFAULT_HOST, DEFAULT_PORT, ServeConfig
 from bertfit.train.config_file import (
-    config_defaults,
-    config_keys,
+    describe_keys,
     dump_config,
     load_run_config,
     parse_overrides,
@@ -333,7 +333,7 @@ def _run_evaluate(args) -> int:
 
 
 def _run_predict(args) -> int:
-    from bertfit.inference import TextClassifier, find_model_dir  # torch: only to run models
+    from bertfit.inference import TextClassifier  # torch: only to run models
 
     classifier = TextClassifier.from_pretrained(find_model_dir(args.run))
     names = tuple(classifier.info.input_names)
@@ -385,13 +385,8 @@ def _run_config_show(args) -> int:
 
 
 def _run_config_keys(args) -> int:
-    defaults = config_defaults()
-    for key, annotation in config_keys().items():
-        value = defaults
-        for part in key.split("."):
-            value = value[part]
-        kind = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-        print(f"{key:<40} {kind:<28} {json.dumps(value)}")
+    for key, kind, default in describe_keys():
+        print(f"{key:<40} {kind:<28} {json.dumps(default)}")
     return 0
 
 
@@ -539,20 +534,15 @@ def _add_export(commands) -> None:
 
 
 def _run_export(args) -> int:
-    from bertfit.export.export import export_classifier, find_model_dir  # torch: only to export
+    from bertfit.export.export import export_classifier  # torch: only to export
 
-    columns = None
-    if args.check_input:
-        model_dir = find_model_dir(args.run)
-        names = tuple(read_json(model_dir / "bertfit.json").get("input_names") or ())
-        columns = read_prediction_input(args.check_input, names)
     result = export_classifier(
         args.run,
         args.output,
         export_format=args.format,
         quantize=args.quantize,
         check_examples=args.check_examples,
-        check_columns=columns,
+        check_input=args.check_input,
         overwrite=args.overwrite,
         transformer_fusions=args.transformer_fusions,
     )
@@ -651,7 +641,7 @@ def _add_models(commands) -> None:
 
 
 def _run_models(args) -> int:
-    from bertfit.model.presets import models_table, preset_listings
+    from bertfit.model.presets import models_table, preset_listings  # protobuf: only for models
 
     rows = preset_listings()
     print(json.dumps(rows, indent=2) if args.json else models_table(rows))

@@ -25,21 +25,20 @@ from bertfit.config import (
     write_json,
 )
 from bertfit.data.batching import sorted_batches
-from bertfit.errors import CheckpointError, ConfigError
+from bertfit.errors import CheckpointError
 from bertfit.model.classifier import BertClassifier
 from bertfit.model.hf_classifier import load_classifier, save_pretrained
 from bertfit.model.packed import PackedBatch, pack_arrays, pack_sequences
+from bertfit.paths import BERTFIT_FILE
 from bertfit.precision import autocast
 from bertfit.progress import bar as progress_bar
 from bertfit.text.packing import DEFAULT_TRUNCATOR, Truncator, pad_packed
 from bertfit.text.processor import TextProcessor
 from bertfit.text.ragged import RaggedPacked, example_lengths
-from bertfit.text.tokenizer import WordpieceTokenizer
+from bertfit.text.tokenizer import VOCAB_FILE_NAME, WordpieceTokenizer
 
-BERTFIT_FILE = "bertfit.json"
 # Rows tokenized at once when encoding a large input under a progress bar.
 ENCODE_CHUNK = 8192
-VOCAB_FILE = "vocab.txt"
 
 
 @dataclass
@@ -138,15 +137,6 @@ def mean_by_owner(logits: np.ndarray, owners: np.ndarray | None, count: int) -> 
     return (sums / np.bincount(owners, minlength=count)[:, None]).astype(np.float32)
 
 
-def find_model_dir(path: str | Path) -> Path:
-    """The saved model directory of a run directory (``RUN/model``), or ``path`` itself."""
-    path = Path(path)
-    for candidate in (path / "model", path):
-        if (candidate / BERTFIT_FILE).is_file():
-            return candidate
-    raise ConfigError(f"{path}: not a bertfit run (no model/{BERTFIT_FILE}) or model directory")
-
-
 class TextClassifier:
     """A classifier model, its tokenizer and its label names, used on raw strings."""
 
@@ -179,7 +169,7 @@ class TextClassifier:
                 f"{directory}: the model has {model.num_classes} outputs but {BERTFIT_FILE} "
                 f"names {len(info.label_names)} labels"
             )
-        tokenizer = WordpieceTokenizer(directory / VOCAB_FILE, lower_case=info.lower_case)
+        tokenizer = WordpieceTokenizer(directory / VOCAB_FILE_NAME, lower_case=info.lower_case)
         return cls(model, tokenizer, info)
 
     def save_pretrained(self, directory: str | Path) -> None:

@@ -30,11 +30,11 @@ from bertfit.model.sources import describe_source, read_lower_case
 from bertfit.model.sources import find_weights as find_source_weights
 from bertfit.model.tf_checkpoint import CheckpointReader
 from bertfit.model.tf_names import map_checkpoint, variable_names
-from bertfit.text.tokenizer import SPECIAL_TOKENS, UNK_TOKEN, read_vocab
+from bertfit.paths import BERTFIT_FILE
+from bertfit.text.tokenizer import SPECIAL_TOKENS, UNK_TOKEN, VOCAB_FILE_NAME, read_vocab
 
 SAFETENSORS_SUFFIX = ".safetensors"
 TORCH_SUFFIXES = (".bin", ".pt", ".pth")
-BERTFIT_FILE = "bertfit.json"
 
 # Entries that are buffers, not parameters (older transformers saved them).
 _BUFFERS = re.compile(r"(^|[./])embeddings[./](position_ids|token_type_ids)$")
@@ -293,7 +293,7 @@ def _uncached_preset(source: str | Path) -> ModelSummary | None:
 
 def _architecture(path: Path, directory: Path, tensors: list[Tensor]):
     """``(architecture, where it came from, vocabulary file, lower_case)`` of a model."""
-    vocab = directory / "vocab.txt" if (directory / "vocab.txt").is_file() else None
+    vocab = directory / VOCAB_FILE_NAME if (directory / VOCAB_FILE_NAME).is_file() else None
     lower_case = _lower_case(directory) if vocab else None
     try:
         source = describe_source(path)  # configs of every format, TensorFlow's included
@@ -350,7 +350,7 @@ def _lower_case(directory: Path) -> bool | None:
     if (directory / BERTFIT_FILE).is_file():
         return read_json(directory / BERTFIT_FILE).get("lower_case")
     try:
-        return read_lower_case(directory) if (directory / "vocab.txt").is_file() else None
+        return read_lower_case(directory) if (directory / VOCAB_FILE_NAME).is_file() else None
     except BertfitError:
         return None
 

@@ -1,9 +1,20 @@
-"""Where bertfit keeps files of its own: one user cache for models and data alike."""
+"""The names of bertfit's own files and where it keeps them: the user cache, a saved classifier.
+
+Torch-free, so the commands that only read files (``inspect``, ``plot``) use it too.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from bertfit.errors import ConfigError
+
+#: A fine-tuned classifier's own settings (task, labels, length, lower-casing, truncator),
+#: beside Hugging Face's files in its directory.
+BERTFIT_FILE = "bertfit.json"
+#: Where a run directory keeps its best model.
+RUN_MODEL_DIR = "model"
 
 
 def cache_root() -> Path:
@@ -13,3 +24,12 @@ def cache_root() -> Path:
     """
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "bertfit"
+
+
+def find_model_dir(path: str | Path) -> Path:
+    """The saved model directory of a run directory (``RUN/model``), or ``path`` itself."""
+    path = Path(path).expanduser()
+    for candidate in (path / RUN_MODEL_DIR, path):
+        if (candidate / BERTFIT_FILE).is_file():
+            return candidate
+    raise ConfigError(f"{path}: not a bertfit run (no model/{BERTFIT_FILE}) or model directory")

@@ -22,7 +22,7 @@ import torch
 
 import bertfit
 from bertfit.config import make_staging_dir, read_json, replace_directory, write_json
-from bertfit.data.readers import read_glue_split
+from bertfit.data.readers import read_glue_split, read_prediction_input
 from bertfit.data.tasks import get_task
 from bertfit.errors import BertfitError, CheckpointError, ConfigError
 from bertfit.export import onnx_export
@@ -32,13 +32,14 @@ from bertfit.export.manifest import (
     FORMAT_VERSION,
     MANIFEST_FILE,
     MODEL_FILES,
-    VOCAB_FILE,
     describe_files,
 )
 from bertfit.export.runtime import load_exported
 from bertfit.export.spec import ClassifierSpec, ModelSpec, PackingSpec, TokenizerSpec
-from bertfit.inference import TextClassifier, find_model_dir
+from bertfit.inference import TextClassifier
+from bertfit.paths import find_model_dir
 from bertfit.progress import bar as progress_bar
+from bertfit.text.tokenizer import VOCAB_FILE_NAME
 
 EXPORT_FORMATS = tuple(MODEL_FILES)
 QUANTIZATIONS = ("int8",)
@@ -78,6 +79,7 @@ def export_classifier(
     quantize: str | None = None,
     check_examples: int = DEFAULT_CHECK_EXAMPLES,
     check_columns: list[list[str]] | None = None,
+    check_input: str | Path | None = None,
     overwrite: bool = False,
     transformer_fusions: bool = False,
     progress: bool | None = None,
@@ -92,6 +94,9 @@ def export_classifier(
         check_examples: how many examples to compare with the PyTorch model (0: no check).
         check_columns: the texts to compare on (text columns); by default the first examples
             of the run's dev split when its files are at hand, else generated sentences.
+        check_input: a file of texts to compare on instead (TSV, CSV or JSON lines with the
+            model's input columns, as ``bertfit predict --input`` reads), read before anything
+            is written.
         overwrite: replace an existing ``output``.
         transformer_fusions: also apply ``onnxruntime.transformers``' BERT fusions (Attention,
             EmbedLayerNormalization, SkipLayerNormalization, BiasGelu) at export. Off by
@@ -118,6 +123,8 @@ def export_classifier(
         model_dir = find_model_dir(source)
         classifier = TextClassifier.from_pretrained(model_dir)
     _check_lengths(classifier)
+    if check_input is not None:
+        check_columns = read_prediction_input(check_input, tuple(classifier.info.input_names))
     if classifier.info.window_stride is not None:
         # The exported runtime packs one input per text; averaging windows is not in it yet.
         raise ConfigError(
@@ -205,7 +212,9 @@ def classifier_spec(classifier, export_format: str, precision: str) -> Classifie
         task=info.task,
         input_names=list(info.input_names),
         label_names=list(info.label_names),
-        tokenizer=TokenizerSpec(lower_case=classifier.tokenizer.lower_case, vocab_file=VOCAB_FILE),
+        tokenizer=TokenizerSpec(
+            lower_case=classifier.tokenizer.lower_case, vocab_file=VOCAB_FILE_NAME
+        ),
         packing=PackingSpec(
             seq_length=info.max_seq_length,
             special_tokens=dict(classifier.tokenizer.special_tokens_dict),

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from bertfit.errors import CheckpointError
+from bertfit.text.tokenizer import VOCAB_FILE_NAME
 
 FORMAT_NAME = "bertfit-export"
 FORMAT_VERSION = 1
 
 MANIFEST_FILE = "manifest.json"
 CLASSIFIER_FILE = "classifier.json"
-VOCAB_FILE = "vocab.txt"
 
 #: Model file of each export format.
 MODEL_FILES = {"onnx": "model.onnx", "torch-export": "model.pt2"}
@@ -54,7 +54,7 @@ def describe_files(directory: Path, names: list[str]) -> dict[str, dict[str, Any
 
 def required_files(export_format: str) -> list[str]:
     """The files (besides the manifest) that a directory of ``export_format`` must hold."""
-    return [MODEL_FILES[export_format], VOCAB_FILE, CLASSIFIER_FILE]
+    return [MODEL_FILES[export_format], VOCAB_FILE_NAME, CLASSIFIER_FILE]
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:

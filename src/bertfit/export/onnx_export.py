@@ -22,12 +22,8 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import onnx
 import torch
-from onnx import TensorProto
-from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from bertfit.export.onnx_builder import OPSET, build_classifier_graph
 from bertfit.export.onnx_graph import FusibleClassifier
 from bertfit.export.spec import MODEL_INPUTS, MODEL_OUTPUT
 from bertfit.model.classifier import BertClassifier
@@ -53,6 +49,11 @@ def example_inputs(model: BertClassifier) -> tuple[torch.Tensor, ...]:
 
 def export_onnx(model: BertClassifier, path: Path) -> int:
     """Write ``model``'s inference graph (built from its weights) to ``path``; returns the opset."""
+    # onnx and onnxruntime are the export extra: the torch-export format runs without them.
+    import onnx
+
+    from bertfit.export.onnx_builder import OPSET, build_classifier_graph
+
     onnx.save(build_classifier_graph(model.eval()), str(path))
     return OPSET
 
@@ -119,6 +120,9 @@ def quantize_int8(
     """Dynamic int8 quantization of every MatMul and embedding node, and of the fused
     ``com.microsoft`` Attention nodes when ``fused`` (the quantizer would mistake ONNX's own
     ``Attention`` for that one, so a built graph names what to quantize)."""
+    from onnx import TensorProto  # the export extra, as in export_onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     with _quiet_logging():
         quantize_dynamic(
             str(source),

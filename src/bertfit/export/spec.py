@@ -13,6 +13,7 @@ from typing import Any
 
 from bertfit.config import dataclass_from_dict, read_json
 from bertfit.errors import CheckpointError, ConfigError
+from bertfit.text.tokenizer import VOCAB_FILE_NAME
 
 #: The three packed inputs every exported model takes, int64 [batch, sequence].
 MODEL_INPUTS = ["input_word_ids", "input_mask", "input_type_ids"]
@@ -27,7 +28,7 @@ class TokenizerSpec:
     """BERT WordPiece settings: ``bertfit.text.WordpieceTokenizer(vocab_file, lower_case)``."""
 
     lower_case: bool
-    vocab_file: str = "vocab.txt"
+    vocab_file: str = VOCAB_FILE_NAME
     type: str = "bert-wordpiece"
     unk_token: str = "[UNK]"
     max_input_chars_per_word: int = 100

@@ -144,6 +144,19 @@ def config_defaults() -> dict[str, Any]:
     return RunConfig().to_dict()
 
 
+def describe_keys() -> list[tuple[str, str, Any]]:
+    """Every dotted key with its type's name and its default: ``bertfit config keys``."""
+    defaults = config_defaults()
+    rows = []
+    for key, annotation in config_keys().items():
+        value = defaults
+        for part in key.split("."):
+            value = value[part]
+        kind = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+        rows.append((key, kind, value))
+    return rows
+
+
 # Short names people type for a key; suggestions look them up before guessing.
 _ALIASES = {"lr": "learning_rate", "bs": "batch_size", "wd": "weight_decay", "steps": "max_steps"}
 

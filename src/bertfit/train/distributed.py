@@ -33,8 +33,10 @@ from typing import NoReturn
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from bertfit.errors import ConfigError
+from bertfit.model.classifier import BertClassifier
 
 
 @dataclass(frozen=True)
@@ -227,8 +229,6 @@ def wrap_model(model: torch.nn.Module, strategy: str = "ddp") -> torch.nn.Module
         return model
     if strategy == "fsdp":
         return _fully_shard(model)
-    from torch.nn.parallel import DistributedDataParallel
-
     device = next(model.parameters()).device
     device_ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=device_ids)
@@ -236,7 +236,7 @@ def wrap_model(model: torch.nn.Module, strategy: str = "ddp") -> torch.nn.Module
 
 def _fully_shard(model: torch.nn.Module) -> torch.nn.Module:
     try:
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import fully_shard  # ~0.6 s to import: only FSDP runs pay
     except ImportError:  # PyTorch before 2.6
         raise ConfigError("trainer.parallel=fsdp needs PyTorch 2.6 or later") from None
     # One unit per transformer layer keeps at most one layer gathered at a time.
@@ -249,7 +249,7 @@ def _fully_shard(model: torch.nn.Module) -> torch.nn.Module:
 def is_sharded(model: torch.nn.Module) -> bool:
     """Whether ``fully_shard`` split ``model``'s parameters between processes."""
     try:
-        from torch.distributed.fsdp import FSDPModule
+        from torch.distributed.fsdp import FSDPModule  # see _fully_shard
     except ImportError:
         return False
     return isinstance(model, FSDPModule)
@@ -273,6 +273,7 @@ def gradient_sync(model: torch.nn.Module, sync: bool) -> Iterator[None]:
 
 
 def _state_dict_options(**options):
+    # only sharded (FSDP) models need it, and it takes ~0.6 s to import
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
     return StateDictOptions(full_state_dict=True, **options)
@@ -283,6 +284,7 @@ def model_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     only rank 0 receives them then)."""
     if not is_sharded(model):
         return model.state_dict()
+    # only sharded (FSDP) models need it, and it takes ~0.6 s to import
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
     return get_model_state_dict(model, options=_state_dict_options(cpu_offload=True))
@@ -292,6 +294,7 @@ def optimizer_state_dict(model: torch.nn.Module, optimizer) -> dict:
     """The optimizer's state, unsharded (a collective under FSDP, like :func:`model_state_dict`)."""
     if not is_sharded(model):
         return optimizer.state_dict()
+    # only sharded (FSDP) models need it, and it takes ~0.6 s to import
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
     return get_optimizer_state_dict(model, optimizer, options=_state_dict_options(cpu_offload=True))
@@ -302,6 +305,7 @@ def load_model_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor]
     if not is_sharded(model):
         model.load_state_dict(state)
         return
+    # only sharded (FSDP) models need it, and it takes ~0.6 s to import
     from torch.distributed.checkpoint.state_dict import set_model_state_dict
 
     set_model_state_dict(model, state, options=_state_dict_options())
@@ -312,6 +316,7 @@ def load_optimizer_state_dict(model: torch.nn.Module, optimizer, state: dict) ->
     if not is_sharded(model):
         optimizer.load_state_dict(state)
         return
+    # only sharded (FSDP) models need it, and it takes ~0.6 s to import
     from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
     set_optimizer_state_dict(model, optimizer, state, options=_state_dict_options())
@@ -323,8 +328,6 @@ def gathered_model(model: torch.nn.Module) -> torch.nn.Module:
     Under FSDP every process calls it; rank 0 gets an unsharded CPU copy of the
     :class:`BertClassifier` (the others get ``model`` back, to ignore).
     """
-    from bertfit.model.classifier import BertClassifier
-
     if not is_sharded(model):
         return model
     state = model_state_dict(model)

@@ -382,7 +382,7 @@ def build_optimizer(
     every group's learning rate, and ``scheduler.get_last_lr()``, equal
     ``learning_rate_schedule(config)(k)`` exactly. Needs ``config.total_steps``.
     """
-    import torch
+    import torch  # here, not at the top: run configs read OptimizationConfig without torch
 
     schedule = learning_rate_schedule(config)
     # The scheduler owns the learning rate: LambdaLR multiplies each group's base rate by the
@@ -414,7 +414,7 @@ def clip_gradients(optimizer: torch.optim.Optimizer, config: OptimizationConfig)
     """
     if config.clip_norm is None:
         return None
-    import torch
+    import torch  # see build_optimizer
 
     params = [p for group in optimizer.param_groups for p in group["params"]]
     total = torch.nn.utils.clip_grad_norm_(params, config.clip_norm, foreach=True)

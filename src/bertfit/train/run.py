@@ -30,11 +30,12 @@ from bertfit.data.user_stream import (
     scan_user_file,
 )
 from bertfit.errors import ConfigError
-from bertfit.inference import ClassifierInfo, TextClassifier, find_model_dir
+from bertfit.inference import ClassifierInfo, TextClassifier
 from bertfit.model.classifier import BertClassifier
 from bertfit.model.presets import resolve_model_dir
 from bertfit.model.sources import describe_source
 from bertfit.model.weights import load_pretrained
+from bertfit.paths import find_model_dir
 from bertfit.precision import resolve_device, resolve_precision
 from bertfit.text.tokenizer import WordpieceTokenizer
 from bertfit.train import distributed

@@ -75,7 +75,7 @@ class TensorBoardWriter:
     """Scalars into TensorBoard event files (torch's ``SummaryWriter``), flushed as they come."""
 
     def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:
-        try:
+        try:  # the tensorboard extra, loaded only when a run asks for it
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise ConfigError(
@@ -225,7 +225,7 @@ class RunTracker:
 
 def global_grad_norm(parameters: Iterable) -> float:
     """L2 norm of all gradients together (what ``clip_grad_norm_`` measures), without clipping."""
-    import torch
+    import torch  # step logs are read (by plots) without torch
 
     norms = [torch.linalg.vector_norm(p.grad.detach()) for p in parameters if p.grad is not None]
     if not norms:

@@ -11,16 +11,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bertfit.config import read_json
+from bertfit.data.readers import read_glue_split
+from bertfit.data.sources import resolve_task_dir
+from bertfit.data.tasks import get_task
 from bertfit.errors import BertfitError, ConfigError
+from bertfit.model.presets import resolve_model_dir
+from bertfit.model.sources import read_lower_case
+from bertfit.paths import BERTFIT_FILE, RUN_MODEL_DIR, find_model_dir
 from bertfit.text.packing import DEFAULT_TRUNCATOR
+from bertfit.text.processor import TextProcessor
+from bertfit.text.tokenizer import VOCAB_FILE_NAME, WordpieceTokenizer
 from bertfit.train.config import RunConfig
 from bertfit.train.config_file import CONFIG_FILE, Override, load_run_config, read_config_file
 from bertfit.train.optim import OptimizationConfig
 from bertfit.train.tracking import STEP_LOG_FILE, read_jsonl
 from bertfit.viz import data as viz_data
 from bertfit.viz import figures
-
-BERTFIT_FILE = "bertfit.json"  # what a saved classifier directory holds beside HF's files
 
 
 def _save(figure, output: str | Path | None) -> None:
@@ -101,9 +107,7 @@ def plot_schedule(
 
 
 def _tokenizer(vocab_dir: Path, lower_case: bool):
-    from bertfit.text.tokenizer import WordpieceTokenizer
-
-    return WordpieceTokenizer(vocab_dir / "vocab.txt", lower_case=lower_case)
+    return WordpieceTokenizer(vocab_dir / VOCAB_FILE_NAME, lower_case=lower_case)
 
 
 def text_setup(
@@ -118,9 +122,6 @@ def text_setup(
     Returns ``(tokenizer, task name, data_dir or None, max_seq_length, truncator)``; the
     truncator is the run's or model's (round robin for a bare encoder).
     """
-    from bertfit.model.presets import resolve_model_dir
-    from bertfit.model.sources import read_lower_case
-
     path = Path(source).expanduser()
     found_task, found_data, found_length = None, None, None
     truncator = DEFAULT_TRUNCATOR
@@ -169,11 +170,6 @@ def plot_inputs(
     Padded to ``max_seq_length`` as the reference tutorial's batches are, or to the batch's
     longest example with ``pad_to_longest`` (as bertfit's trainer batches are).
     """
-    from bertfit.data.readers import read_glue_split
-    from bertfit.data.sources import resolve_task_dir
-    from bertfit.data.tasks import get_task
-    from bertfit.text.processor import TextProcessor
-
     tokenizer, task_name, data_dir, length, truncator = text_setup(
         source, task, data_dir, max_seq_length
     )
@@ -208,15 +204,11 @@ def plot_history(run: str | Path, output: str | Path | None = None):
 
 def classifier_dir(source: str | Path) -> tuple[Path, str | None]:
     """The saved classifier of a run (``RUN/model``) or a model directory, and the run's data."""
-    path = Path(source).expanduser()
-    if (path / "model" / BERTFIT_FILE).is_file():
-        data_dir = None
-        if (path / CONFIG_FILE).is_file():
-            data_dir = read_json(path / CONFIG_FILE).get("data_dir")
-        return path / "model", data_dir
-    if (path / BERTFIT_FILE).is_file():
-        return path, None
-    raise ConfigError(f"{path}: not a bertfit run (no model/{BERTFIT_FILE}) or model directory")
+    model_dir = find_model_dir(source)
+    run_config = model_dir.parent / CONFIG_FILE
+    if model_dir.name == RUN_MODEL_DIR and run_config.is_file():
+        return model_dir, read_json(run_config).get("data_dir")
+    return model_dir, None
 
 
 def plot_confusion(
@@ -229,10 +221,7 @@ def plot_confusion(
     normalize: bool = False,
 ):
     """The confusion matrix of a run's best model (or a saved classifier) on a labelled split."""
-    from bertfit.data.readers import read_glue_split
-    from bertfit.data.sources import resolve_task_dir
-    from bertfit.data.tasks import get_task
-    from bertfit.inference import TextClassifier
+    from bertfit.inference import TextClassifier  # torch: only this figure runs the model
 
     model_dir, run_data = classifier_dir(source)
     classifier = TextClassifier.from_pretrained(model_dir)
