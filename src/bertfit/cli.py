@@ -25,6 +25,7 @@ from bertfit.train.config_file import (
     load_run_config,
     parse_overrides,
 )
+from bertfit.train.phases import PhaseTimer, process_age
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -258,7 +259,11 @@ def _run_train(args) -> int:
     progress = False if args.quiet else None
     if args.seeds:
         return _print_seed_summary(train_seeds(config, output, args.seeds, progress), output)
-    return _print_best(train_run(config, output, progress=progress), output)
+    phases = PhaseTimer()
+    started = process_age()  # the interpreter, imports and this config: the job's start-up
+    if started is not None:
+        phases.add("start-up", started)
+    return _print_best(train_run(config, output, progress=progress, phases=phases), output)
 
 
 def _print_best(result, output: Path) -> int:

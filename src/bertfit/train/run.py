@@ -43,6 +43,7 @@ from bertfit.train.checkpoint import STATE_FILE, checkpoints_dir, latest_checkpo
 from bertfit.train.config import RunConfig
 from bertfit.train.evaluate import evaluate_examples
 from bertfit.train.metrics import dev_metrics, metric_prefix
+from bertfit.train.phases import TIMINGS_FILE, PhaseTimer, process_age
 from bertfit.train.trainer import Trainer, TrainResult
 
 
@@ -223,23 +224,36 @@ def train_run(
     output: str | Path,
     progress: bool | None = None,
     resume: str | Path | None = None,
+    phases: PhaseTimer | None = None,
 ) -> TrainResult:
     """Train as ``config`` says and write the run directory ``output``.
 
     ``resume`` is a checkpoint of this run (``output/checkpoints/step-N``) to continue from;
-    :func:`resume_run` finds the latest one.
+    :func:`resume_run` finds the latest one. ``phases`` collects where the time goes (the
+    caller may have timed its start-up into it); it is written to ``output/timings.json``.
     """
+    phases = phases if phases is not None else PhaseTimer()
     # The process group first (a no-op for one process): the step count depends on its size.
     context = distributed.init_from_env(resolve_device(config.trainer.device))
-    task, train_examples, dev_examples = load_task_data(config)
-    classifier = build_classifier(config, task)
+    with phases.phase("reading data"):
+        task, train_examples, dev_examples = load_task_data(config)
+    with phases.phase("building model"):
+        classifier = build_classifier(config, task)
     config.model = str(resolve_model_dir(config.model).resolve())  # repeatable from any cwd
     output = Path(output)
     trainer = Trainer(
-        classifier, task, config.trainer, config.optimizer, output, progress, config.logging
+        classifier,
+        task,
+        config.trainer,
+        config.optimizer,
+        output,
+        progress,
+        config.logging,
+        phases=phases,
     )
-    train_data = trainer.encode(train_examples)
-    dev_data = {split: trainer.encode(examples) for split, examples in dev_examples.items()}
+    with phases.phase("tokenizing"):
+        train_data = trainer.encode(train_examples)
+        dev_data = {split: trainer.encode(examples) for split, examples in dev_examples.items()}
     config.optimizer.total_steps = trainer.plan_steps(len(train_data))
     config.trainer.precision = trainer.precision  # what "auto" became on this device
     if context.is_main:
@@ -259,6 +273,8 @@ def train_run(
     result = trainer.fit(train_data, dev_data, resume=resume)
     if context.is_main:
         write_json(output / "results.json", {"best": result.best, "steps": result.steps})
+        write_json(output / TIMINGS_FILE, phases.to_dict(process_age()))
+        print(f"time: {phases.summary()}")
     return result
 
 

@@ -46,6 +46,7 @@ from bertfit.train.evaluate import EncodedExamples, encode_examples, predict_enc
 from bertfit.train.memory import HeapTrimmer
 from bertfit.train.metrics import collapse_message, compute_metrics, metric_prefix
 from bertfit.train.optim import OptimizationConfig, build_optimizer, clip_gradients
+from bertfit.train.phases import PhaseTimer
 from bertfit.train.tracking import RunTracker, global_grad_norm
 
 
@@ -145,6 +146,7 @@ class Trainer:
         output_dir: Path | None = None,
         progress: bool | None = None,
         logging: LoggingConfig | None = None,
+        phases: PhaseTimer | None = None,
     ) -> None:
         self.classifier = classifier
         self.task = task
@@ -170,6 +172,9 @@ class Trainer:
         self._stop_signal: int | None = None  # set by SIGINT/SIGTERM: checkpoint, then stop
         self._last_checkpoint: Path | None = None
         self._heap = HeapTrimmer(trainer_config.release_memory_every_steps)
+        # Where the time goes outside the steps: evaluations, checkpoints, saves.
+        self.phases = phases if phases is not None else PhaseTimer()
+        self._step_seconds: list[float] = []  # this fit's steps, timed in _after_step
 
     @property
     def _write_dir(self) -> Path | None:
@@ -266,7 +271,16 @@ class Trainer:
                         break
         finally:
             self._tracker.close()
+            self._record_step_times()
         return TrainResult(self.history, self.best, step, self.step_records)
+
+    def _record_step_times(self) -> None:
+        """The first step apart (allocations, lazy initialisation: the warm-up), then the rest."""
+        seconds, self._step_seconds = self._step_seconds, []
+        if seconds:
+            self.phases.add("first step", seconds[0])
+        if len(seconds) > 1:
+            self.phases.add("training steps", sum(seconds[1:]), steps=len(seconds) - 1)
 
     def _train_epoch(self, epoch, batches, train, optimizer, scheduler, first_step, done=0) -> dict:
         """Train on ``batches[done:]``; ``first_step`` updates came before the epoch."""
@@ -352,6 +366,8 @@ class Trainer:
 
     def _after_step(self, step, epoch, examples, loss, grad_norm, started, bar, scheduler) -> None:
         """A step's bookkeeping: heap trim, evaluation window, step log, progress bar."""
+        seconds = time.perf_counter() - started
+        self._step_seconds.append(seconds)
         self._heap.after_step(step)
         self._window.losses.append(loss)
         self._window.examples += examples
@@ -362,7 +378,7 @@ class Trainer:
             learning_rate=self._learning_rate,
             grad_norm=grad_norm,
             examples=examples,
-            seconds=time.perf_counter() - started,
+            seconds=seconds,
         )
         bar.update(loss, examples, scheduler.get_last_lr()[0], grad_norm)
 
@@ -406,7 +422,8 @@ class Trainer:
     def _evaluate_and_record(self, epoch, step, stats, dev: dict | None) -> None:
         record = {"epoch": epoch, "step": step, **stats}
         for split, data in (dev or {}).items():
-            predictions = self._predict(data, self.progress)
+            with self.phases.phase("evaluation", step=step, split=split):
+                predictions = self._predict(data, self.progress)
             metrics = compute_metrics(self.task.metrics, predictions, data.labels)
             record.update({metric_prefix(split) + name: value for name, value in metrics.items()})
             warning = collapse_message(predictions, self.task.label_names, self.task.regression)
@@ -424,7 +441,8 @@ class Trainer:
             self.best = record
         if self.output_dir is not None:
             if improved:
-                self._save_model(self.output_dir / "model")
+                with self.phases.phase("saving model", step=step):
+                    self._save_model(self.output_dir / "model")
             if self._write_dir is not None:
                 self._write_history()
         # Evaluation's batches leave free heap of other sizes behind; hand it back before
@@ -445,6 +463,10 @@ class Trainer:
         """Save everything the loop needs to continue from ``position`` (rank 0 writes)."""
         if not self.config.save_checkpoints or self.output_dir is None:
             return
+        with self.phases.phase("checkpoint", step=position.step):
+            self._write_checkpoint(position, optimizer, scheduler, finished)
+
+    def _write_checkpoint(self, position: _Position, optimizer, scheduler, finished) -> None:
         rng = distributed.gather_objects(capture_rng_state())  # first: saving draws nothing
         model_state = distributed.model_state_dict(self.classifier.model)
         optimizer_state = {
