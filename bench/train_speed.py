@@ -18,7 +18,8 @@ a median batch of real tokens, fp32 and bf16), every system's share of it; infer
 dev (bertfit's evaluation path against transformers' model on length-sorted batches, fp32 and
 bf16 autocast); and with ``--whole-process``, the wall time and peak RSS of the whole command
 ``bertfit train --task mrpc --max-steps 120`` against the transformers script doing the same
-job (tokenize, load, 120 steps, evaluate on dev, save) in its default and best settings.
+job (tokenize, load, 120 steps, evaluate on dev, save) in its default and best settings, with
+the median seconds of each of bertfit's phases (from each run's ``timings.json``).
 
     .venv/bin/python bench/train_speed.py --threads 2,1 --reps 3 [--whole-process]
 
@@ -360,9 +361,29 @@ def print_report(report: dict) -> None:
             f"{row['its_time_over_bertfits_median']:.2f}x bertfit's, "
             f"peak RSS {row['peak_rss_mib']:.0f} MiB"
         )
+    phases = report.get("whole_process", {}).get("bertfit", {}).get("phases", {})
+    if phases:
+        print("where bertfit's whole process spends its time (median seconds per phase):")
+        for name, seconds in phases.items():
+            print(f"  {name:20s} {seconds:6.1f}")
 
 
 # -- whole process ------------------------------------------------------------------------------
+
+
+def phase_medians(runs: list[dict]) -> dict[str, float]:
+    """Median seconds of each phase over bertfit's whole-process runs, and what the phases
+    leave unaccounted (the whole command's own clock against their sum)."""
+    names = list(dict.fromkeys(name for run in runs for name in run["phases"]))
+
+    def seconds(run: dict, name: str) -> float:
+        return run["phases"].get(name, {"seconds": 0.0})["seconds"]
+
+    medians = {name: statistics.median(seconds(run, name) for run in runs) for name in names}
+    totals = [run["total_seconds"] for run in runs if run["total_seconds"] is not None]
+    if totals:
+        medians["(not in a phase)"] = statistics.median(totals) - sum(medians.values())
+    return medians
 
 
 def timed_process(command: list[str], threads: int) -> tuple[float, float]:
@@ -382,6 +403,7 @@ def whole_process(args, hf_best: str, threads: int = 2) -> dict:
     """``bertfit train --task mrpc --max-steps 120`` against transformers doing the same job."""
     bertfit_cli = str(Path(sys.executable).with_name("bertfit"))
     results: dict[str, list[tuple[float, float]]] = {"bertfit": [], "hf-default": [], hf_best: []}
+    phases: list[dict] = []  # each bertfit run's RUN/timings.json: where its seconds went
     for rep in range(args.reps):
         for system in results:
             with tempfile.TemporaryDirectory() as scratch:
@@ -396,6 +418,8 @@ def whole_process(args, hf_best: str, threads: int = 2) -> dict:
                                "--data-dir", str(Path(args.data_dir) / "MRPC"),
                                "--threads", str(threads)]  # fmt: skip
                 results[system].append(timed_process(command, threads))
+                if system == "bertfit":
+                    phases.append(json.loads((Path(scratch) / "timings.json").read_text()))
             print(f"  whole process, rep {rep + 1}: {system:16s} "
                   f"{results[system][-1][0]:6.1f} s", flush=True)  # fmt: skip
     summary = {}
@@ -407,6 +431,7 @@ def whole_process(args, hf_best: str, threads: int = 2) -> dict:
             "peak_rss_mib": max(f[1] for f in figures),
             "its_time_over_bertfits_median": statistics.median(ratios),
         }
+    summary["bertfit"]["phases"] = phase_medians(phases)
     return summary
 
 
