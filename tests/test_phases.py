@@ -25,7 +25,11 @@ def test_phases_add_up_per_name_in_the_reported_order():
     assert timer.summary() == "start-up 2.0 s, evaluation 2.0 s (2x), something else 0.2 s"
     saved = timer.to_dict(total_seconds=5.0)
     assert saved["total_seconds"] == 5.0
-    assert saved["records"][0] == {"phase": "evaluation", "seconds": 1.5, "step": 10}
+    first = saved["records"][0]
+    assert {k: first[k] for k in ("phase", "seconds", "step")} == {
+        "phase": "evaluation", "seconds": 1.5, "step": 10,
+    }  # fmt: skip
+    assert first["peak_rss_mib"] > 0
 
 
 def test_a_timed_block_is_recorded_even_when_it_fails():
@@ -66,6 +70,9 @@ def test_a_run_writes_where_its_time_went(tmp_path, capsys, tiny_model_dir):
     assert steps[0]["steps"] == 2 * 3 - 1  # 48 examples in batches of 16, the first apart
     assert [r["step"] for r in timings["records"] if r["phase"] == "checkpoint"] == [3, 6]
     assert all(r["seconds"] >= 0 for r in timings["records"])
+    # The peak only grows, and each record says how high it was when its phase ended.
+    peaks = [r["peak_rss_mib"] for r in timings["records"]]
+    assert peaks == sorted(peaks) and peaks[0] > 0
     # The whole job took at least what its phases add up to.
     assert timings["total_seconds"] >= sum(p["seconds"] for p in phases.values()) - 0.05
     assert "time: start-up" in capsys.readouterr().out

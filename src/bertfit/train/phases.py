@@ -3,13 +3,16 @@
 A training job is more than its loop: start-up and imports, reading and tokenizing the data,
 building and restoring the model, the first (warm-up) step, each evaluation, each checkpoint,
 each save of the best model. :class:`PhaseTimer` records them as they happen, so a slow job
-says where its time went without a profiler. Needs neither torch nor numpy.
+says where its time went without a profiler. Each record also holds the process's peak
+resident memory when the phase ended, so the phase that raised the peak shows too. Needs
+neither torch nor numpy.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,6 +47,12 @@ def process_age() -> float | None:
     return max(0.0, up - start_ticks / os.sysconf("SC_CLK_TCK"))
 
 
+def peak_rss_mib() -> float:
+    """The most resident memory this process has held so far, in MiB."""
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return round(kib / 1024, 1)
+
+
 @dataclass
 class PhaseTimer:
     """Wall seconds per phase, in the order they ran (a phase may run several times)."""
@@ -60,8 +69,10 @@ class PhaseTimer:
             self.add(name, time.perf_counter() - started, **detail)
 
     def add(self, name: str, seconds: float, **detail) -> None:
-        """Record ``seconds`` spent in ``name``."""
-        self.records.append({"phase": name, "seconds": seconds, **detail})
+        """Record ``seconds`` spent in ``name``, and the peak memory so far."""
+        record = {"phase": name, "seconds": seconds, **detail}
+        record["peak_rss_mib"] = peak_rss_mib()
+        self.records.append(record)
 
     def totals(self) -> dict[str, dict[str, float]]:
         """Each phase's total seconds and how many times it ran, in :data:`PHASES` order."""

@@ -174,7 +174,8 @@ class Trainer:
         self._heap = HeapTrimmer(trainer_config.release_memory_every_steps)
         # Where the time goes outside the steps: evaluations, checkpoints, saves.
         self.phases = phases if phases is not None else PhaseTimer()
-        self._step_seconds: list[float] = []  # this fit's steps, timed in _after_step
+        self._step_seconds: list[float] = []  # this fit's steps after the first
+        self._first_step_pending = True
 
     @property
     def _write_dir(self) -> Path | None:
@@ -222,6 +223,7 @@ class Trainer:
             self._main_key = metric_prefix(next(iter(dev))) + self.task.main_metric
         self._context = distributed.current()
         self._stop_signal, self._window = None, _Window()
+        self._first_step_pending, self._step_seconds = True, []
         # Each process its own dropout masks; a single process is seeded as before.
         torch.manual_seed(self.config.seed + self._context.rank)
         model = self.classifier.model.to(self.device)
@@ -275,12 +277,10 @@ class Trainer:
         return TrainResult(self.history, self.best, step, self.step_records)
 
     def _record_step_times(self) -> None:
-        """The first step apart (allocations, lazy initialisation: the warm-up), then the rest."""
+        """The steps after the first, as one phase (the first is a phase of its own)."""
         seconds, self._step_seconds = self._step_seconds, []
         if seconds:
-            self.phases.add("first step", seconds[0])
-        if len(seconds) > 1:
-            self.phases.add("training steps", sum(seconds[1:]), steps=len(seconds) - 1)
+            self.phases.add("training steps", sum(seconds), steps=len(seconds))
 
     def _train_epoch(self, epoch, batches, train, optimizer, scheduler, first_step, done=0) -> dict:
         """Train on ``batches[done:]``; ``first_step`` updates came before the epoch."""
@@ -367,7 +367,11 @@ class Trainer:
     def _after_step(self, step, epoch, examples, loss, grad_norm, started, bar, scheduler) -> None:
         """A step's bookkeeping: heap trim, evaluation window, step log, progress bar."""
         seconds = time.perf_counter() - started
-        self._step_seconds.append(seconds)
+        if self._first_step_pending:  # allocations, lazy initialisation: the warm-up
+            self.phases.add("first step", seconds, step=step)
+            self._first_step_pending = False
+        else:
+            self._step_seconds.append(seconds)
         self._heap.after_step(step)
         self._window.losses.append(loss)
         self._window.examples += examples
