@@ -223,6 +223,45 @@ class TextClassifier:
         logits = predict_logits(self.model, inputs, self.padding_id, batch_size)
         return mean_by_owner(logits, owners, len(columns[0]))
 
+    def explain(
+        self,
+        texts,
+        method: str = "integrated_gradients",
+        target: int | None = None,
+        n_steps: int | None = None,
+    ):
+        """Word attributions of one input row (one text per input column, or a mapping from
+        column name to text) toward ``target`` (default: the predicted class).
+
+        ``method`` is ``"integrated_gradients"`` (Captum, the ``explain`` extra; ``n_steps``
+        path steps) or ``"occlusion"``. Returns a :class:`bertfit.explain.Explanation`.
+        """
+        from bertfit.explain.explain import explain_by_gradients, explain_by_occlusion
+        from bertfit.explain.explanation import METHODS, check_method, row_texts
+
+        texts = row_texts(texts, self.info.input_names)
+        packing = self.explain_packing()
+        if check_method(method, METHODS) == "occlusion":
+            return explain_by_occlusion(packing, texts, self.logits_of_packed, target)
+        return explain_by_gradients(packing, texts, self.model, target, n_steps)
+
+    def explain_packing(self):
+        """How this classifier packs a row, for :mod:`bertfit.explain`."""
+        from bertfit.explain.explain import Packing
+
+        return Packing(
+            tokenizer=self.tokenizer,
+            seq_length=self.info.max_seq_length,
+            special_tokens=self.tokenizer.special_tokens_dict,
+            stride=self.info.window_stride,
+            input_names=list(self.info.input_names),
+            label_names=list(self.info.label_names),
+        )
+
+    def logits_of_packed(self, examples: list[Packed], batch_size: int = 64) -> np.ndarray:
+        """Logits of already packed inputs, in order."""
+        return predict_logits(self.model, examples, self.padding_id, batch_size)
+
     def predict(self, columns: list[list[str]], batch_size: int = 64) -> list[dict]:
         """One dict per example: ``label``, ``class_id``, ``probabilities``, ``logits``.
 

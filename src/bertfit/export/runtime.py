@@ -20,6 +20,7 @@ from bertfit.data.batching import sorted_batches
 from bertfit.errors import CheckpointError, ConfigError, DataError
 from bertfit.export.manifest import CLASSIFIER_FILE, verify_directory
 from bertfit.export.spec import ClassifierSpec
+from bertfit.probabilities import mean_by_owner, softmax
 from bertfit.text.packing import PackedExample, pad_packed
 from bertfit.text.processor import TextProcessor
 from bertfit.text.tokenizer import WordpieceTokenizer
@@ -170,8 +171,41 @@ class ExportedClassifier:
         return self.processor.encode(columns)
 
     def logits(self, columns: list[list[str]], batch_size: int | None = None) -> np.ndarray:
-        """Logits [n, num_classes] of text columns, in input order."""
-        return self.logits_of_packed(self.encode(columns), batch_size)
+        """Logits [n, num_classes] of text columns, in input order (a windowed model's are
+        the mean over each text's windows)."""
+        stride = self.spec.packing.window_stride
+        if stride is None:
+            return self.logits_of_packed(self.encode(columns), batch_size)
+        examples, owners = self.processor.encode_windows(columns, stride)
+        logits = self.logits_of_packed(examples, batch_size)
+        return mean_by_owner(logits, owners, len(columns[0]) if columns else 0)
+
+    def explain(self, inputs, method: str = "occlusion", target: int | None = None):
+        """Word attributions of one input row toward ``target`` (default: the predicted class).
+
+        ``inputs`` maps each text column to one string (or is a sequence of one text per
+        column). Only ``"occlusion"`` runs here: it needs no gradients, so no PyTorch. Returns
+        a :class:`bertfit.explain.Explanation`.
+        """
+        from bertfit.explain.explain import explain_by_occlusion  # numpy only, loaded on use
+        from bertfit.explain.explanation import check_method, row_texts
+
+        check_method(method, ("occlusion",))
+        texts = row_texts(inputs, self.input_names)
+        return explain_by_occlusion(self.explain_packing(), texts, self.logits_of_packed, target)
+
+    def explain_packing(self):
+        """How this predictor packs a row, for :mod:`bertfit.explain`."""
+        from bertfit.explain.explain import Packing
+
+        return Packing(
+            tokenizer=self.processor.tokenizer,
+            seq_length=self.spec.packing.seq_length,
+            special_tokens=dict(self.spec.packing.special_tokens),
+            stride=self.spec.packing.window_stride,
+            input_names=self.input_names,
+            label_names=self.label_names,
+        )
 
     def logits_of_packed(
         self, examples: list[PackedExample], batch_size: int | None = None
@@ -203,13 +237,6 @@ class ExportedClassifier:
             f"ExportedClassifier({str(self.directory)!r}, task={self.task!r}, "
             f"format={model.format!r}, precision={model.precision!r}, labels={self.label_names})"
         )
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Class probabilities along the last axis."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def _column(inputs: Mapping[str, Any], name: str) -> list[str]:
