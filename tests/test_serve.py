@@ -116,18 +116,64 @@ def test_empty_instances_answer_an_empty_list(client):
             422,
             r"instances\[0\]: unknown field 'label'",
         ),
+        (b'{"instances": [{"sentence1": " ", "sentence2": "b"}]}', 422,
+         r"instances\[0\].sentence1 is empty; give some text to classify"),
         (json.dumps({"instances": [PAIR] * 5}).encode(), 413, "5 instances in one request; "
          "the limit is 4"),
         (json.dumps({"instances": [{"sentence1": "a" * 5000, "sentence2": "b"}]}).encode(), 413,
          "exceeds the limit of 4000"),
     ],
 )  # fmt: skip
-def test_bad_requests_get_a_clear_json_error(client, body, status, message):
-    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+@pytest.mark.parametrize("route", ["/predict", "/explain"])
+def test_bad_requests_get_a_clear_json_error(client, route, body, status, message):
+    response = client.post(route, content=body, headers={"content-type": "application/json"})
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["status"] == status
     assert __import__("re").search(message, error["message"]), error["message"]
+
+
+def test_explain_answers_each_instances_words_and_calibrated_probabilities(client, predictor):
+    instances = [PAIR, {"sentence1": LONG, "sentence2": "a red dog"}]
+    response = client.post("/explain", json={"instances": instances})
+    assert response.status_code == 200, response.text
+    explanations = response.json()["explanations"]
+    assert len(explanations) == 2
+    for instance, answer in zip(instances, explanations):
+        expected = predictor.explain(instance).to_dict()
+        assert answer["label"] == expected["label"] and answer["method"] == "occlusion"
+        assert sum(answer["probabilities"]) == pytest.approx(1.0)
+        np.testing.assert_allclose(answer["probabilities"], expected["probabilities"], atol=1e-6)
+        for got, want in zip(answer["texts"], expected["texts"]):
+            assert [w["text"] for w in got["words"]] == [w["text"] for w in want["words"]]
+            assert [w["text"] for w in got["words"]] == instance[got["name"]].split()
+            np.testing.assert_allclose(
+                [w["attribution"] for w in got["words"]],
+                [w["attribution"] for w in want["words"]],
+                atol=1e-6,
+            )
+
+
+def test_the_page_is_one_self_contained_document_built_from_the_metadata(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    page = response.text
+    # Nothing to fetch: no external script, stylesheet, image or font.
+    for pattern in ("<script src", "<link", "<img", "@import", "url(", "http://", "https://"):
+        assert pattern not in page, pattern
+    assert "<title>bertfit: mrpc</title>" in page
+    assert '"input_names": ["sentence1", "sentence2"]' in page
+    assert 'fetch("explain"' in page
+
+
+def test_the_page_escapes_metadata_that_looks_like_markup():
+    from bertfit.serve.page import render_page
+
+    page = render_page({"task": "</script><b>x", "input_names": ["a"], "labels": ["y"]})
+    assert "</script><b>" not in page
+    assert "<title>bertfit: &lt;/script&gt;&lt;b&gt;x</title>" in page
+    assert "\\u003c/script\\u003e" in page
 
 
 def test_a_body_without_content_length_is_bounded_too(client):

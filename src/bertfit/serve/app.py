@@ -18,11 +18,12 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 import bertfit
 from bertfit.serve.config import ServeConfig
+from bertfit.serve.page import render_page
 
 
 class Overloaded(Exception):
@@ -91,6 +92,17 @@ class MicroBatcher:
             return await job.future
         finally:
             self.queued -= job.size
+
+    async def call(self, function: Callable[[], Any], size: int) -> Any:
+        """Run ``function`` on the model thread between batches, counted as ``size`` queued
+        instances (explanations run many masked copies of a row, not one batched row)."""
+        if self.queued + size > self.max_queued:
+            raise Overloaded(f"{self.queued} instances are waiting (limit {self.max_queued})")
+        self.queued += size
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, function)
+        finally:
+            self.queued -= size
 
     async def _next_batch(self) -> list[_Job]:
         assert self._queue is not None
@@ -191,6 +203,8 @@ def parse_instances(body: Any, input_names: list[str], max_instances: int) -> li
             text = instance[name]
             if not isinstance(text, str):
                 raise RequestError(422, f"{where}.{name} must be a string, got {_json_type(text)}")
+            if not text.strip():
+                raise RequestError(422, f"{where}.{name} is empty; give some text to classify")
             column.append(text)
     return columns
 
@@ -252,6 +266,7 @@ def create_app(predictor, config: ServeConfig | None = None) -> Starlette:
         config.max_queued,
     )
     info = metadata_of(predictor, config)
+    page_html = render_page(info)
 
     async def predict(request: Request) -> JSONResponse:
         try:
@@ -266,6 +281,24 @@ def create_app(predictor, config: ServeConfig | None = None) -> Starlette:
         except Overloaded as error:
             return _error(503, f"server busy: {error}; retry later")
         return JSONResponse({"predictions": _predictions(logits, predictor.label_names)})
+
+    async def explain(request: Request) -> JSONResponse:
+        try:
+            body = await read_json_body(request, config.max_body_bytes)
+            columns = parse_instances(body, predictor.input_names, config.max_instances)
+        except RequestError as error:
+            return _error(error.status, str(error))
+        rows = [list(row) for row in zip(*columns)]
+        try:
+            explanations = await batcher.call(
+                lambda: [predictor.explain(row).to_dict() for row in rows], len(rows)
+            )
+        except Overloaded as error:
+            return _error(503, f"server busy: {error}; retry later")
+        return JSONResponse({"explanations": explanations})
+
+    async def page(request: Request) -> HTMLResponse:
+        return HTMLResponse(page_html)
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -289,7 +322,9 @@ def create_app(predictor, config: ServeConfig | None = None) -> Starlette:
 
     app = Starlette(
         routes=[
+            Route("/", page, methods=["GET"]),
             Route("/predict", predict, methods=["POST"]),
+            Route("/explain", explain, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
             Route("/metadata", metadata, methods=["GET"]),
         ],
