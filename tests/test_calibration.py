@@ -97,3 +97,87 @@ def test_degenerate_sets_give_a_clipped_finite_temperature():
 def test_bad_inputs_are_refused_with_a_clear_error(logits, labels, message):
     with pytest.raises(ConfigError, match=message):
         fit_temperature(logits, labels)
+
+
+# -- the temperature in saved models and exports ------------------------------------------------
+
+
+@pytest.fixture
+def tiny_classifier(tmp_path):
+    import torch
+
+    from conftest import make_tiny_classifier
+
+    classifier = make_tiny_classifier(tmp_path)
+    with torch.no_grad():
+        for parameter in classifier.model.parameters():
+            if parameter.dim() > 1:
+                parameter.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(2))
+    return classifier
+
+
+COLUMNS = [["the cat sat on the mat .", "a red dog"], ["a cat sat", "the blue mat ."]]
+
+
+def test_a_saved_temperature_calibrates_predict_and_every_export(tiny_classifier, tmp_path):
+    from bertfit.export.export import export_classifier
+    from bertfit.export.runtime import load_exported
+    from bertfit.inference import TextClassifier
+
+    tiny_classifier.info.temperature = 3.0
+    tiny_classifier.save_pretrained(tmp_path / "model")
+    classifier = TextClassifier.from_pretrained(tmp_path / "model")
+    assert classifier.temperature == 3.0
+    logits = classifier.logits(COLUMNS)
+    calibrated = [row["probabilities"] for row in classifier.predict(COLUMNS)]
+    raw = [row["probabilities"] for row in classifier.predict(COLUMNS, calibrated=False)]
+    np.testing.assert_allclose(calibrated, softmax(logits, 3.0), atol=1e-6)
+    np.testing.assert_allclose(raw, softmax(logits), atol=1e-6)
+    for export_format in ("onnx", "torch-export"):
+        output = tmp_path / export_format
+        export_classifier(classifier, output, export_format=export_format, check_examples=0)
+        predictor = load_exported(output)
+        assert predictor.temperature == 3.0
+        inputs = dict(zip(classifier.info.input_names, COLUMNS))
+        np.testing.assert_allclose(predictor(inputs)["probabilities"], calibrated, atol=1e-5)
+        np.testing.assert_allclose(
+            predictor(inputs, calibrated=False)["probabilities"], raw, atol=1e-5
+        )
+
+
+def test_a_model_from_before_calibration_predicts_with_temperature_1_said_once(
+    tiny_classifier, tmp_path, capsys
+):
+    import json
+
+    from bertfit.inference import TextClassifier
+
+    tiny_classifier.save_pretrained(tmp_path / "model")
+    info_file = tmp_path / "model" / "bertfit.json"
+    info = json.loads(info_file.read_text())
+    del info["temperature"]  # as written before calibration existed
+    info_file.write_text(json.dumps(info))
+    classifier = TextClassifier.from_pretrained(tmp_path / "model")
+    first = classifier.predict(COLUMNS)
+    classifier.predict(COLUMNS)
+    np.testing.assert_allclose(
+        [row["probabilities"] for row in first], softmax(classifier.logits(COLUMNS)), atol=1e-6
+    )
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "no fitted temperature" in notes[0]
+    assert str(tmp_path / "model") in notes[0]
+
+
+def test_a_bad_stored_temperature_names_the_file_and_field(tiny_classifier, tmp_path):
+    import json
+
+    from bertfit.errors import CheckpointError
+    from bertfit.inference import TextClassifier
+
+    tiny_classifier.save_pretrained(tmp_path / "model")
+    info_file = tmp_path / "model" / "bertfit.json"
+    info = json.loads(info_file.read_text())
+    info["temperature"] = -1
+    info_file.write_text(json.dumps(info))
+    with pytest.raises(CheckpointError, match=r"bertfit.json: temperature must be a positive"):
+        TextClassifier.from_pretrained(tmp_path / "model")

@@ -319,3 +319,40 @@ def test_bertfit_serve_command_answers_over_http(export_dir):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def calibrated_export(tmp_path_factory) -> Path:
+    import torch
+
+    classifier = make_tiny_classifier(tmp_path_factory.mktemp("tiny-calibrated"))
+    with torch.no_grad():
+        for parameter in classifier.model.parameters():
+            if parameter.dim() > 1:
+                parameter.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(2))
+    classifier.info.temperature = 2.5
+    output = tmp_path_factory.mktemp("export") / "calibrated"
+    export_classifier(classifier, output, check_examples=0)
+    return output
+
+
+def test_served_probabilities_are_calibrated_unless_asked_for_raw(calibrated_export):
+    predictor = load_exported(calibrated_export)
+    assert predictor.temperature == 2.5
+    with TestClient(create_app(predictor, ServeConfig()), raise_server_exceptions=False) as client:
+        metadata = client.get("/metadata").json()
+        assert metadata["temperature"] == 2.5 and metadata["calibrated"] is True
+        logits = predictor({k: [v] for k, v in PAIR.items()})["logits"][0]
+        for calibrated, temperature in ((None, 2.5), (True, 2.5), (False, 1.0)):
+            body = {"instances": [PAIR]}
+            if calibrated is not None:
+                body["calibrated"] = calibrated
+            expected = np.exp(logits / temperature) / np.exp(logits / temperature).sum()
+            for route, key in (("/predict", "predictions"), ("/explain", "explanations")):
+                answer = client.post(route, json=body).json()[key][0]
+                np.testing.assert_allclose(answer["probabilities"], expected, atol=1e-5)
+        refused = client.post("/predict", json={"instances": [PAIR], "calibrated": "no"})
+        assert refused.status_code == 422
+        assert (
+            refused.json()["error"]["message"] == "'calibrated' must be true or false, got a string"
+        )

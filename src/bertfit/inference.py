@@ -31,6 +31,7 @@ from bertfit.model.hf_classifier import load_classifier, save_pretrained
 from bertfit.model.packed import PackedBatch, pack_arrays, pack_sequences
 from bertfit.paths import BERTFIT_FILE
 from bertfit.precision import autocast
+from bertfit.probabilities import check_temperature, mean_by_owner, note_uncalibrated, softmax
 from bertfit.progress import bar as progress_bar
 from bertfit.text.packing import DEFAULT_TRUNCATOR, Truncator, pad_packed
 from bertfit.text.processor import TextProcessor
@@ -57,6 +58,9 @@ class ClassifierInfo:
     # How examples longer than max_seq_length are cut: "round_robin" or "waterfall" (see
     # bertfit.text.packing). Directories saved before it was recorded load as round robin.
     truncator: Truncator = DEFAULT_TRUNCATOR
+    # Softmax temperature fitted on the dev set after training (bertfit.calibration). None
+    # for regression models and for runs trained before calibration: those use 1.
+    temperature: float | None = None
 
 
 Packed = tuple[list[int], list[int]]
@@ -121,22 +125,6 @@ def model_num_outputs(model: BertClassifier) -> int:
     return model.num_classes
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Class probabilities along the last axis."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
-def mean_by_owner(logits: np.ndarray, owners: np.ndarray | None, count: int) -> np.ndarray:
-    """Average the logits of each text's windows (``owners[i]``: the text of row ``i``)."""
-    if owners is None:
-        return logits
-    sums = np.zeros((count, logits.shape[1]), dtype=np.float64)
-    np.add.at(sums, owners, logits)
-    return (sums / np.bincount(owners, minlength=count)[:, None]).astype(np.float32)
-
-
 class TextClassifier:
     """A classifier model, its tokenizer and its label names, used on raw strings."""
 
@@ -170,7 +158,20 @@ class TextClassifier:
                 f"names {len(info.label_names)} labels"
             )
         tokenizer = WordpieceTokenizer(directory / VOCAB_FILE_NAME, lower_case=info.lower_case)
-        return cls(model, tokenizer, info)
+        check_temperature(info.temperature, f"{info_path}: temperature")
+        classifier = cls(model, tokenizer, info)
+        classifier.source = str(directory)
+        return classifier
+
+    @property
+    def temperature(self) -> float:
+        """The softmax temperature of calibrated probabilities (1, said once, when none was
+        fitted)."""
+        if self.info.temperature is None:
+            if not self.model.is_regression:
+                note_uncalibrated(getattr(self, "source", f"this {self.info.task} model"), self)
+            return 1.0
+        return self.info.temperature
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write the model directory atomically: it is complete or left as it was."""
@@ -256,21 +257,26 @@ class TextClassifier:
             stride=self.info.window_stride,
             input_names=list(self.info.input_names),
             label_names=list(self.info.label_names),
+            temperature=self.temperature,
         )
 
     def logits_of_packed(self, examples: list[Packed], batch_size: int = 64) -> np.ndarray:
         """Logits of already packed inputs, in order."""
         return predict_logits(self.model, examples, self.padding_id, batch_size)
 
-    def predict(self, columns: list[list[str]], batch_size: int = 64) -> list[dict]:
+    def predict(
+        self, columns: list[list[str]], batch_size: int = 64, calibrated: bool = True
+    ) -> list[dict]:
         """One dict per example: ``label``, ``class_id``, ``probabilities``, ``logits``.
 
-        A regression model answers ``{"score": ...}`` instead.
+        The probabilities are calibrated (``softmax(logits / temperature)``); ``calibrated``
+        False gives the raw ``softmax(logits)``. A regression model answers
+        ``{"score": ...}`` instead.
         """
         logits = self.logits(columns, batch_size)
         if self.model.is_regression:
             return [{"score": float(row[0])} for row in logits]
-        probabilities = softmax(logits)
+        probabilities = softmax(logits, self.temperature if calibrated else 1.0)
         # argmax over classes (axis -1), one answer per example.
         class_ids = logits.argmax(axis=-1)
         return [

@@ -221,6 +221,7 @@ def classifier_spec(classifier, export_format: str, precision: str) -> Classifie
             num_classes=classifier.model.num_classes,
             precision=precision,
         ),
+        temperature=info.temperature,
     )
 
 

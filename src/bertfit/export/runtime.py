@@ -20,7 +20,7 @@ from bertfit.data.batching import sorted_batches
 from bertfit.errors import CheckpointError, ConfigError, DataError
 from bertfit.export.manifest import CLASSIFIER_FILE, verify_directory
 from bertfit.export.spec import ClassifierSpec
-from bertfit.probabilities import mean_by_owner, softmax
+from bertfit.probabilities import mean_by_owner, note_uncalibrated, softmax
 from bertfit.text.packing import PackedExample, pad_packed
 from bertfit.text.processor import TextProcessor
 from bertfit.text.tokenizer import WordpieceTokenizer
@@ -84,7 +84,8 @@ class ExportedClassifier:
         predictor({"sentence1": [...], "sentence2": [...]})
 
     and get a dict of numpy columns: ``logits`` [n, num_classes], ``probabilities``
-    [n, num_classes], ``class_id`` [n] (argmax over classes) and ``class`` [n] (label names).
+    [n, num_classes] (calibrated with the run's temperature; ``calibrated=False`` gives the raw
+    softmax), ``class_id`` [n] (argmax over classes) and ``class`` [n] (label names).
     Any number of examples may be passed; they are run in length-sorted batches of
     ``batch_size``. Over-long texts are trimmed exactly as in training.
     """
@@ -116,6 +117,16 @@ class ExportedClassifier:
         self._padding_id = spec.packing.special_tokens["padding_id"]
 
     @property
+    def temperature(self) -> float:
+        """The softmax temperature of calibrated probabilities (1, said once, when the model
+        was exported before calibration)."""
+        if self.spec.temperature is None:
+            if self.spec.model.num_classes > 1:
+                note_uncalibrated(str(self.directory), self)
+            return 1.0
+        return self.spec.temperature
+
+    @property
     def task(self) -> str:
         """Name of the task the model was fine-tuned on."""
         return self.spec.task
@@ -141,11 +152,14 @@ class ExportedClassifier:
         return self.spec.packing.truncation
 
     def __call__(
-        self, inputs: Mapping[str, Sequence[str] | str], batch_size: int | None = None
+        self,
+        inputs: Mapping[str, Sequence[str] | str],
+        batch_size: int | None = None,
+        calibrated: bool = True,
     ) -> dict[str, np.ndarray]:
         """Classify the rows of ``inputs`` (text columns); see the class docstring."""
         logits = self.logits(self.columns(inputs), batch_size)
-        return self.outputs(logits)
+        return self.outputs(logits, calibrated)
 
     def columns(self, inputs: Mapping[str, Sequence[str] | str]) -> list[list[str]]:
         """Validate a mapping of text columns and return them in segment order.
@@ -205,6 +219,7 @@ class ExportedClassifier:
             stride=self.spec.packing.window_stride,
             input_names=self.input_names,
             label_names=self.label_names,
+            temperature=self.temperature,
         )
 
     def logits_of_packed(
@@ -220,13 +235,14 @@ class ExportedClassifier:
             logits[batch] = self.backend.run(feed)
         return logits
 
-    def outputs(self, logits: np.ndarray) -> dict[str, np.ndarray]:
-        """The output columns for ``logits``: logits, probabilities, class_id and class."""
+    def outputs(self, logits: np.ndarray, calibrated: bool = True) -> dict[str, np.ndarray]:
+        """The output columns for ``logits``: logits, probabilities (calibrated unless
+        ``calibrated`` is False), class_id and class."""
         class_id = logits.argmax(axis=-1).astype(np.int64)
         names = np.asarray(self.spec.label_names, dtype=np.str_)
         return {
             "logits": logits,
-            "probabilities": softmax(logits),
+            "probabilities": softmax(logits, self.temperature if calibrated else 1.0),
             "class_id": class_id,
             "class": names[class_id] if len(class_id) else np.asarray([], dtype=np.str_),
         }

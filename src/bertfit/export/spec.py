@@ -13,6 +13,7 @@ from typing import Any
 
 from bertfit.config import dataclass_from_dict, read_json
 from bertfit.errors import CheckpointError, ConfigError
+from bertfit.probabilities import check_temperature
 from bertfit.text.tokenizer import VOCAB_FILE_NAME
 
 #: The three packed inputs every exported model takes, int64 [batch, sequence].
@@ -72,6 +73,8 @@ class ClassifierSpec:
     tokenizer: TokenizerSpec
     packing: PackingSpec
     model: ModelSpec
+    # Softmax temperature of calibrated probabilities (from the run); None: not calibrated.
+    temperature: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -112,3 +115,4 @@ class ClassifierSpec:
         for ok, message in checks:
             if not ok:
                 raise CheckpointError(f"{where}: {message}")
+        check_temperature(self.temperature, f"{where}: temperature")

@@ -23,8 +23,9 @@ function buildForm() {
   const exported = meta.export || {};
   let info = "labels: " + (meta.labels || []).join(", ");
   if (exported.format) info += " | " + exported.format + " " + (exported.precision || "");
-  if (meta.temperature) info += " | probabilities calibrated (temperature " +
-    meta.temperature.toFixed(3) + ")";
+  info += meta.calibrated
+    ? " | probabilities calibrated (temperature " + meta.temperature.toFixed(3) + ")"
+    : " | probabilities not calibrated (no fitted temperature)";
   document.getElementById("model-info").textContent = info;
   const inputs = document.getElementById("inputs");
   for (const name of meta.input_names) {
