@@ -53,12 +53,16 @@ def test_words_merge_wordpieces_and_keep_their_spans(minilm_dir):
     ]
 
 
-@pytest.mark.parametrize("stride", [None, 7])
-def test_a_packed_row_is_what_the_classifier_packs(tiny, stride):
+@pytest.mark.parametrize(
+    ("stride", "truncator"), [(None, "round_robin"), (None, "waterfall"), (7, "round_robin")]
+)
+def test_a_packed_row_is_what_the_classifier_packs(tiny, stride, truncator):
+    from bertfit.text.processor import TextProcessor
+
     texts = [LONG, "a cat sat on the mat ."]
-    processor = tiny.processor
+    processor = TextProcessor(tiny.tokenizer, 32, truncator)
     examples, keys = WordRow(tiny.tokenizer, texts).pack(
-        32, tiny.tokenizer.special_tokens_dict, stride
+        32, tiny.tokenizer.special_tokens_dict, stride, truncator
     )
     if stride is None:
         assert examples == processor.encode([[t] for t in texts])

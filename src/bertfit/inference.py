@@ -26,6 +26,12 @@ from bertfit.config import (
 )
 from bertfit.data.batching import sorted_batches
 from bertfit.errors import CheckpointError
+from bertfit.explain.explain import (
+    Packing,
+    explain_by_gradients,
+    explain_by_occlusion,
+)
+from bertfit.explain.explanation import METHODS, Explanation, check_method, row_texts
 from bertfit.model.classifier import BertClassifier
 from bertfit.model.hf_classifier import load_classifier, save_pretrained
 from bertfit.model.packed import PackedBatch, pack_arrays, pack_sequences
@@ -230,26 +236,21 @@ class TextClassifier:
         method: str = "integrated_gradients",
         target: int | None = None,
         n_steps: int | None = None,
-    ):
+    ) -> Explanation:
         """Word attributions of one input row (one text per input column, or a mapping from
         column name to text) toward ``target`` (default: the predicted class).
 
         ``method`` is ``"integrated_gradients"`` (Captum, the ``explain`` extra; ``n_steps``
         path steps) or ``"occlusion"``. Returns a :class:`bertfit.explain.Explanation`.
         """
-        from bertfit.explain.explain import explain_by_gradients, explain_by_occlusion
-        from bertfit.explain.explanation import METHODS, check_method, row_texts
-
         texts = row_texts(texts, self.info.input_names)
         packing = self.explain_packing()
         if check_method(method, METHODS) == "occlusion":
             return explain_by_occlusion(packing, texts, self.logits_of_packed, target)
         return explain_by_gradients(packing, texts, self.model, target, n_steps)
 
-    def explain_packing(self):
+    def explain_packing(self) -> Packing:
         """How this classifier packs a row, for :mod:`bertfit.explain`."""
-        from bertfit.explain.explain import Packing
-
         return Packing(
             tokenizer=self.tokenizer,
             seq_length=self.info.max_seq_length,
@@ -258,6 +259,7 @@ class TextClassifier:
             input_names=list(self.info.input_names),
             label_names=list(self.info.label_names),
             temperature=self.temperature,
+            truncator=self.info.truncator,
         )
 
     def logits_of_packed(self, examples: list[Packed], batch_size: int = 64) -> np.ndarray:

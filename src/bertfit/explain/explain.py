@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from bertfit.explain.explanation import Explanation, build_explanation
 from bertfit.explain.occlusion import LogitsOfPacked, occlusion
-from bertfit.explain.words import WordRow
+from bertfit.explain.words import WordRow, mask_id
+from bertfit.text.packing import DEFAULT_TRUNCATOR
 from bertfit.text.tokenizer import WordpieceTokenizer
 
 
@@ -26,6 +27,7 @@ class Packing:
     input_names: list[str]
     label_names: list[str]
     temperature: float = 1.0
+    truncator: str = DEFAULT_TRUNCATOR
 
 
 def explain_by_occlusion(
@@ -37,7 +39,14 @@ def explain_by_occlusion(
     """Occlusion scores of each word of ``texts`` (one text per input column)."""
     row = WordRow(packing.tokenizer, texts)
     logits, scores, target = occlusion(
-        row, logits_of_packed, packing.seq_length, packing.special_tokens, packing.stride, target
+        row,
+        logits_of_packed,
+        packing.seq_length,
+        packing.special_tokens,
+        packing.stride,
+        target,
+        packing.truncator,
+        mask_id(packing.special_tokens, packing.tokenizer),
     )
     return _build(packing, row, "occlusion", logits, scores, target)
 
@@ -46,6 +55,8 @@ def explain_by_gradients(
     packing: Packing, texts: list[str], model, target: int | None = None, n_steps: int | None = None
 ) -> Explanation:
     """Integrated-gradients attributions of each word of ``texts`` for a ``BertClassifier``."""
+    # torch and Captum: the exported predictor's occlusion, which imports this module, needs
+    # neither.
     from bertfit.explain.integrated_gradients import DEFAULT_STEPS, integrated_gradients
 
     row = WordRow(packing.tokenizer, texts)
@@ -57,12 +68,15 @@ def explain_by_gradients(
         packing.stride,
         target,
         n_steps or DEFAULT_STEPS,
+        packing.truncator,
     )
     return _build(packing, row, "integrated_gradients", logits, scores, target, difference)
 
 
 def _build(packing, row, method, logits, scores, target, difference=None) -> Explanation:
-    _, keys = row.pack(packing.seq_length, packing.special_tokens, packing.stride)
+    _, keys = row.pack(
+        packing.seq_length, packing.special_tokens, packing.stride, packing.truncator
+    )
     return build_explanation(
         row,
         packing.input_names,

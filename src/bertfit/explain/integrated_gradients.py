@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from bertfit.explain.words import SPECIAL, WordRow
-from bertfit.inference import to_tensors
+from bertfit.text.packing import DEFAULT_TRUNCATOR, PackedExample, pad_packed
 
 #: Riemann steps of the path integral (Gauss-Legendre). On the fine-tuned MiniLM 64 steps keep
 #: the completeness gap under 1% of the logit difference; the tests check 5%.
@@ -31,6 +31,7 @@ def integrated_gradients(
     stride: int | None = None,
     target: int | None = None,
     n_steps: int = DEFAULT_STEPS,
+    truncator: str = DEFAULT_TRUNCATOR,
 ) -> tuple[np.ndarray, np.ndarray, int, float]:
     """Integrated-gradients scores of each word of ``row`` for ``model`` (a ``BertClassifier``).
 
@@ -38,12 +39,11 @@ def integrated_gradients(
     class (default: the predicted one) and the logit difference from the baseline, which the
     attributions add up to.
     """
-    # Captum is the `explain` extra; only integrated gradients need it.
-    from captum.attr import LayerIntegratedGradients
+    from captum.attr import LayerIntegratedGradients  # the `explain` extra, needed here only
 
-    windows, keys = row.pack(seq_length, special_tokens, stride)
-    inputs = to_tensors(windows, special_tokens["padding_id"], None)
-    key_tensor = to_tensors([(k, t) for k, (_, t) in zip(keys, windows)], SPECIAL, None)
+    windows, keys = row.pack(seq_length, special_tokens, stride, truncator)
+    inputs = _tensors(windows, special_tokens["padding_id"])
+    key_tensor = _tensors([(k, t) for k, (_, t) in zip(keys, windows)], SPECIAL)
     text_tokens = key_tensor["input_word_ids"] >= 0  # real tokens; not [CLS], [SEP] or padding
     baseline = inputs["input_word_ids"].masked_fill(text_tokens, special_tokens["padding_id"])
     device = next(model.parameters()).device
@@ -78,6 +78,11 @@ def integrated_gradients(
     scores = row.word_scores(keys, list(per_position))
     difference = float((logits[:, target] - baseline_logits[:, target]).mean())
     return row_logits.double().cpu().numpy(), scores, target, difference
+
+
+def _tensors(examples: list[PackedExample], padding_id: int) -> dict[str, torch.Tensor]:
+    """The three padded model inputs of ``examples``, as torch tensors."""
+    return {name: torch.from_numpy(a) for name, a in pad_packed(examples, padding_id).items()}
 
 
 def _forward(model, inputs: dict, device) -> torch.Tensor:

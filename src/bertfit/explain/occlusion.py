@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from bertfit.explain.words import SPECIAL, WordRow
-from bertfit.text.packing import PackedExample
+from bertfit.text.packing import DEFAULT_TRUNCATOR, PackedExample
 
 LogitsOfPacked = Callable[[list[PackedExample]], np.ndarray]
 
@@ -26,22 +26,26 @@ def occlusion(
     special_tokens: dict[str, int],
     stride: int | None = None,
     target: int | None = None,
+    truncator: str = DEFAULT_TRUNCATOR,
+    mask_id: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Occlusion scores of each word of ``row``.
 
     Args:
         row: the input row, split into words.
         logits_of_packed: runs packed inputs through the model, logits [n, classes].
-        seq_length, special_tokens, stride: the classifier's packing (``stride`` for windows).
+        seq_length, special_tokens, stride, truncator: the classifier's packing (``stride``
+            for windows).
         target: the class whose logit is explained; default the predicted one.
+        mask_id: what a masked word's tokens become (default ``special_tokens["mask_id"]``).
 
     Returns:
         The row's logits [classes] (window-averaged), each word's score (the target logit
         minus the target logit with that word masked; 0 for words the model never sees) and
         the target class.
     """
-    windows, keys = row.pack(seq_length, special_tokens, stride)
-    mask_id = special_tokens["mask_id"]
+    windows, keys = row.pack(seq_length, special_tokens, stride, truncator)
+    mask_id = special_tokens["mask_id"] if mask_id is None else mask_id
     masked, owners = _masked_windows(row, windows, keys, mask_id)
     logits = logits_of_packed(windows + masked)
     base = logits[: len(windows)]

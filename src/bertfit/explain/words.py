@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bertfit.text.packing import PackedExample, pack_example, window_segments
-from bertfit.text.tokenizer import WordpieceTokenizer
+from bertfit.text.packing import DEFAULT_TRUNCATOR, PackedExample, pack_example, window_segments
+from bertfit.text.tokenizer import UNK_TOKEN, WordpieceTokenizer
 
 #: Key of a special token ([CLS], [SEP]) in the position track: it belongs to no word.
 SPECIAL = -1
@@ -64,19 +64,24 @@ class WordRow:
         return keys
 
     def pack(
-        self, seq_length: int, special_tokens: dict[str, int], stride: int | None
+        self,
+        seq_length: int,
+        special_tokens: dict[str, int],
+        stride: int | None,
+        truncator: str = DEFAULT_TRUNCATOR,
     ) -> tuple[list[PackedExample], list[list[int]]]:
         """The model inputs of this row (one, or one per window with a ``stride``), and for
         each the row token number at every position (:data:`SPECIAL` for [CLS] and [SEP]).
 
         The inputs are what the classifier itself packs from these texts.
         """
-        examples = pack_row(self.segments(), seq_length, special_tokens, stride)
+        examples = pack_row(self.segments(), seq_length, special_tokens, stride, truncator)
         keys = pack_row(
             self.token_keys(),
             seq_length,
             {"start_of_sequence_id": SPECIAL, "end_of_segment_id": SPECIAL},
             stride,
+            truncator,
         )
         return examples, [ids for ids, _ in keys]
 
@@ -103,8 +108,17 @@ def pack_row(
     seq_length: int,
     special_tokens: dict[str, int],
     stride: int | None,
+    truncator: str = DEFAULT_TRUNCATOR,
 ) -> list[PackedExample]:
     """Pack one row's segments as :class:`~bertfit.text.processor.TextProcessor` does: trimmed
-    to ``seq_length`` without a ``stride``, else one input per overlapping window."""
+    to ``seq_length`` by ``truncator`` without a ``stride``, else one input per window."""
     windows = [segments] if stride is None else window_segments(segments, seq_length, stride)
-    return [pack_example(window, seq_length, special_tokens) for window in windows]
+    return [pack_example(window, seq_length, special_tokens, truncator) for window in windows]
+
+
+def mask_id(special_tokens: dict[str, int], tokenizer: WordpieceTokenizer) -> int:
+    """The id that occlusion puts in place of a word: [MASK], or [UNK] in a vocabulary
+    without [MASK] (both stand for a word the model does not see)."""
+    if "mask_id" in special_tokens:
+        return special_tokens["mask_id"]
+    return tokenizer.token_to_id(UNK_TOKEN)

@@ -18,6 +18,8 @@ import numpy as np
 
 from bertfit.data.batching import sorted_batches
 from bertfit.errors import CheckpointError, ConfigError, DataError
+from bertfit.explain.explain import Packing, explain_by_occlusion
+from bertfit.explain.explanation import Explanation, check_method, row_texts
 from bertfit.export.manifest import CLASSIFIER_FILE, verify_directory
 from bertfit.export.spec import ClassifierSpec
 from bertfit.probabilities import mean_by_owner, note_uncalibrated, softmax
@@ -194,24 +196,19 @@ class ExportedClassifier:
         logits = self.logits_of_packed(examples, batch_size)
         return mean_by_owner(logits, owners, len(columns[0]) if columns else 0)
 
-    def explain(self, inputs, method: str = "occlusion", target: int | None = None):
+    def explain(self, inputs, method: str = "occlusion", target: int | None = None) -> Explanation:
         """Word attributions of one input row toward ``target`` (default: the predicted class).
 
         ``inputs`` maps each text column to one string (or is a sequence of one text per
         column). Only ``"occlusion"`` runs here: it needs no gradients, so no PyTorch. Returns
         a :class:`bertfit.explain.Explanation`.
         """
-        from bertfit.explain.explain import explain_by_occlusion  # numpy only, loaded on use
-        from bertfit.explain.explanation import check_method, row_texts
-
         check_method(method, ("occlusion",))
         texts = row_texts(inputs, self.input_names)
         return explain_by_occlusion(self.explain_packing(), texts, self.logits_of_packed, target)
 
-    def explain_packing(self):
+    def explain_packing(self) -> Packing:
         """How this predictor packs a row, for :mod:`bertfit.explain`."""
-        from bertfit.explain.explain import Packing
-
         return Packing(
             tokenizer=self.processor.tokenizer,
             seq_length=self.spec.packing.seq_length,
@@ -220,6 +217,7 @@ class ExportedClassifier:
             input_names=self.input_names,
             label_names=self.label_names,
             temperature=self.temperature,
+            truncator=self.truncator,
         )
 
     def logits_of_packed(
