@@ -143,6 +143,11 @@ class TextClassifier:
         self.processor = TextProcessor(tokenizer, info.max_seq_length, info.truncator)
 
     @property
+    def input_names(self) -> list[str]:
+        """The text columns, in segment order."""
+        return list(self.info.input_names)
+
+    @property
     def padding_id(self) -> int:
         """Id of the padding token."""
         return self.tokenizer.special_tokens_dict["padding_id"]
