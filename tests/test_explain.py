@@ -249,3 +249,78 @@ def test_exported_explanations_need_no_torch(onnx_dir):
     answer = json.loads(result.stdout)
     assert [w["text"] for w in answer["texts"][1]["words"]] == ["a", "dog", "ran", "blue", "."]
     assert sum(answer["probabilities"]) == pytest.approx(1.0)
+
+
+# -- bertfit explain ------------------------------------------------------------------------------
+
+
+def _bertfit(*args: str):
+    return subprocess.run(
+        [sys.executable, "-m", "bertfit", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+PAIR_FLAGS = ["--sentence1", "the cat sat on a red mat .", "--sentence2", "a big dog ran ."]
+
+
+def test_explain_command_on_a_run_prints_words_json_and_a_heat_map(tiny_run, tmp_path):
+    from PIL import Image
+
+    png = tmp_path / "why.png"
+    result = _bertfit("explain", str(tiny_run), *PAIR_FLAGS, "--json", "--png", str(png))
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["method"] == "integrated_gradients" and answer["label"] == "not_equivalent"
+    words = [w["text"] for t in answer["texts"] for w in t["words"]]
+    assert words == [
+        "the",
+        "cat",
+        "sat",
+        "on",
+        "a",
+        "red",
+        "mat",
+        ".",
+        "a",
+        "big",
+        "dog",
+        "ran",
+        ".",
+    ]
+    total = sum(w["attribution"] for t in answer["texts"] for w in t["words"])
+    assert abs(total - answer["baseline_difference"]) <= 0.05 * abs(answer["baseline_difference"])
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.size[0] > 200
+    text = _bertfit("explain", str(tiny_run), *PAIR_FLAGS, "--method", "occlusion")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith("label: not_equivalent (probability ")
+    assert lines[1] == "attributions toward it (occlusion):"
+    red = next(line for line in lines if line.split()[0] == "red")
+    others = [abs(float(line.split()[1])) for line in lines[3:] if line.startswith("    ")]
+    assert float(red.split()[1]) == max(others)
+
+
+def test_explain_command_on_an_export_uses_occlusion_and_refuses_gradients(onnx_dir):
+    result = _bertfit("explain", str(onnx_dir), *PAIR_FLAGS, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["method"] == "occlusion"
+    refused = _bertfit("explain", str(onnx_dir), *PAIR_FLAGS, "--method", "integrated_gradients")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "integrated_gradients needs the PyTorch model" in refused.stderr
+    missing = _bertfit("explain", str(onnx_dir), "--sentence1", "a cat")
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == "bertfit: error: give --sentence1 and --sentence2"
+
+
+def test_the_heat_map_draws_each_texts_attributions(trained):
+    from bertfit.viz.figures import explanation_figure
+
+    explanation = trained.explain(["the cat sat on a red mat .", "a big dog ran ."])
+    figure = explanation_figure(explanation)
+    axes = figure.axes[: len(explanation.texts)]
+    for ax, text in zip(axes, explanation.texts):
+        np.testing.assert_array_equal(
+            ax.images[0].get_array()[0], [w.attribution for w in text.words]
+        )
+        assert [t.get_text() for t in ax.get_xticklabels()] == [w.text for w in text.words]
