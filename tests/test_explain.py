@@ -324,3 +324,22 @@ def test_the_heat_map_draws_each_texts_attributions(trained):
             ax.images[0].get_array()[0], [w.attribution for w in text.words]
         )
         assert [t.get_text() for t in ax.get_xticklabels()] == [w.text for w in text.words]
+
+
+@pytest.mark.slow
+def test_integrated_gradients_on_minilm_are_complete_within_five_percent():
+    from bertfit.data.tasks import MRPC
+    from bertfit.train.config import RunConfig
+    from bertfit.train.run import build_classifier
+
+    # The packaged MiniLM with a fresh head: the real encoder, its WordPieces and its depth.
+    classifier = build_classifier(RunConfig(task="mrpc"), MRPC)
+    explanation = classifier.explain(
+        ["The company's unbelievably strong quarter lifted profits.", "Profits hit a record."]
+    )
+    words = [w.text for w in explanation.words]
+    assert words[:5] == ["The", "company", "'", "s", "unbelievably"]  # WordPieces merged
+    assert np.isfinite(explanation.attributions).all()
+    difference = explanation.baseline_difference
+    assert abs(difference) > 1e-3
+    assert abs(explanation.attributions.sum() - difference) <= 0.05 * abs(difference)

@@ -356,3 +356,29 @@ def test_served_probabilities_are_calibrated_unless_asked_for_raw(calibrated_exp
         assert (
             refused.json()["error"]["message"] == "'calibrated' must be true or false, got a string"
         )
+
+
+def test_a_windowed_export_explains_every_word_of_a_long_text(tmp_path):
+    import torch
+
+    classifier = make_tiny_classifier(tmp_path)
+    with torch.no_grad():
+        for parameter in classifier.model.parameters():
+            if parameter.dim() > 1:
+                parameter.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(4))
+    classifier.info.window_stride = 8
+    export_classifier(classifier, tmp_path / "windowed", check_examples=4)
+    predictor = load_exported(tmp_path / "windowed")
+    instance = {"sentence1": LONG, "sentence2": "a red dog"}
+    with TestClient(create_app(predictor, ServeConfig()), raise_server_exceptions=False) as client:
+        response = client.post("/explain", json={"instances": [instance]})
+    assert response.status_code == 200, response.text
+    words = response.json()["explanations"][0]["texts"][0]["words"]
+    assert [w["text"] for w in words] == LONG.split()
+    assert all(w["seen"] for w in words)  # windows cover the whole text
+    expected = classifier.explain([LONG, "a red dog"], method="occlusion")
+    np.testing.assert_allclose(
+        [w["attribution"] for w in words],
+        [w.attribution for w in expected.texts[0].words],
+        atol=1e-4,
+    )

@@ -16,8 +16,9 @@ import torch
 from bertfit.explain.words import SPECIAL, WordRow
 from bertfit.text.packing import DEFAULT_TRUNCATOR, PackedExample, pad_packed
 
-#: Riemann steps of the path integral (Gauss-Legendre). On the fine-tuned MiniLM 64 steps keep
-#: the completeness gap under 1% of the logit difference; the tests check 5%.
+#: Steps of the path integral (Captum's Gauss-Legendre rule). On the first 8 MRPC dev pairs of a
+#: fine-tuned MiniLM the largest completeness gap (|sum of attributions - logit difference| over
+#: the difference) was 27% at 16 steps, 1.5% at 32 and 0.03% at 64; the tests check 5%.
 DEFAULT_STEPS = 64
 #: Interpolated inputs per forward pass: bounds memory on long inputs and many windows.
 INTERNAL_BATCH = 64
