@@ -141,6 +141,7 @@ class TextClassifier:
         self.tokenizer = tokenizer
         self.info = info
         self.processor = TextProcessor(tokenizer, info.max_seq_length, info.truncator)
+        self.source: str | None = None  # the directory it was loaded from, for messages
 
     @property
     def input_names(self) -> list[str]:
@@ -180,7 +181,7 @@ class TextClassifier:
         fitted)."""
         if self.info.temperature is None:
             if not self.model.is_regression:
-                note_uncalibrated(getattr(self, "source", f"this {self.info.task} model"), self)
+                note_uncalibrated(self.source or f"this {self.info.task} model", self)
             return 1.0
         return self.info.temperature
 
