@@ -2,10 +2,13 @@
 
 Starts ``bertfit serve EXPORT`` on a free 127.0.0.1 port, waits for ``/health``, then runs
 ``--clients`` concurrent clients (asyncio + httpx, one connection each) that together send
-``--requests`` ``POST /predict`` requests, each one MRPC dev pair, cycling through the dev set.
+``--requests`` ``POST /predict`` requests, each one MRPC dev pair, cycling through the dev set;
+with ``--explain-fraction F`` that share of the requests (evenly spread) goes to ``POST /explain``
+instead (word occlusion: one batched model call over the pair with each word masked).
 The run is bounded: it stops after ``--time-limit`` seconds even if requests remain (they are
 then counted as not sent). Reports requests/s, latency p50/p99 and failed requests (any
-non-200 answer or transport error), prints them and writes ``bench/results/serve_load.json``::
+non-200 answer or transport error), overall and per route, prints them and writes
+``bench/results/serve_load.json``::
 
     .venv/bin/python bench/serve_load.py bench/results/exports/bertfit-int8
 """
@@ -50,47 +53,76 @@ def wait_healthy(server: subprocess.Popen, url: str, timeout: float = 120.0) -> 
     raise SystemExit("server did not become healthy in time")
 
 
+def route_of(index: int, explain_fraction: float) -> str:
+    """``/explain`` for an evenly spread ``explain_fraction`` of the requests, else ``/predict``."""
+    explains = int((index + 1) * explain_fraction) > int(index * explain_fraction)
+    return "/explain" if explains else "/predict"
+
+
 async def client(url, instances, counter, deadline, latencies, failures) -> None:
+    answers = {"/predict": "predictions", "/explain": "explanations"}
     async with httpx.AsyncClient(base_url=url, timeout=30.0) as http:
         while time.monotonic() < deadline:
             index = counter["next"]
             if index >= counter["total"]:
                 return
             counter["next"] += 1
+            route = route_of(index, counter["explain_fraction"])
             body = {"instances": [instances[index % len(instances)]]}
             start = time.perf_counter()
             try:
-                response = await http.post("/predict", json=body)
-                ok = response.status_code == 200 and len(response.json()["predictions"]) == 1
+                response = await http.post(route, json=body)
+                ok = response.status_code == 200 and len(response.json()[answers[route]]) == 1
             except (httpx.HTTPError, ValueError, KeyError):
                 ok = False
-            latencies.append((time.perf_counter() - start) * 1000)
+            latencies.append((route, (time.perf_counter() - start) * 1000))
             if not ok:
-                failures.append(index)
+                failures.append((route, index))
 
 
-async def load(url: str, instances: list, clients: int, total: int, time_limit: float) -> dict:
-    counter = {"next": 0, "total": total}
-    latencies: list[float] = []
-    failures: list[int] = []
+def latency_summary(latencies: list[float]) -> dict:
+    """Count, p50 and p99 (ms) of a list of latencies."""
+    latencies = sorted(latencies)
+    done = len(latencies)
+    return {
+        "requests": done,
+        "p50_ms": latencies[done // 2] if done else None,
+        "p99_ms": latencies[min(done - 1, int(0.99 * done))] if done else None,
+    }
+
+
+async def load(
+    url: str,
+    instances: list,
+    clients: int,
+    total: int,
+    time_limit: float,
+    explain_fraction: float = 0.0,
+) -> dict:
+    counter = {"next": 0, "total": total, "explain_fraction": explain_fraction}
+    latencies: list[tuple[str, float]] = []
+    failures: list[tuple[str, int]] = []
     deadline = time.monotonic() + time_limit
     start = time.perf_counter()
     await asyncio.gather(
         *(client(url, instances, counter, deadline, latencies, failures) for _ in range(clients))
     )
     elapsed = time.perf_counter() - start
-    latencies.sort()
     done = len(latencies)
-    return {
-        "requests": done,
+    result = {
         "not_sent": total - done,
         "failed": len(failures),
         "clients": clients,
+        "explain_fraction": explain_fraction,
         "seconds": elapsed,
         "requests_per_s": done / elapsed,
-        "p50_ms": latencies[done // 2] if done else None,
-        "p99_ms": latencies[min(done - 1, int(0.99 * done))] if done else None,
+        **latency_summary([ms for _, ms in latencies]),
     }
+    for route in ("/predict", "/explain"):
+        summary = latency_summary([ms for r, ms in latencies if r == route])
+        summary["failed"] = sum(1 for r, _ in failures if r == route)
+        result[route.strip("/")] = summary
+    return result
 
 
 def main() -> None:
@@ -100,6 +132,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds, at most")
+    parser.add_argument(
+        "--explain-fraction", type=float, default=0.0, help="share of requests to /explain"
+    )
     parser.add_argument("--server-args", default="", help="extra `bertfit serve` flags")
     parser.add_argument("--output", default="bench/results/serve_load.json")
     args = parser.parse_args()
@@ -117,7 +152,16 @@ def main() -> None:
     try:
         wait_healthy(server, url)
         metadata = httpx.get(f"{url}/metadata").json()
-        result = asyncio.run(load(url, instances, args.clients, args.requests, args.time_limit))
+        result = asyncio.run(
+            load(
+                url,
+                instances,
+                args.clients,
+                args.requests,
+                args.time_limit,
+                args.explain_fraction,
+            )
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -154,3 +154,45 @@ def _row(task, i: int, first: str, second: str, label: int) -> list[str]:
     if len(texts) == 1:
         texts = [f"{first} {second}"]
     return [*texts, "x", value]
+
+
+def write_noisy_glue(root: Path, n_train: int = 1024, n_dev: int = 200) -> Path:
+    """Synthetic MRPC pairs (:func:`synthetic_pairs`) with every tenth label flipped, so a
+    model that learns the rule is right about 90% of the time and has something to calibrate."""
+    for split, n, seed in (("train", n_train, 1), ("dev", n_dev, 2)):
+        (a, b), labels = synthetic_pairs(n, seed)
+        labels = [1 - y if i % 10 == 3 else y for i, y in enumerate(labels)]
+        write_mrpc_split(root / "MRPC" / f"{split}.tsv", list(zip(map(str, labels), a, b)))
+    return root
+
+
+def train_tiny_run(root: Path, *extra: str) -> Path:
+    """Fine-tune the tiny classifier on noisy synthetic pairs with ``bertfit train``.
+
+    The pair rule (which sentence names a warm colour) is learnt in a few epochs, so tests get
+    a model whose decisions depend on known words. Returns the run directory.
+    """
+    import os
+    import subprocess
+    import sys
+
+    glue = write_noisy_glue(root / "glue")
+    model_dir = root / "tiny-model"
+    make_tiny_classifier(root).save_pretrained(model_dir)
+    run_dir = root / "run"
+    command = [
+        sys.executable, "-m", "bertfit", "train", "--task", "mrpc", "--output", str(run_dir),
+        "--data-dir", str(glue), "--model", str(model_dir), "--max-seq-length", "32",
+        "--epochs", "3", "--batch-size", "32", "--learning-rate", "3e-3", "--precision", "fp32",
+        "--quiet", *extra,
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ})
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A run directory of the tiny classifier fine-tuned on synthetic pairs (see
+    :func:`train_tiny_run`), shared by the tests of one session."""
+    return train_tiny_run(tmp_path_factory.mktemp("tiny-run"))

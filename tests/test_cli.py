@@ -119,7 +119,8 @@ def test_evaluate_json_matches_training_metrics(minilm_run):
     result = bertfit("evaluate", str(run_dir), "--split", "dev", "--json")
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
-    assert set(metrics) == {"accuracy", "f1"}
+    calibration = {"ece_before", "ece_after", "nll_before", "nll_after"}
+    assert set(metrics) == {"accuracy", "f1"} | calibration
     history = json.loads((run_dir / "history.jsonl").read_text().splitlines()[-1])
     assert metrics["accuracy"] == pytest.approx(history["dev_accuracy"])
     assert metrics["f1"] == pytest.approx(history["dev_f1"])

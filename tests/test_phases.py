@@ -63,7 +63,7 @@ def test_a_run_writes_where_its_time_went(tmp_path, capsys, tiny_model_dir):
     assert list(phases) == [name for name in PHASES if name in phases]
     assert set(phases) >= {
         "start-up", "reading data", "building model", "tokenizing", "first step",
-        "training steps", "evaluation", "checkpoint", "saving model",
+        "training steps", "evaluation", "checkpoint", "saving model", "calibration",
     }  # fmt: skip
     assert phases["evaluation"]["count"] == 2 and phases["checkpoint"]["count"] == 2
     steps = [r for r in timings["records"] if r["phase"] == "training steps"]

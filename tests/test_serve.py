@@ -116,18 +116,64 @@ def test_empty_instances_answer_an_empty_list(client):
             422,
             r"instances\[0\]: unknown field 'label'",
         ),
+        (b'{"instances": [{"sentence1": " ", "sentence2": "b"}]}', 422,
+         r"instances\[0\].sentence1 is empty; give some text to classify"),
         (json.dumps({"instances": [PAIR] * 5}).encode(), 413, "5 instances in one request; "
          "the limit is 4"),
         (json.dumps({"instances": [{"sentence1": "a" * 5000, "sentence2": "b"}]}).encode(), 413,
          "exceeds the limit of 4000"),
     ],
 )  # fmt: skip
-def test_bad_requests_get_a_clear_json_error(client, body, status, message):
-    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+@pytest.mark.parametrize("route", ["/predict", "/explain"])
+def test_bad_requests_get_a_clear_json_error(client, route, body, status, message):
+    response = client.post(route, content=body, headers={"content-type": "application/json"})
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["status"] == status
     assert __import__("re").search(message, error["message"]), error["message"]
+
+
+def test_explain_answers_each_instances_words_and_calibrated_probabilities(client, predictor):
+    instances = [PAIR, {"sentence1": LONG, "sentence2": "a red dog"}]
+    response = client.post("/explain", json={"instances": instances})
+    assert response.status_code == 200, response.text
+    explanations = response.json()["explanations"]
+    assert len(explanations) == 2
+    for instance, answer in zip(instances, explanations):
+        expected = predictor.explain(instance).to_dict()
+        assert answer["label"] == expected["label"] and answer["method"] == "occlusion"
+        assert sum(answer["probabilities"]) == pytest.approx(1.0)
+        np.testing.assert_allclose(answer["probabilities"], expected["probabilities"], atol=1e-6)
+        for got, want in zip(answer["texts"], expected["texts"]):
+            assert [w["text"] for w in got["words"]] == [w["text"] for w in want["words"]]
+            assert [w["text"] for w in got["words"]] == instance[got["name"]].split()
+            np.testing.assert_allclose(
+                [w["attribution"] for w in got["words"]],
+                [w["attribution"] for w in want["words"]],
+                atol=1e-6,
+            )
+
+
+def test_the_page_is_one_self_contained_document_built_from_the_metadata(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    page = response.text
+    # Nothing to fetch: no external script, stylesheet, image or font.
+    for pattern in ("<script src", "<link", "<img", "@import", "url(", "http://", "https://"):
+        assert pattern not in page, pattern
+    assert "<title>bertfit: mrpc</title>" in page
+    assert '"input_names": ["sentence1", "sentence2"]' in page
+    assert 'fetch("explain"' in page
+
+
+def test_the_page_escapes_metadata_that_looks_like_markup():
+    from bertfit.serve.page import render_page
+
+    page = render_page({"task": "</script><b>x", "input_names": ["a"], "labels": ["y"]})
+    assert "</script><b>" not in page
+    assert "<title>bertfit: &lt;/script&gt;&lt;b&gt;x</title>" in page
+    assert "\\u003c/script\\u003e" in page
 
 
 def test_a_body_without_content_length_is_bounded_too(client):
@@ -273,3 +319,66 @@ def test_bertfit_serve_command_answers_over_http(export_dir):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def calibrated_export(tmp_path_factory) -> Path:
+    import torch
+
+    classifier = make_tiny_classifier(tmp_path_factory.mktemp("tiny-calibrated"))
+    with torch.no_grad():
+        for parameter in classifier.model.parameters():
+            if parameter.dim() > 1:
+                parameter.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(2))
+    classifier.info.temperature = 2.5
+    output = tmp_path_factory.mktemp("export") / "calibrated"
+    export_classifier(classifier, output, check_examples=0)
+    return output
+
+
+def test_served_probabilities_are_calibrated_unless_asked_for_raw(calibrated_export):
+    predictor = load_exported(calibrated_export)
+    assert predictor.temperature == 2.5
+    with TestClient(create_app(predictor, ServeConfig()), raise_server_exceptions=False) as client:
+        metadata = client.get("/metadata").json()
+        assert metadata["temperature"] == 2.5 and metadata["calibrated"] is True
+        logits = predictor({k: [v] for k, v in PAIR.items()})["logits"][0]
+        for calibrated, temperature in ((None, 2.5), (True, 2.5), (False, 1.0)):
+            body = {"instances": [PAIR]}
+            if calibrated is not None:
+                body["calibrated"] = calibrated
+            expected = np.exp(logits / temperature) / np.exp(logits / temperature).sum()
+            for route, key in (("/predict", "predictions"), ("/explain", "explanations")):
+                answer = client.post(route, json=body).json()[key][0]
+                np.testing.assert_allclose(answer["probabilities"], expected, atol=1e-5)
+        refused = client.post("/predict", json={"instances": [PAIR], "calibrated": "no"})
+        assert refused.status_code == 422
+        assert (
+            refused.json()["error"]["message"] == "'calibrated' must be true or false, got a string"
+        )
+
+
+def test_a_windowed_export_explains_every_word_of_a_long_text(tmp_path):
+    import torch
+
+    classifier = make_tiny_classifier(tmp_path)
+    with torch.no_grad():
+        for parameter in classifier.model.parameters():
+            if parameter.dim() > 1:
+                parameter.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(4))
+    classifier.info.window_stride = 8
+    export_classifier(classifier, tmp_path / "windowed", check_examples=4)
+    predictor = load_exported(tmp_path / "windowed")
+    instance = {"sentence1": LONG, "sentence2": "a red dog"}
+    with TestClient(create_app(predictor, ServeConfig()), raise_server_exceptions=False) as client:
+        response = client.post("/explain", json={"instances": [instance]})
+    assert response.status_code == 200, response.text
+    words = response.json()["explanations"][0]["texts"][0]["words"]
+    assert [w["text"] for w in words] == LONG.split()
+    assert all(w["seen"] for w in words)  # windows cover the whole text
+    expected = classifier.explain([LONG, "a red dog"], method="occlusion")
+    np.testing.assert_allclose(
+        [w["attribution"] for w in words],
+        [w.attribution for w in expected.texts[0].words],
+        atol=1e-4,
+    )

@@ -90,10 +90,12 @@ def test_window_stride_is_validated():
         RunConfig(max_seq_length=64, window_stride=64).validate()
 
 
-def test_cli_records_the_stride_and_export_refuses_windowed_models(tmp_path, tiny_model_dir):
+def test_cli_records_the_stride_and_exports_windowed_models(tmp_path, tiny_model_dir):
     import json
 
     from bertfit.cli import main
+    from bertfit.export.runtime import load_exported
+    from bertfit.inference import TextClassifier
 
     from conftest import write_glue_task
 
@@ -105,5 +107,11 @@ def test_cli_records_the_stride_and_export_refuses_windowed_models(tmp_path, tin
     assert json.loads((run / "model" / "bertfit.json").read_text())["window_stride"] == 4
     assert json.loads((run / "config.json").read_text())["window_stride"] == 4
     assert main(["evaluate", str(run), "--json"]) == 0
-    assert main(["export", str(run), "--output", str(tmp_path / "export")]) == 2
-    assert not (tmp_path / "export").exists()
+    assert main(["export", str(run), "--output", str(tmp_path / "export")]) == 0
+    # The exported runtime averages the same windows as the PyTorch model.
+    spec = json.loads((tmp_path / "export" / "classifier.json").read_text())
+    assert spec["packing"]["window_stride"] == 4
+    texts = ["the big cat sat on the mat and saw a small red dog .", "a cat"]
+    exported = load_exported(tmp_path / "export")({"sentence": texts})["logits"]
+    reference = TextClassifier.from_pretrained(run / "model").logits([texts])
+    np.testing.assert_allclose(exported, reference, atol=1e-5)

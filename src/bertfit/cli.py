@@ -17,7 +17,7 @@ from bertfit import progress
 from bertfit.config import write_json
 from bertfit.data.readers import read_prediction_input
 from bertfit.errors import BertfitError, ConfigError
-from bertfit.paths import find_model_dir
+from bertfit.paths import BERTFIT_FILE, find_model_dir
 from bertfit.serve import DEFAULT_HOST, DEFAULT_PORT, ServeConfig
 from bertfit.train.config_file import (
     describe_keys,
@@ -183,8 +183,45 @@ def _add_predict(commands) -> None:
     parser.add_argument("--sentence2", help="second sentence (pair tasks)")
     parser.add_argument("--input", help="TSV (one example per line) or JSON lines file")
     parser.add_argument("--batch-size", type=_positive_int, default=64)
+    parser.add_argument(
+        "--raw-probabilities",
+        action="store_true",
+        help="softmax of the logits without the run's fitted temperature (default: calibrated)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=_run_predict)
+
+
+def _add_calibrate(commands) -> None:
+    parser = commands.add_parser(
+        "calibrate", help="fit a run's softmax temperature on its dev set (done after training)"
+    )
+    parser.add_argument("run", help="run directory (or a saved model directory)")
+    parser.add_argument("--data-dir", help="GLUE directory (default: the one the run used)")
+    parser.add_argument("--batch-size", type=_positive_int, default=64)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=_run_calibrate)
+
+
+def _add_explain(commands) -> None:
+    parser = commands.add_parser(
+        "explain", help="which words pushed the model toward its label (word attributions)"
+    )
+    parser.add_argument("source", help="run directory, saved model directory or exported model")
+    parser.add_argument("--sentence1", help="first text")
+    parser.add_argument("--sentence2", help="second text (pair tasks)")
+    parser.add_argument(
+        "--method",
+        choices=["integrated_gradients", "occlusion"],
+        help="default: integrated_gradients for a run, occlusion for an export (no gradients)",
+    )
+    parser.add_argument(
+        "--steps", type=_positive_int, help="integrated gradients' path steps (default: 64)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    parser.add_argument("--png", metavar="FILE", help="also draw the words as a heat map")
+    parser.set_defaults(handler=_run_explain)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_evaluate(commands)
     _add_predict(commands)
+    _add_calibrate(commands)
+    _add_explain(commands)
     _add_config(commands)
     _add_plot(commands)
     _add_inspect(commands)
@@ -334,6 +373,8 @@ def _run_evaluate(args) -> int:
         print(f"{evaluation.task} {scores.split} ({scores.examples} examples)")
         for name, value in scores.metrics.items():
             print(f"  {name}: {value:.4f}")
+    if evaluation.temperature is not None:
+        print(f"(_before: at temperature 1; _after: at the model's {evaluation.temperature:.4f})")
     return 0
 
 
@@ -352,9 +393,64 @@ def _run_predict(args) -> int:
             flags = " and ".join(f"--{name}" for name in names)
             raise ConfigError(f"give {flags}, or --input FILE")
         columns = [[text] for text in given]
-    for row in classifier.predict(columns, args.batch_size):
+    for row in classifier.predict(columns, args.batch_size, not args.raw_probabilities):
         print(json.dumps(row))
     return 0
+
+
+def _run_calibrate(args) -> int:
+    # torch loads only for commands that run models
+    from bertfit.train.run import calibrate_run, describe_calibration
+
+    calibration = calibrate_run(args.run, args.data_dir, args.batch_size)
+    if args.json:
+        print(json.dumps(calibration.to_dict()))
+        return 0
+    print(describe_calibration(calibration))
+    print(f"written to {find_model_dir(args.run) / BERTFIT_FILE}; re-export to carry it over")
+    return 0
+
+
+def _run_explain(args) -> int:
+    # torch loads only for a run's model; an export is explained without it
+    from bertfit.explain.load import default_method, load_explainer
+
+    predictor = load_explainer(args.source)
+    names = predictor.input_names
+    texts = [args.sentence1, args.sentence2][: len(names)]
+    if any(text is None for text in texts):
+        raise ConfigError(f"give {' and '.join(f'--{name}' for name in names)}")
+    if len(names) == 1 and args.sentence2 is not None:
+        raise ConfigError("this model takes one text: give --sentence1 only")
+    method = args.method or default_method(predictor)
+    options = {"n_steps": args.steps} if args.steps else {}
+    explanation = predictor.explain(texts, method=method, **options)
+    if args.png:
+        # matplotlib (the viz extra) only when a figure is asked for
+        from bertfit.viz.figures import explanation_figure, save_figure
+
+        save_figure(explanation_figure(explanation), args.png)
+    if args.json:
+        print(json.dumps(explanation.to_dict()))
+        return 0
+    _print_explanation(explanation)
+    if args.png:
+        print(f"wrote {args.png}")
+    return 0
+
+
+def _print_explanation(explanation) -> None:
+    if explanation.probabilities is None:
+        print(f"score: {explanation.score:.4f}")
+    else:
+        probability = explanation.probabilities[explanation.class_id]
+        print(f"label: {explanation.label} (probability {probability:.4f})")
+    print(f"attributions toward it ({explanation.method.replace('_', ' ')}):")
+    for text in explanation.texts:
+        print(f"  {text.name}:")
+        for word in text.words:
+            unseen = "" if word.seen else "  (beyond the model's length)"
+            print(f"    {word.text:<20} {word.attribution:+.4f}{unseen}")
 
 
 # -- config -------------------------------------------------------------------------------------

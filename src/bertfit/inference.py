@@ -26,11 +26,18 @@ from bertfit.config import (
 )
 from bertfit.data.batching import sorted_batches
 from bertfit.errors import CheckpointError
+from bertfit.explain.explain import (
+    Packing,
+    explain_by_gradients,
+    explain_by_occlusion,
+)
+from bertfit.explain.explanation import METHODS, Explanation, check_method, row_texts
 from bertfit.model.classifier import BertClassifier
 from bertfit.model.hf_classifier import load_classifier, save_pretrained
 from bertfit.model.packed import PackedBatch, pack_arrays, pack_sequences
 from bertfit.paths import BERTFIT_FILE
 from bertfit.precision import autocast
+from bertfit.probabilities import check_temperature, mean_by_owner, note_uncalibrated, softmax
 from bertfit.progress import bar as progress_bar
 from bertfit.text.packing import DEFAULT_TRUNCATOR, Truncator, pad_packed
 from bertfit.text.processor import TextProcessor
@@ -57,6 +64,9 @@ class ClassifierInfo:
     # How examples longer than max_seq_length are cut: "round_robin" or "waterfall" (see
     # bertfit.text.packing). Directories saved before it was recorded load as round robin.
     truncator: Truncator = DEFAULT_TRUNCATOR
+    # Softmax temperature fitted on the dev set after training (bertfit.calibration). None
+    # for regression models and for runs trained before calibration: those use 1.
+    temperature: float | None = None
 
 
 Packed = tuple[list[int], list[int]]
@@ -121,22 +131,6 @@ def model_num_outputs(model: BertClassifier) -> int:
     return model.num_classes
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Class probabilities along the last axis."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
-def mean_by_owner(logits: np.ndarray, owners: np.ndarray | None, count: int) -> np.ndarray:
-    """Average the logits of each text's windows (``owners[i]``: the text of row ``i``)."""
-    if owners is None:
-        return logits
-    sums = np.zeros((count, logits.shape[1]), dtype=np.float64)
-    np.add.at(sums, owners, logits)
-    return (sums / np.bincount(owners, minlength=count)[:, None]).astype(np.float32)
-
-
 class TextClassifier:
     """A classifier model, its tokenizer and its label names, used on raw strings."""
 
@@ -147,6 +141,12 @@ class TextClassifier:
         self.tokenizer = tokenizer
         self.info = info
         self.processor = TextProcessor(tokenizer, info.max_seq_length, info.truncator)
+        self.source: str | None = None  # the directory it was loaded from, for messages
+
+    @property
+    def input_names(self) -> list[str]:
+        """The text columns, in segment order."""
+        return list(self.info.input_names)
 
     @property
     def padding_id(self) -> int:
@@ -170,7 +170,20 @@ class TextClassifier:
                 f"names {len(info.label_names)} labels"
             )
         tokenizer = WordpieceTokenizer(directory / VOCAB_FILE_NAME, lower_case=info.lower_case)
-        return cls(model, tokenizer, info)
+        check_temperature(info.temperature, f"{info_path}: temperature")
+        classifier = cls(model, tokenizer, info)
+        classifier.source = str(directory)
+        return classifier
+
+    @property
+    def temperature(self) -> float:
+        """The softmax temperature of calibrated probabilities (1, said once, when none was
+        fitted)."""
+        if self.info.temperature is None:
+            if not self.model.is_regression:
+                note_uncalibrated(self.source or f"this {self.info.task} model", self)
+            return 1.0
+        return self.info.temperature
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write the model directory atomically: it is complete or left as it was."""
@@ -223,15 +236,55 @@ class TextClassifier:
         logits = predict_logits(self.model, inputs, self.padding_id, batch_size)
         return mean_by_owner(logits, owners, len(columns[0]))
 
-    def predict(self, columns: list[list[str]], batch_size: int = 64) -> list[dict]:
+    def explain(
+        self,
+        texts,
+        method: str = "integrated_gradients",
+        target: int | None = None,
+        n_steps: int | None = None,
+    ) -> Explanation:
+        """Word attributions of one input row (one text per input column, or a mapping from
+        column name to text) toward ``target`` (default: the predicted class).
+
+        ``method`` is ``"integrated_gradients"`` (Captum, the ``explain`` extra; ``n_steps``
+        path steps) or ``"occlusion"``. Returns a :class:`bertfit.explain.Explanation`.
+        """
+        texts = row_texts(texts, self.info.input_names)
+        packing = self.explain_packing()
+        if check_method(method, METHODS) == "occlusion":
+            return explain_by_occlusion(packing, texts, self.logits_of_packed, target)
+        return explain_by_gradients(packing, texts, self.model, target, n_steps)
+
+    def explain_packing(self) -> Packing:
+        """How this classifier packs a row, for :mod:`bertfit.explain`."""
+        return Packing(
+            tokenizer=self.tokenizer,
+            seq_length=self.info.max_seq_length,
+            special_tokens=self.tokenizer.special_tokens_dict,
+            stride=self.info.window_stride,
+            input_names=list(self.info.input_names),
+            label_names=list(self.info.label_names),
+            temperature=self.temperature,
+            truncator=self.info.truncator,
+        )
+
+    def logits_of_packed(self, examples: list[Packed], batch_size: int = 64) -> np.ndarray:
+        """Logits of already packed inputs, in order."""
+        return predict_logits(self.model, examples, self.padding_id, batch_size)
+
+    def predict(
+        self, columns: list[list[str]], batch_size: int = 64, calibrated: bool = True
+    ) -> list[dict]:
         """One dict per example: ``label``, ``class_id``, ``probabilities``, ``logits``.
 
-        A regression model answers ``{"score": ...}`` instead.
+        The probabilities are calibrated (``softmax(logits / temperature)``); ``calibrated``
+        False gives the raw ``softmax(logits)``. A regression model answers
+        ``{"score": ...}`` instead.
         """
         logits = self.logits(columns, batch_size)
         if self.model.is_regression:
             return [{"score": float(row[0])} for row in logits]
-        probabilities = softmax(logits)
+        probabilities = softmax(logits, self.temperature if calibrated else 1.0)
         # argmax over classes (axis -1), one answer per example.
         class_ids = logits.argmax(axis=-1)
         return [

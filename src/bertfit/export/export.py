@@ -125,12 +125,6 @@ def export_classifier(
     _check_lengths(classifier)
     if check_input is not None:
         check_columns = read_prediction_input(check_input, tuple(classifier.info.input_names))
-    if classifier.info.window_stride is not None:
-        # The exported runtime packs one input per text; averaging windows is not in it yet.
-        raise ConfigError(
-            "this model classifies long texts by windows (window_stride "
-            f"{classifier.info.window_stride}); exporting windowed models is not supported yet"
-        )
     staging = make_staging_dir(output)
     # Seconds to a minute of work: a bar over the stages, quiet under --quiet or off a terminal.
     stages = progress_bar(desc="exporting", total=2, unit="stage", show=progress, delay=0)
@@ -219,6 +213,7 @@ def classifier_spec(classifier, export_format: str, precision: str) -> Classifie
             seq_length=info.max_seq_length,
             special_tokens=dict(classifier.tokenizer.special_tokens_dict),
             truncation=info.truncator,
+            window_stride=info.window_stride,
         ),
         model=ModelSpec(
             format=export_format,
@@ -226,6 +221,7 @@ def classifier_spec(classifier, export_format: str, precision: str) -> Classifie
             num_classes=classifier.model.num_classes,
             precision=precision,
         ),
+        temperature=info.temperature,
     )
 
 

@@ -18,8 +18,11 @@ import numpy as np
 
 from bertfit.data.batching import sorted_batches
 from bertfit.errors import CheckpointError, ConfigError, DataError
+from bertfit.explain.explain import Packing, explain_by_occlusion
+from bertfit.explain.explanation import Explanation, check_method, row_texts
 from bertfit.export.manifest import CLASSIFIER_FILE, verify_directory
 from bertfit.export.spec import ClassifierSpec
+from bertfit.probabilities import mean_by_owner, note_uncalibrated, softmax
 from bertfit.text.packing import PackedExample, pad_packed
 from bertfit.text.processor import TextProcessor
 from bertfit.text.tokenizer import WordpieceTokenizer
@@ -83,7 +86,8 @@ class ExportedClassifier:
         predictor({"sentence1": [...], "sentence2": [...]})
 
     and get a dict of numpy columns: ``logits`` [n, num_classes], ``probabilities``
-    [n, num_classes], ``class_id`` [n] (argmax over classes) and ``class`` [n] (label names).
+    [n, num_classes] (calibrated with the run's temperature; ``calibrated=False`` gives the raw
+    softmax), ``class_id`` [n] (argmax over classes) and ``class`` [n] (label names).
     Any number of examples may be passed; they are run in length-sorted batches of
     ``batch_size``. Over-long texts are trimmed exactly as in training.
     """
@@ -115,6 +119,16 @@ class ExportedClassifier:
         self._padding_id = spec.packing.special_tokens["padding_id"]
 
     @property
+    def temperature(self) -> float:
+        """The softmax temperature of calibrated probabilities (1, said once, when the model
+        was exported before calibration)."""
+        if self.spec.temperature is None:
+            if self.spec.model.num_classes > 1:
+                note_uncalibrated(str(self.directory), self)
+            return 1.0
+        return self.spec.temperature
+
+    @property
     def task(self) -> str:
         """Name of the task the model was fine-tuned on."""
         return self.spec.task
@@ -140,11 +154,14 @@ class ExportedClassifier:
         return self.spec.packing.truncation
 
     def __call__(
-        self, inputs: Mapping[str, Sequence[str] | str], batch_size: int | None = None
+        self,
+        inputs: Mapping[str, Sequence[str] | str],
+        batch_size: int | None = None,
+        calibrated: bool = True,
     ) -> dict[str, np.ndarray]:
         """Classify the rows of ``inputs`` (text columns); see the class docstring."""
         logits = self.logits(self.columns(inputs), batch_size)
-        return self.outputs(logits)
+        return self.outputs(logits, calibrated)
 
     def columns(self, inputs: Mapping[str, Sequence[str] | str]) -> list[list[str]]:
         """Validate a mapping of text columns and return them in segment order.
@@ -170,8 +187,38 @@ class ExportedClassifier:
         return self.processor.encode(columns)
 
     def logits(self, columns: list[list[str]], batch_size: int | None = None) -> np.ndarray:
-        """Logits [n, num_classes] of text columns, in input order."""
-        return self.logits_of_packed(self.encode(columns), batch_size)
+        """Logits [n, num_classes] of text columns, in input order (a windowed model's are
+        the mean over each text's windows)."""
+        stride = self.spec.packing.window_stride
+        if stride is None:
+            return self.logits_of_packed(self.encode(columns), batch_size)
+        examples, owners = self.processor.encode_windows(columns, stride)
+        logits = self.logits_of_packed(examples, batch_size)
+        return mean_by_owner(logits, owners, len(columns[0]) if columns else 0)
+
+    def explain(self, inputs, method: str = "occlusion", target: int | None = None) -> Explanation:
+        """Word attributions of one input row toward ``target`` (default: the predicted class).
+
+        ``inputs`` maps each text column to one string (or is a sequence of one text per
+        column). Only ``"occlusion"`` runs here: it needs no gradients, so no PyTorch. Returns
+        a :class:`bertfit.explain.Explanation`.
+        """
+        check_method(method, ("occlusion",))
+        texts = row_texts(inputs, self.input_names)
+        return explain_by_occlusion(self.explain_packing(), texts, self.logits_of_packed, target)
+
+    def explain_packing(self) -> Packing:
+        """How this predictor packs a row, for :mod:`bertfit.explain`."""
+        return Packing(
+            tokenizer=self.processor.tokenizer,
+            seq_length=self.spec.packing.seq_length,
+            special_tokens=dict(self.spec.packing.special_tokens),
+            stride=self.spec.packing.window_stride,
+            input_names=self.input_names,
+            label_names=self.label_names,
+            temperature=self.temperature,
+            truncator=self.truncator,
+        )
 
     def logits_of_packed(
         self, examples: list[PackedExample], batch_size: int | None = None
@@ -186,13 +233,14 @@ class ExportedClassifier:
             logits[batch] = self.backend.run(feed)
         return logits
 
-    def outputs(self, logits: np.ndarray) -> dict[str, np.ndarray]:
-        """The output columns for ``logits``: logits, probabilities, class_id and class."""
+    def outputs(self, logits: np.ndarray, calibrated: bool = True) -> dict[str, np.ndarray]:
+        """The output columns for ``logits``: logits, probabilities (calibrated unless
+        ``calibrated`` is False), class_id and class."""
         class_id = logits.argmax(axis=-1).astype(np.int64)
         names = np.asarray(self.spec.label_names, dtype=np.str_)
         return {
             "logits": logits,
-            "probabilities": softmax(logits),
+            "probabilities": softmax(logits, self.temperature if calibrated else 1.0),
             "class_id": class_id,
             "class": names[class_id] if len(class_id) else np.asarray([], dtype=np.str_),
         }
@@ -203,13 +251,6 @@ class ExportedClassifier:
             f"ExportedClassifier({str(self.directory)!r}, task={self.task!r}, "
             f"format={model.format!r}, precision={model.precision!r}, labels={self.label_names})"
         )
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Class probabilities along the last axis."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def _column(inputs: Mapping[str, Any], name: str) -> list[str]:

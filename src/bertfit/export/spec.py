@@ -13,6 +13,7 @@ from typing import Any
 
 from bertfit.config import dataclass_from_dict, read_json
 from bertfit.errors import CheckpointError, ConfigError
+from bertfit.probabilities import check_temperature
 from bertfit.text.tokenizer import VOCAB_FILE_NAME
 
 #: The three packed inputs every exported model takes, int64 [batch, sequence].
@@ -45,6 +46,9 @@ class PackingSpec:
     seq_length: int
     special_tokens: dict[str, int]
     truncation: str = "round_robin"
+    # Texts longer than seq_length: None trims them; a number splits them into overlapping
+    # windows this many tokens apart whose logits are averaged per text (as in training).
+    window_stride: int | None = None
 
 
 @dataclass
@@ -69,6 +73,8 @@ class ClassifierSpec:
     tokenizer: TokenizerSpec
     packing: PackingSpec
     model: ModelSpec
+    # Softmax temperature of calibrated probabilities (from the run); None: not calibrated.
+    temperature: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -101,7 +107,12 @@ class ClassifierSpec:
              f"{len(self.label_names)} names for model.num_classes={self.model.num_classes}"),
             (self.model.inputs == MODEL_INPUTS, f"model.inputs must be {MODEL_INPUTS}"),
             (self.model.precision in ("fp32", "int8"), "model.precision must be fp32 or int8"),
+            (self.packing.window_stride is None or (
+                isinstance(self.packing.window_stride, int)
+                and 0 < self.packing.window_stride < self.packing.seq_length
+            ), "packing.window_stride must be null or in 1..seq_length-1"),
         ]  # fmt: skip
         for ok, message in checks:
             if not ok:
                 raise CheckpointError(f"{where}: {message}")
+        check_temperature(self.temperature, f"{where}: temperature")

@@ -18,11 +18,13 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 import bertfit
+from bertfit.probabilities import softmax
 from bertfit.serve.config import ServeConfig
+from bertfit.serve.page import render_page
 
 
 class Overloaded(Exception):
@@ -91,6 +93,17 @@ class MicroBatcher:
             return await job.future
         finally:
             self.queued -= job.size
+
+    async def call(self, function: Callable[[], Any], size: int) -> Any:
+        """Run ``function`` on the model thread between batches, counted as ``size`` queued
+        instances (explanations run many masked copies of a row, not one batched row)."""
+        if self.queued + size > self.max_queued:
+            raise Overloaded(f"{self.queued} instances are waiting (limit {self.max_queued})")
+        self.queued += size
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, function)
+        finally:
+            self.queued -= size
 
     async def _next_batch(self) -> list[_Job]:
         assert self._queue is not None
@@ -163,13 +176,24 @@ async def read_json_body(request: Request, limit: int) -> Any:
         raise RequestError(400, f"malformed JSON body: {error}") from None
 
 
+def parse_calibrated(body: Any) -> bool:
+    """The request's ``"calibrated"`` flag: true (the default) for probabilities scaled by the
+    model's temperature, false for the raw softmax."""
+    value = body.get("calibrated", True) if isinstance(body, dict) else True
+    if not isinstance(value, bool):
+        raise RequestError(422, f"'calibrated' must be true or false, got {_json_type(value)}")
+    return value
+
+
 def parse_instances(body: Any, input_names: list[str], max_instances: int) -> list[list[str]]:
     """Text columns from ``{"instances": [{name: text, ...}, ...]}``; refusals name the field."""
     if not isinstance(body, dict):
         raise RequestError(422, f"expected a JSON object with 'instances', got {_json_type(body)}")
-    unknown = sorted(set(body) - {"instances"})
+    unknown = sorted(set(body) - {"instances", "calibrated"})
     if unknown:
-        raise RequestError(422, f"unknown field {unknown[0]!r}; expected 'instances'")
+        raise RequestError(
+            422, f"unknown field {unknown[0]!r}; expected 'instances' (and 'calibrated')"
+        )
     instances = body.get("instances")
     if not isinstance(instances, list):
         raise RequestError(422, f"'instances' must be a list, got {_json_type(instances)}")
@@ -191,6 +215,8 @@ def parse_instances(body: Any, input_names: list[str], max_instances: int) -> li
             text = instance[name]
             if not isinstance(text, str):
                 raise RequestError(422, f"{where}.{name} must be a string, got {_json_type(text)}")
+            if not text.strip():
+                raise RequestError(422, f"{where}.{name} is empty; give some text to classify")
             column.append(text)
     return columns
 
@@ -204,9 +230,10 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _predictions(logits: np.ndarray, label_names: list[str]) -> list[dict[str, Any]]:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
+def _predictions(
+    logits: np.ndarray, label_names: list[str], temperature: float
+) -> list[dict[str, Any]]:
+    probabilities = softmax(logits, temperature)
     class_ids = logits.argmax(axis=-1)
     return [
         {
@@ -216,6 +243,15 @@ def _predictions(logits: np.ndarray, label_names: list[str]) -> list[dict[str, A
         }
         for class_id, probs in zip(class_ids, probabilities)
     ]
+
+
+def explain_row(predictor, texts: list[str], calibrated: bool) -> dict[str, Any]:
+    """The ``/explain`` answer for one instance: its occlusion explanation as a dict, with raw
+    probabilities when ``calibrated`` is False."""
+    explanation = predictor.explain(texts).to_dict()
+    if not calibrated and explanation["probabilities"] is not None:
+        explanation["probabilities"] = softmax(np.asarray(explanation["logits"])).tolist()
+    return explanation
 
 
 def metadata_of(predictor, config: ServeConfig) -> dict[str, Any]:
@@ -233,6 +269,10 @@ def metadata_of(predictor, config: ServeConfig) -> dict[str, Any]:
         "labels": predictor.label_names,
         "max_seq_length": predictor.max_seq_length,
         "truncator": predictor.truncator,
+        # Probabilities are softmax(logits / temperature) unless a request says calibrated=false;
+        # a model trained before calibration has no fitted temperature and uses 1.
+        "temperature": getattr(predictor, "temperature", 1.0),
+        "calibrated": getattr(getattr(predictor, "spec", None), "temperature", None) is not None,
         "export": manifest.get("export"),
         "exported_with": manifest.get("versions"),
         "created": manifest.get("created"),
@@ -252,11 +292,13 @@ def create_app(predictor, config: ServeConfig | None = None) -> Starlette:
         config.max_queued,
     )
     info = metadata_of(predictor, config)
+    page_html = render_page(info)
 
     async def predict(request: Request) -> JSONResponse:
         try:
             body = await read_json_body(request, config.max_body_bytes)
             columns = parse_instances(body, predictor.input_names, config.max_instances)
+            calibrated = parse_calibrated(body)
         except RequestError as error:
             return _error(error.status, str(error))
         if not columns[0]:
@@ -265,7 +307,28 @@ def create_app(predictor, config: ServeConfig | None = None) -> Starlette:
             logits = await batcher.submit(columns)
         except Overloaded as error:
             return _error(503, f"server busy: {error}; retry later")
-        return JSONResponse({"predictions": _predictions(logits, predictor.label_names)})
+        temperature = info["temperature"] if calibrated else 1.0
+        predictions = _predictions(logits, predictor.label_names, temperature)
+        return JSONResponse({"predictions": predictions})
+
+    async def explain(request: Request) -> JSONResponse:
+        try:
+            body = await read_json_body(request, config.max_body_bytes)
+            columns = parse_instances(body, predictor.input_names, config.max_instances)
+            calibrated = parse_calibrated(body)
+        except RequestError as error:
+            return _error(error.status, str(error))
+        rows = [list(row) for row in zip(*columns)]
+        try:
+            explanations = await batcher.call(
+                lambda: [explain_row(predictor, row, calibrated) for row in rows], len(rows)
+            )
+        except Overloaded as error:
+            return _error(503, f"server busy: {error}; retry later")
+        return JSONResponse({"explanations": explanations})
+
+    async def page(request: Request) -> HTMLResponse:
+        return HTMLResponse(page_html)
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -289,7 +352,9 @@ def create_app(predictor, config: ServeConfig | None = None) -> Starlette:
 
     app = Starlette(
         routes=[
+            Route("/", page, methods=["GET"]),
             Route("/predict", predict, methods=["POST"]),
+            Route("/explain", explain, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
             Route("/metadata", metadata, methods=["GET"]),
         ],

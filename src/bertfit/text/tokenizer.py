@@ -130,6 +130,25 @@ class WordpieceTokenizer:
         """WordPiece strings of one text (``##`` marks a continuation), for display."""
         return self._tokenizer.encode(text, add_special_tokens=False).tokens
 
+    def words(self, text: str) -> list[tuple[int, int, list[int]]]:
+        """Each word of ``text`` as BERT splits it (at whitespace and punctuation): its
+        character span ``(start, end)`` in ``text`` and its WordPiece ids, in order.
+
+        The ids of all words together are :meth:`encode`'s. Explanations use this to merge
+        per-token scores back into whole words.
+        """
+        encoding = self._tokenizer.encode(text, add_special_tokens=False)
+        words: list[tuple[int, int, list[int]]] = []
+        last = None
+        for token_id, word, (start, end) in zip(encoding.ids, encoding.word_ids, encoding.offsets):
+            if word != last:
+                words.append((start, end, []))
+                last = word
+            first, _, ids = words[-1]
+            words[-1] = (first, max(end, words[-1][1]), ids)
+            ids.append(token_id)
+        return words
+
     def token_to_id(self, token: str) -> int | None:
         """Id of ``token`` in the vocabulary, or ``None`` when it is absent."""
         return self._vocab.get(token)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bertfit.calibration import calibration_metrics
 from bertfit.data.encoding import ChunkedTexts, encode_stream
 from bertfit.data.readers import TextExamples
 from bertfit.data.tasks import TaskSpec
@@ -62,6 +63,20 @@ def encode_examples(
     return EncodedExamples(inputs, labels, owners)
 
 
+def logits_of_encoded(
+    classifier: TextClassifier,
+    data: EncodedExamples,
+    batch_size: int = 64,
+    progress: bool | None = None,
+    precision: str = "fp32",
+) -> np.ndarray:
+    """Logits of encoded examples, one row per text (a windowed text's windows averaged)."""
+    logits = predict_logits(
+        classifier.model, data.inputs, classifier.padding_id, batch_size, progress, precision
+    )
+    return mean_by_owner(logits, data.owners, len(data.labels))
+
+
 def predict_encoded(
     classifier: TextClassifier,
     task: TaskSpec,
@@ -71,26 +86,43 @@ def predict_encoded(
     precision: str = "fp32",
 ) -> np.ndarray:
     """Predicted class ids (or scores, for regression) of encoded examples."""
-    logits = predict_logits(
-        classifier.model, data.inputs, classifier.padding_id, batch_size, progress, precision
-    )
-    logits = mean_by_owner(logits, data.owners, len(data.labels))
+    logits = logits_of_encoded(classifier, data, batch_size, progress, precision)
     return logits[:, 0] if task.regression else logits.argmax(axis=-1)
 
 
 def evaluate_encoded(
-    classifier: TextClassifier, task: TaskSpec, data: EncodedExamples, batch_size: int = 64
+    classifier: TextClassifier,
+    task: TaskSpec,
+    data: EncodedExamples,
+    batch_size: int = 64,
+    calibration: bool = False,
 ) -> dict[str, float]:
-    """The task's metrics of ``classifier`` on already encoded examples."""
-    return compute_metrics(
-        task.metrics, predict_encoded(classifier, task, data, batch_size), data.labels
-    )
+    """The task's metrics of ``classifier`` on already encoded examples.
+
+    With ``calibration`` (classification tasks) also ``ece`` and ``nll`` before and after the
+    model's temperature: ``ece_before``, ``ece_after``, ``nll_before``, ``nll_after``.
+    """
+    logits = logits_of_encoded(classifier, data, batch_size)
+    predictions = logits[:, 0] if task.regression else logits.argmax(axis=-1)
+    scores = compute_metrics(task.metrics, predictions, data.labels)
+    if calibration and not task.regression:
+        before = calibration_metrics(logits, data.labels)
+        after = calibration_metrics(logits, data.labels, classifier.temperature)
+        for name in ("ece", "nll"):
+            scores[f"{name}_before"] = before[name]
+            scores[f"{name}_after"] = after[name]
+    return scores
 
 
 def evaluate_examples(
-    classifier: TextClassifier, task: TaskSpec, examples: TextExamples, batch_size: int = 64
+    classifier: TextClassifier,
+    task: TaskSpec,
+    examples: TextExamples,
+    batch_size: int = 64,
+    calibration: bool = False,
 ) -> dict[str, float]:
-    """The task's metrics of ``classifier`` on labelled text examples."""
+    """The task's metrics of ``classifier`` on labelled text examples (see
+    :func:`evaluate_encoded` for ``calibration``)."""
     return evaluate_encoded(
-        classifier, task, encode_examples(classifier, task, examples), batch_size
+        classifier, task, encode_examples(classifier, task, examples), batch_size, calibration
     )

@@ -2,10 +2,10 @@
 
 A training job is more than its loop: start-up and imports, reading and tokenizing the data,
 building and restoring the model, the first (warm-up) step, each evaluation, each checkpoint,
-each save of the best model. :class:`PhaseTimer` records them as they happen, so a slow job
-says where its time went without a profiler. Each record also holds the process's peak
-resident memory when the phase ended, so the phase that raised the peak shows too. Needs
-neither torch nor numpy.
+each save of the best model, the temperature fit. :class:`PhaseTimer` records them as they
+happen, so a slow job says where its time went without a profiler. Each record also holds the
+process's peak resident memory when the phase ended, so the phase that raised the peak shows
+too. Needs neither torch nor numpy.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ PHASES = (
     "evaluation",
     "checkpoint",
     "saving model",
+    "calibration",
 )
 
 

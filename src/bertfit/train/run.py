@@ -1,11 +1,13 @@
 """One training run from a :class:`RunConfig`: resolve data and model, train, write ``RUN/``.
 
 ``RUN/`` receives ``config.json`` (the resolved configuration), ``history.jsonl`` (one record per
-evaluation), ``model/`` (the best model, see :mod:`bertfit.inference`) and ``results.json``
-(the best record), ``steps.jsonl`` and ``checkpoints/step-N/`` (see
-:mod:`bertfit.train.checkpoint`). Every file is written atomically, so an interrupted run leaves
-complete files only, and :func:`resume_run` continues it from its latest checkpoint. Under
-``torchrun`` every process runs :func:`train_run` and only rank 0 writes and prints.
+evaluation), ``model/`` (the best model, see :mod:`bertfit.inference`, with the temperature
+fitted on the dev set, see :mod:`bertfit.train.calibrate`), ``calibration.json``,
+``results.json`` (the best record and the calibration), ``steps.jsonl`` and
+``checkpoints/step-N/`` (see :mod:`bertfit.train.checkpoint`). Every file is written
+atomically, so an interrupted run leaves complete files only, and :func:`resume_run` continues
+it from its latest checkpoint. Under ``torchrun`` every process runs :func:`train_run` and only
+rank 0 writes and prints.
 """
 
 from __future__ import annotations
@@ -39,9 +41,15 @@ from bertfit.paths import find_model_dir
 from bertfit.precision import resolve_device, resolve_precision
 from bertfit.text.tokenizer import WordpieceTokenizer
 from bertfit.train import distributed
+from bertfit.train.calibrate import (
+    Calibration,
+    calibrate_trained,
+    fit_calibration,
+    record_calibration,
+)
 from bertfit.train.checkpoint import STATE_FILE, checkpoints_dir, latest_checkpoint, step_of
 from bertfit.train.config import RunConfig
-from bertfit.train.evaluate import evaluate_examples
+from bertfit.train.evaluate import encode_examples, evaluate_examples
 from bertfit.train.metrics import dev_metrics, metric_prefix
 from bertfit.train.phases import TIMINGS_FILE, PhaseTimer, process_age
 from bertfit.train.trainer import Trainer, TrainResult
@@ -184,16 +192,13 @@ class RunEvaluation:
     task: str
     splits: list[SplitScores] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    temperature: float | None = None  # the model's (1 when it has none); None for regression
 
 
-def evaluate_run(
-    run: str | Path, split: str = "dev", data_dir: str | Path | None = None, batch_size: int = 64
-) -> RunEvaluation:
-    """The metrics of a run's best model (or of a saved model directory) on a labelled split.
+def load_run_model(run: str | Path) -> tuple[TextClassifier, RunConfig, TaskSpec]:
+    """The best model of a run (or a saved model directory), the run's config and its task.
 
-    ``split`` "dev" means every dev file of the task; otherwise a split name such as
-    ``train`` or ``dev_mismatched``. The data is the run's own (``RUN/config.json``) unless
-    ``data_dir`` names another GLUE directory; a bare model directory knows only its task.
+    A bare model directory has no ``config.json``: its config knows only the task.
     """
     model_dir = find_model_dir(run)
     classifier = TextClassifier.from_pretrained(model_dir)
@@ -202,14 +207,31 @@ def evaluate_run(
         config = RunConfig.from_json_file(run_file)
     else:
         config = RunConfig(task=classifier.info.task, data_dir=None)
-    task = task_of(config)
+    return classifier, config, task_of(config)
+
+
+def evaluate_run(
+    run: str | Path, split: str = "dev", data_dir: str | Path | None = None, batch_size: int = 64
+) -> RunEvaluation:
+    """The metrics of a run's best model (or of a saved model directory) on a labelled split.
+
+    Classification tasks also get their calibration: ``ece`` (15 bins) and ``nll`` before
+    (``_before``) and after (``_after``) the model's temperature.
+
+    ``split`` "dev" means every dev file of the task; otherwise a split name such as
+    ``train`` or ``dev_mismatched``. The data is the run's own (``RUN/config.json``) unless
+    ``data_dir`` names another GLUE directory; a bare model directory knows only its task.
+    """
+    classifier, config, task = load_run_model(run)
     splits = task.dev_splits if split == "dev" else (split,)
     result = RunEvaluation(task.name)
+    if not task.regression:
+        result.temperature = classifier.temperature
     for name in splits:
         examples = read_split(config, task, name, data_dir)
         if examples.labels is None:
             raise ConfigError(f"split {name!r} has no labels to evaluate against; use predict")
-        scores = evaluate_examples(classifier, task, examples, batch_size)
+        scores = evaluate_examples(classifier, task, examples, batch_size, calibration=True)
         result.splits.append(SplitScores(name, len(examples), scores))
         if len(splits) == 1:
             result.metrics.update(scores)
@@ -217,6 +239,31 @@ def evaluate_run(
             named = {metric_prefix(name) + metric: value for metric, value in scores.items()}
             result.metrics.update(dev_metrics(named))
     return result
+
+
+def calibrate_run(
+    run: str | Path, data_dir: str | Path | None = None, batch_size: int = 64
+) -> Calibration:
+    """Fit and record the temperature of a finished run (``bertfit calibrate RUN``); see
+    :mod:`bertfit.train.calibrate`.
+
+    The dev data is the run's own (``RUN/config.json``) unless ``data_dir`` names another
+    GLUE directory. Raises :class:`ConfigError` for a regression task or a split without labels.
+    """
+    classifier, config, task = load_run_model(run)
+    if task.regression:
+        raise ConfigError(
+            f"{task.name} is a regression task: it has no class probabilities to calibrate"
+        )
+    dev = {}
+    for split in task.dev_splits:
+        examples = read_split(config, task, split, data_dir)
+        if examples.labels is None:
+            raise ConfigError(f"split {split!r} has no labels to calibrate on")
+        dev[split] = encode_examples(classifier, task, examples)
+    calibration = fit_calibration(classifier, dev, batch_size)
+    record_calibration(find_model_dir(run), calibration)
+    return calibration
 
 
 def train_run(
@@ -272,10 +319,26 @@ def train_run(
             print(f"resuming from step {step_of(Path(resume))} ({resume})")
     result = trainer.fit(train_data, dev_data, resume=resume)
     if context.is_main:
-        write_json(output / "results.json", {"best": result.best, "steps": result.steps})
+        results = {"best": result.best, "steps": result.steps}
+        with phases.phase("calibration"):
+            calibration = calibrate_trained(output, task, dev_data)
+        if calibration is not None:
+            results["calibration"] = calibration.to_dict()
+            print(describe_calibration(calibration))
+        write_json(output / "results.json", results)
         write_json(output / TIMINGS_FILE, phases.to_dict(process_age()))
         print(f"time: {phases.summary()}")
     return result
+
+
+def describe_calibration(calibration: Calibration) -> str:
+    """One line about a temperature fit, for the console."""
+    before, after = calibration.before, calibration.after
+    return (
+        f"calibrated: temperature {calibration.temperature:.4f} on {calibration.examples} dev "
+        f"examples; ece {before['ece']:.4f} -> {after['ece']:.4f}, "
+        f"nll {before['nll']:.4f} -> {after['nll']:.4f}"
+    )
 
 
 def resume_run(run_dir: str | Path, progress: bool | None = None) -> TrainResult | None:

@@ -1,5 +1,5 @@
 """Figures of what bertfit computes: the learning-rate schedule, packed inputs, training
-history and confusion matrices.
+history, confusion matrices and word attributions.
 
 * :mod:`bertfit.viz.data`: the numbers each figure draws (no matplotlib, no torch);
 * :mod:`bertfit.viz.figures`: matplotlib figures of those numbers, drawn headless;
@@ -28,6 +28,7 @@ _EXPORTS = {
     "inputs_figure": "figures",
     "history_figure": "figures",
     "confusion_figure": "figures",
+    "explanation_figure": "figures",
     "save_figure": "figures",
     "plot_schedule": "plots",
     "plot_inputs": "plots",

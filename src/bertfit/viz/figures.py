@@ -239,3 +239,47 @@ def confusion_figure(data: ConfusionData, normalize: bool = False):
     total = int(data.matrix.sum())
     ax.set_title(f"Confusion matrix{split}\n{total} examples, accuracy {data.accuracy:.3f}")
     return figure
+
+
+# -- explanations -------------------------------------------------------------------------------
+
+
+def explanation_figure(explanation):
+    """Word attributions of a :class:`bertfit.explain.Explanation` as heat maps: one row of
+    words per input text, coloured by attribution (green toward the label, red away), on one
+    colour scale symmetric around 0 as in the Captum tutorials.
+
+    ``axes[i].images[0]`` holds text ``i``'s attributions [1, words] exactly.
+    """
+    texts = explanation.texts
+    longest = max((len(text.words) for text in texts), default=1)
+    figure = _figure(min(24.0, 2.0 + 0.42 * max(longest, 6)), 1.3 + 1.5 * len(texts))
+    axes = np.atleast_1d(figure.subplots(len(texts), 1))
+    scale = float(np.abs(explanation.attributions).max()) if explanation.words else 0.0
+    scale = scale or 1.0
+    image = None
+    for ax, text in zip(axes, texts):
+        values = np.asarray([[w.attribution for w in text.words]], dtype=np.float64)
+        image = ax.imshow(
+            values if values.size else np.zeros((1, 1)),
+            aspect="auto",
+            cmap="RdYlGn",
+            vmin=-scale,
+            vmax=scale,
+            interpolation="nearest",
+        )
+        ax.set_xticks(range(len(text.words)))
+        ax.set_xticklabels([w.text for w in text.words], rotation=60, ha="right", fontsize=9)
+        for tick, word in zip(ax.get_xticklabels(), text.words):
+            if not word.seen:
+                tick.set_color("grey")  # beyond the model's length: not seen, no attribution
+        ax.set_yticks([])
+        ax.set_title(text.name, loc="left", fontsize=10, family="monospace")
+    bar = figure.colorbar(image, ax=list(axes), pad=0.01, fraction=0.03)
+    bar.set_label("attribution", fontsize=8)
+    label = explanation.label if explanation.label is not None else "score"
+    if explanation.probabilities is not None:
+        label += f" (p={explanation.probabilities[explanation.class_id]:.3f})"
+    method = explanation.method.replace("_", " ")
+    figure.suptitle(f"Why {label}: word attributions by {method}", fontsize=10)
+    return figure

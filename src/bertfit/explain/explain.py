@@ -1,0 +1,91 @@
+"""Explain one input row of a predictor: split it into words, score them, build the result.
+
+The PyTorch :class:`~bertfit.inference.TextClassifier` and the exported predictor both call
+these with their own tokenizer, packing and model call; the exported one has no gradients and
+offers occlusion only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bertfit.explain.explanation import Explanation, build_explanation
+from bertfit.explain.occlusion import LogitsOfPacked, occlusion
+from bertfit.explain.words import WordRow, mask_id
+from bertfit.text.packing import DEFAULT_TRUNCATOR
+from bertfit.text.tokenizer import WordpieceTokenizer
+
+
+@dataclass
+class Packing:
+    """What a predictor needs to turn a row into its model inputs, and to name the result."""
+
+    tokenizer: WordpieceTokenizer
+    seq_length: int
+    special_tokens: dict[str, int]
+    stride: int | None
+    input_names: list[str]
+    label_names: list[str]
+    temperature: float = 1.0
+    truncator: str = DEFAULT_TRUNCATOR
+
+
+def explain_by_occlusion(
+    packing: Packing,
+    texts: list[str],
+    logits_of_packed: LogitsOfPacked,
+    target: int | None = None,
+) -> Explanation:
+    """Occlusion scores of each word of ``texts`` (one text per input column)."""
+    row = WordRow(packing.tokenizer, texts)
+    logits, scores, target = occlusion(
+        row,
+        logits_of_packed,
+        packing.seq_length,
+        packing.special_tokens,
+        packing.stride,
+        target,
+        packing.truncator,
+        mask_id(packing.special_tokens, packing.tokenizer),
+    )
+    return _build(packing, row, "occlusion", logits, scores, target)
+
+
+def explain_by_gradients(
+    packing: Packing, texts: list[str], model, target: int | None = None, n_steps: int | None = None
+) -> Explanation:
+    """Integrated-gradients attributions of each word of ``texts`` for a ``BertClassifier``."""
+    # torch and Captum: the exported predictor's occlusion, which imports this module, needs
+    # neither.
+    from bertfit.explain.integrated_gradients import DEFAULT_STEPS, integrated_gradients
+
+    row = WordRow(packing.tokenizer, texts)
+    logits, scores, target, difference = integrated_gradients(
+        model,
+        row,
+        packing.seq_length,
+        packing.special_tokens,
+        packing.stride,
+        target,
+        n_steps or DEFAULT_STEPS,
+        packing.truncator,
+    )
+    return _build(packing, row, "integrated_gradients", logits, scores, target, difference)
+
+
+def _build(packing, row, method, logits, scores, target, difference=None) -> Explanation:
+    _, keys = row.pack(
+        packing.seq_length, packing.special_tokens, packing.stride, packing.truncator
+    )
+    return build_explanation(
+        row,
+        packing.input_names,
+        packing.label_names,
+        method,
+        logits,
+        scores,
+        target,
+        row.seen(keys),
+        packing.temperature,
+        difference,
+    )

@@ -1,0 +1,92 @@
+"""Calibrate a run: fit its softmax temperature on the dev set and record it.
+
+After training (:func:`bertfit.train.run.train_run`) and by ``bertfit calibrate RUN`` for a run
+trained before (:func:`bertfit.train.run.calibrate_run`), the best model's dev logits give one
+temperature (:func:`bertfit.calibration.
+fit_temperature`). It is written into ``RUN/model/bertfit.json``, from where ``predict``,
+``evaluate`` and every export take it, and ``RUN/calibration.json`` records the fit: the
+temperature, the examples it was fitted on, and the dev ECE and NLL before and after it.
+Regression tasks have no class probabilities and are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bertfit.calibration import calibration_metrics, fit_temperature
+from bertfit.config import read_json, write_json
+from bertfit.data.tasks import TaskSpec
+from bertfit.errors import ConfigError
+from bertfit.inference import TextClassifier
+from bertfit.paths import BERTFIT_FILE, RUN_MODEL_DIR, find_model_dir
+from bertfit.train.evaluate import EncodedExamples, logits_of_encoded
+
+CALIBRATION_FILE = "calibration.json"
+
+
+@dataclass
+class Calibration:
+    """One temperature fit: where, on how many examples, and what it changed."""
+
+    temperature: float
+    splits: list[str]
+    examples: int
+    before: dict[str, float]  # ece and nll at temperature 1
+    after: dict[str, float]  # ece and nll at the fitted temperature
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+def fit_calibration(
+    classifier: TextClassifier, dev: Mapping[str, EncodedExamples], batch_size: int = 64
+) -> Calibration:
+    """Fit the temperature of ``classifier`` on its encoded dev sets (all of them together)."""
+    if not dev:
+        raise ConfigError("calibration needs a labelled dev set")
+    logits = np.concatenate(
+        [logits_of_encoded(classifier, data, batch_size) for data in dev.values()]
+    )
+    labels = np.concatenate([data.labels for data in dev.values()])
+    temperature = fit_temperature(logits, labels)
+    return Calibration(
+        temperature=temperature,
+        splits=list(dev),
+        examples=len(labels),
+        before=calibration_metrics(logits, labels),
+        after=calibration_metrics(logits, labels, temperature),
+    )
+
+
+def record_calibration(model_dir: Path, calibration: Calibration) -> Path:
+    """Write the temperature into the model's ``bertfit.json`` and the fit into the run's
+    ``calibration.json`` (beside ``model/``; in a bare model directory, inside it). Each file
+    is written atomically. Returns the path of ``calibration.json``."""
+    info = read_json(model_dir / BERTFIT_FILE)
+    info["temperature"] = calibration.temperature
+    write_json(model_dir / BERTFIT_FILE, info)
+    is_run = model_dir.name == RUN_MODEL_DIR and (model_dir.parent / "config.json").is_file()
+    record = (model_dir.parent if is_run else model_dir) / CALIBRATION_FILE
+    write_json(record, calibration.to_dict())
+    return record
+
+
+def calibrate_trained(
+    run_dir: Path, task: TaskSpec, dev: Mapping[str, EncodedExamples], batch_size: int = 64
+) -> Calibration | None:
+    """Calibrate the best model a run just saved, on the dev sets it was evaluated on.
+
+    None when there is nothing to calibrate: a regression task, or no dev set.
+    """
+    if task.regression or not dev:
+        return None
+    model_dir = find_model_dir(run_dir)
+    classifier = TextClassifier.from_pretrained(model_dir)
+    calibration = fit_calibration(classifier, dev, batch_size)
+    record_calibration(model_dir, calibration)
+    return calibration
