@@ -294,11 +294,15 @@ def create_app(predictor, config: ServeConfig | None = None) -> Starlette:
     info = metadata_of(predictor, config)
     page_html = render_page(info)
 
+    async def read_request(request: Request) -> tuple[list[list[str]], bool]:
+        """The instances' text columns and whether to calibrate (/predict and /explain alike)."""
+        body = await read_json_body(request, config.max_body_bytes)
+        columns = parse_instances(body, predictor.input_names, config.max_instances)
+        return columns, parse_calibrated(body)
+
     async def predict(request: Request) -> JSONResponse:
         try:
-            body = await read_json_body(request, config.max_body_bytes)
-            columns = parse_instances(body, predictor.input_names, config.max_instances)
-            calibrated = parse_calibrated(body)
+            columns, calibrated = await read_request(request)
         except RequestError as error:
             return _error(error.status, str(error))
         if not columns[0]:
@@ -313,9 +317,7 @@ def create_app(predictor, config: ServeConfig | None = None) -> Starlette:
 
     async def explain(request: Request) -> JSONResponse:
         try:
-            body = await read_json_body(request, config.max_body_bytes)
-            columns = parse_instances(body, predictor.input_names, config.max_instances)
-            calibrated = parse_calibrated(body)
+            columns, calibrated = await read_request(request)
         except RequestError as error:
             return _error(error.status, str(error))
         rows = [list(row) for row in zip(*columns)]

@@ -86,7 +86,13 @@ def predict_encoded(
     precision: str = "fp32",
 ) -> np.ndarray:
     """Predicted class ids (or scores, for regression) of encoded examples."""
-    logits = logits_of_encoded(classifier, data, batch_size, progress, precision)
+    return predictions_of(
+        task, logits_of_encoded(classifier, data, batch_size, progress, precision)
+    )
+
+
+def predictions_of(task: TaskSpec, logits: np.ndarray) -> np.ndarray:
+    """Class ids of ``logits``, or the scores themselves for a regression task."""
     return logits[:, 0] if task.regression else logits.argmax(axis=-1)
 
 
@@ -103,8 +109,7 @@ def evaluate_encoded(
     model's temperature: ``ece_before``, ``ece_after``, ``nll_before``, ``nll_after``.
     """
     logits = logits_of_encoded(classifier, data, batch_size)
-    predictions = logits[:, 0] if task.regression else logits.argmax(axis=-1)
-    scores = compute_metrics(task.metrics, predictions, data.labels)
+    scores = compute_metrics(task.metrics, predictions_of(task, logits), data.labels)
     if calibration and not task.regression:
         before = calibration_metrics(logits, data.labels)
         after = calibration_metrics(logits, data.labels, classifier.temperature)
