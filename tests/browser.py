@@ -18,6 +18,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from conftest import BLOCK_TORCH
+
 CHROMIUM = os.environ.get("BERTFIT_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("BERTFIT_CHROMEDRIVER", "/usr/bin/chromedriver")
 SKIP_VARIABLE = "BERTFIT_SKIP_BROWSER"
@@ -37,18 +39,13 @@ CHROMIUM_FLAGS = [
 
 # `bertfit serve` with torch made unimportable: the page must work against an ONNX export on
 # a server that has no PyTorch.
-SERVE_WITHOUT_TORCH = """
-import sys
-
-class BlockTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is made unimportable on this server")
-
-sys.meta_path.insert(0, BlockTorch())
+SERVE_WITHOUT_TORCH = (
+    BLOCK_TORCH
+    + """
 from bertfit.cli import main
 sys.exit(main(["serve", *sys.argv[1:]]))
 """
+)
 
 
 def missing_browser() -> str | None:

@@ -68,8 +68,29 @@ def synthetic_pairs(n: int, seed: int) -> tuple[list[list[str]], list[int]]:
     return [first, second], labels
 
 
-def make_tiny_classifier(tmp_path: Path, num_classes: int = 2, seed: int = 0):
-    """A randomly initialised 2-layer, hidden-32 classifier with its tokenizer."""
+# The start of a script (for ``python -c``) in which importing torch fails: what runs after it
+# must work on a machine without PyTorch.
+BLOCK_TORCH = """
+import sys
+
+class BlockTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is made unimportable by this test")
+
+sys.meta_path.insert(0, BlockTorch())
+"""
+
+
+def make_tiny_classifier(
+    tmp_path: Path,
+    num_classes: int = 2,
+    seed: int = 0,
+    tokens: list[str] | None = None,
+    max_seq_length: int = 32,
+):
+    """A randomly initialised 2-layer, hidden-32 classifier with its tokenizer (over
+    ``tokens``, by default :data:`TINY_VOCAB`)."""
     import torch
 
     from bertfit.data.tasks import MRPC
@@ -78,10 +99,11 @@ def make_tiny_classifier(tmp_path: Path, num_classes: int = 2, seed: int = 0):
     from bertfit.model.config import EncoderConfig
     from bertfit.text.tokenizer import WordpieceTokenizer
 
+    tokens = TINY_VOCAB if tokens is None else tokens
     vocab = tmp_path / "tiny-vocab.txt"
-    vocab.write_text("\n".join(TINY_VOCAB) + "\n", encoding="utf-8")
+    vocab.write_text("\n".join(tokens) + "\n", encoding="utf-8")
     config = EncoderConfig(
-        vocab_size=len(TINY_VOCAB),
+        vocab_size=len(tokens),
         hidden_size=32,
         num_layers=2,
         num_attention_heads=2,
@@ -95,7 +117,7 @@ def make_tiny_classifier(tmp_path: Path, num_classes: int = 2, seed: int = 0):
     info = ClassifierInfo(
         task="mrpc",
         label_names=list(MRPC.label_names),
-        max_seq_length=32,
+        max_seq_length=max_seq_length,
         lower_case=True,
         input_names=list(MRPC.input_names),
     )

@@ -16,7 +16,7 @@ from bertfit.explain.words import WordRow, pack_row
 from bertfit.inference import TextClassifier
 from bertfit.text.tokenizer import WordpieceTokenizer
 
-from conftest import make_tiny_classifier
+from conftest import BLOCK_TORCH, make_tiny_classifier
 
 LONG = " ".join(["the big cat sat on the mat and saw a small dog ."] * 6)
 
@@ -221,20 +221,16 @@ def test_the_exported_predictor_explains_by_occlusion_like_the_torch_model(train
         predictor.explain(pair, method="integrated_gradients")
 
 
-NO_TORCH = """
-import json, sys
-
-class BlockTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is made unimportable by this test")
-
-sys.meta_path.insert(0, BlockTorch())
+NO_TORCH = (
+    BLOCK_TORCH
+    + """
+import json
 import bertfit
 explanation = bertfit.load_exported(sys.argv[1]).explain(json.loads(sys.argv[2]))
 assert "torch" not in sys.modules
 print(json.dumps(explanation.to_dict()))
 """
+)
 
 
 def test_exported_explanations_need_no_torch(onnx_dir):

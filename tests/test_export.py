@@ -21,7 +21,7 @@ from bertfit.export.export import export_classifier
 from bertfit.export.manifest import sha256_file
 from bertfit.export.runtime import load_exported
 
-from conftest import GLUE_DIR, make_tiny_classifier
+from conftest import BLOCK_TORCH, GLUE_DIR, make_tiny_classifier
 
 LONG = " ".join(["the big cat sat on the mat and saw a small dog"] * 12)
 PAIRS = {
@@ -283,15 +283,10 @@ def test_export_refuses_an_existing_directory_and_bad_options(tiny, onnx_dir, tm
 
 # -- without torch --------------------------------------------------------------------------------
 
-NO_TORCH = """
-import json, sys
-
-class BlockTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is made unimportable by this test")
-
-sys.meta_path.insert(0, BlockTorch())
+NO_TORCH = (
+    BLOCK_TORCH
+    + """
+import json
 try:
     import torch
 except ImportError:
@@ -304,6 +299,7 @@ out = predictor(json.loads(sys.argv[2]))
 assert "torch" not in sys.modules
 print(json.dumps({"logits": out["logits"].tolist(), "class": out["class"].tolist()}))
 """
+)
 
 
 def test_load_exported_works_with_torch_unimportable(onnx_dir):

@@ -25,10 +25,8 @@ from bertfit.errors import CheckpointError, ConfigError
 from bertfit.export.export import export_classifier
 from bertfit.export.runtime import load_exported
 from bertfit.export.spec import TRUNCATIONS
-from bertfit.inference import BERTFIT_FILE, ClassifierInfo, TextClassifier
-from bertfit.model.classifier import BertClassifier
-from bertfit.model.config import EncoderConfig
-from bertfit.text import TRUNCATORS, TextProcessor, WordpieceTokenizer
+from bertfit.inference import BERTFIT_FILE, TextClassifier
+from bertfit.text import TRUNCATORS, TextProcessor
 from bertfit.text.packing import pad_packed
 from bertfit.train.config import RunConfig
 from bertfit.train.config_file import config_keys, load_run_config, parse_overrides
@@ -216,21 +214,10 @@ def test_an_export_written_before_the_truncator_loads_as_round_robin(tmp_path):
 
 def test_a_vocab_without_mask_trains_saves_and_exports(tmp_path):
     tokens = [t for t in TINY_VOCAB if t != "[MASK]"]
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(tokens) + "\n", encoding="utf-8")
-    config = EncoderConfig(
-        vocab_size=len(tokens),
-        hidden_size=32,
-        num_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    tokenizer = WordpieceTokenizer(vocab)
+    classifier = make_tiny_classifier(tmp_path, tokens=tokens, max_seq_length=16)
+    tokenizer = classifier.tokenizer
     assert "mask_id" not in tokenizer.special_tokens_dict
-    info = ClassifierInfo("mrpc", list(MRPC.label_names), 16, True, list(MRPC.input_names))
-    classifier = _varied(TextClassifier(BertClassifier(config, 2), tokenizer, info))
+    classifier = _varied(classifier)
     classifier.model.eval()
     classifier.save_pretrained(tmp_path / "model")
     loaded = TextClassifier.from_pretrained(tmp_path / "model")
