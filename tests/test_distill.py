@@ -343,3 +343,11 @@ def test_existing_output_needs_overwrite(tiny_run, tmp_path, capsys):
     )
     assert main([*args, "--overwrite", "--quiet"]) == 0
     assert not (output / "notes.txt").exists() and (output / "results.json").is_file()
+
+
+def test_alpha_1_trains_without_computing_the_teachers_outputs(tiny_run, tmp_path):
+    output = tmp_path / "alpha1"
+    args = ["distill", str(tiny_run), "--output", str(output), "--layers", "1", "--alpha", "1"]
+    assert main([*args, "--max-steps", "2", "--quiet"]) == 0
+    assert json.loads((output / "config.json").read_text())["distill"]["alpha"] == 1.0
+    assert "teacher outputs" not in (output / "timings.json").read_text()

@@ -98,9 +98,18 @@ def with_teacher_targets(
     return dataclasses.replace(data, soft_targets=targets)
 
 
+def learns_from_teacher(config: RunConfig) -> bool:
+    """Whether the run trains on the teacher's outputs: it is distilled with ``alpha`` < 1.
+
+    At ``alpha`` 1 the loss is the task's alone, so the teacher's outputs are not computed.
+    """
+    return config.distill.teacher is not None and config.distill.alpha < 1
+
+
 def training_loss(config: RunConfig, task: TaskSpec) -> DistillationLoss | None:
-    """The trainer's loss hook for this run: None (the task's loss) unless it is distilled."""
-    distill = config.distill
-    if distill.teacher is None:
+    """The trainer's loss hook for this run: None (the task's own loss) unless it learns from
+    a teacher's outputs."""
+    if not learns_from_teacher(config):
         return None
+    distill = config.distill
     return DistillationLoss(distill.temperature, distill.alpha, task.regression)

@@ -51,6 +51,7 @@ from bertfit.train.checkpoint import STATE_FILE, checkpoints_dir, latest_checkpo
 from bertfit.train.config import RunConfig
 from bertfit.train.distillation import (
     build_student_classifier,
+    learns_from_teacher,
     training_loss,
     with_teacher_targets,
 )
@@ -313,7 +314,7 @@ def train_run(
     with phases.phase("tokenizing"):
         train_data = trainer.encode(train_examples)
         dev_data = {split: trainer.encode(examples) for split, examples in dev_examples.items()}
-    if config.distill.teacher is not None:
+    if learns_from_teacher(config):
         with phases.phase("teacher outputs"):
             train_data = with_teacher_targets(
                 config, train_data, trainer.device, trainer.precision, trainer.progress
