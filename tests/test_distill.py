@@ -351,3 +351,18 @@ def test_alpha_1_trains_without_computing_the_teachers_outputs(tiny_run, tmp_pat
     assert main([*args, "--max-steps", "2", "--quiet"]) == 0
     assert json.loads((output / "config.json").read_text())["distill"]["alpha"] == 1.0
     assert "teacher outputs" not in (output / "timings.json").read_text()
+
+
+def test_an_interrupted_distilled_run_resumes_as_a_distilled_run(student_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(student_run, run)
+    checkpoints = sorted((run / "checkpoints").iterdir(), key=lambda p: int(p.name.split("-")[1]))
+    assert len(checkpoints) == 2  # the end of each of its 2 epochs
+    shutil.rmtree(checkpoints[-1])  # as if stopped after epoch 1
+    (run / "results.json").unlink()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "distilling" in out and "resuming from step" in out
+    resumed = json.loads((run / "results.json").read_text())
+    assert resumed == json.loads((student_run / "results.json").read_text())
