@@ -67,12 +67,14 @@ VARIANTS = {
 PEER_SYSTEMS = ("pipeline-fp32", "pipeline-bf16", "optimum-fp32", "optimum-int8")
 
 
-def ensure_exports(run: Path, work: Path) -> dict[str, Path]:
-    """The run exported in each of VARIANTS (reused when already written)."""
+def ensure_exports(run: Path, work: Path, variants=tuple(VARIANTS)) -> dict[str, Path]:
+    """The run exported in each of ``variants`` (names of VARIANTS) as ``work/bertfit-NAME``
+    (reused when already written); :func:`measure_in_fresh_process` measures them."""
     from bertfit.export.export import export_classifier
 
     exports = {}
-    for name, (quantize, fusions) in VARIANTS.items():
+    for name in variants:
+        quantize, fusions = VARIANTS[name]
         directory = work / f"bertfit-{name}"
         if not (directory / "manifest.json").is_file():
             start = time.perf_counter()

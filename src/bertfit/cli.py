@@ -1,4 +1,4 @@
-"""The ``bertfit`` command: ``train``, ``evaluate`` and ``predict``.
+"""The ``bertfit`` command: ``train``, ``distill``, ``evaluate``, ``predict`` and the rest.
 
 User mistakes (a missing file, a bad row, an invalid flag) end with one line on stderr and a
 non-zero exit; only bugs show a traceback.
@@ -160,6 +160,81 @@ def _add_config_arguments(parser) -> None:
     )
 
 
+def _add_distill(commands) -> None:
+    parser = commands.add_parser(
+        "distill", help="train a smaller, faster student of a finished run (a run of its own)"
+    )
+    parser.add_argument("run", help="the teacher: a finished run directory")
+    parser.add_argument("--output", required=True, help="run directory to write for the student")
+    parser.add_argument(
+        "--layers", type=int, default=3, help="the student's layers, fewer than the teacher's "
+        "(default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--init",
+        default="spread",
+        help="which teacher layers the student starts from: spread (every L/k-th, ending with "
+        "the top one; default), first, last, or indices such as 0,2,4",
+    )
+    parser.add_argument(
+        "--temperature", type=_positive_float, default=2.0,
+        help="softmax temperature of the teacher's and student's outputs (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--alpha", type=_unit_float, default=0.5,
+        help="weight of the gold-label loss; 1 - alpha weighs the teacher's (default: "
+        "%(default)s)",
+    )  # fmt: skip
+    parser.add_argument("--epochs", type=_positive_int, help="(default: the teacher's)")
+    parser.add_argument("--seed", type=int, help="(default: the teacher's)")
+    parser.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
+    parser.add_argument("--learning-rate", type=_positive_float, help="(default: the teacher's)")
+    parser.add_argument(
+        "--precision", choices=["auto", "fp32", "bf16", "fp16"], help="(default: the teacher's)"
+    )
+    parser.add_argument("--data-dir", help="the task's GLUE files (default: the teacher's)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --output entirely"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars; a line per epoch")
+    parser.set_defaults(handler=_run_distill)
+
+
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def _run_distill(args) -> int:
+    from bertfit.train.distill import distill_run  # torch loads only for commands that train
+
+    overrides = {
+        "trainer.max_steps": args.max_steps,
+        "optimizer.learning_rate": args.learning_rate,
+        "trainer.precision": args.precision,
+        "data_dir": args.data_dir,
+    }
+    result = distill_run(
+        args.run,
+        args.output,
+        args.layers,
+        init=args.init,
+        temperature=args.temperature,
+        alpha=args.alpha,
+        seed=args.seed,
+        epochs=args.epochs,
+        overrides=[(key, value) for key, value in overrides.items() if value is not None],
+        overwrite=args.overwrite,
+        progress=False if args.quiet else None,
+    )
+    return _print_best(result, Path(args.output))
+
+
 def _add_evaluate(commands) -> None:
     parser = commands.add_parser("evaluate", help="metrics of a run's best model on a split")
     parser.add_argument("run", help="run directory (or a saved model directory)")
@@ -232,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bertfit {bertfit.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(commands)
+    _add_distill(commands)
     _add_evaluate(commands)
     _add_predict(commands)
     _add_calibrate(commands)

@@ -67,6 +67,9 @@ class ClassifierInfo:
     # Softmax temperature fitted on the dev set after training (bertfit.calibration). None
     # for regression models and for runs trained before calibration: those use 1.
     temperature: float | None = None
+    # A distilled model: its teacher run and how it was cut and trained (teacher, teacher_layers,
+    # layers, init, temperature, alpha, seed; see bertfit.train.distillation). None otherwise.
+    distilled_from: dict | None = None
 
 
 Packed = tuple[list[int], list[int]]

@@ -139,6 +139,37 @@ class LoggingConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Distillation from a fine-tuned teacher run (``bertfit distill``); off without ``teacher``.
+
+    The student is the teacher's classifier with only the teacher's layers ``layers`` (see
+    :mod:`bertfit.model.student`; ``init`` says how they were chosen) and trains on
+    ``alpha`` x the task's loss on the gold labels + (1 - ``alpha``) x the loss against the
+    teacher's outputs at ``temperature`` (see :mod:`bertfit.train.distillation`).
+    """
+
+    # The teacher's run directory (absolute, as a run records it).
+    teacher: str | None = None
+    # The teacher's layer indices the student's layers start from, in order.
+    layers: list[int] | None = None
+    # How ``layers`` was chosen: spread | first | last (bertfit.model.student), or custom.
+    init: str = "spread"
+    temperature: float = 2.0
+    alpha: float = 0.5
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first invalid setting."""
+        if self.teacher is None:
+            return
+        if not self.layers:
+            raise ConfigError("distill.layers: name the teacher layers the student starts from")
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ConfigError(f"distill.temperature must be positive, got {self.temperature}")
+        if not 0 <= self.alpha <= 1:
+            raise ConfigError(f"distill.alpha must be in [0, 1], got {self.alpha}")
+
+
+@dataclass
 class RunConfig:
     """Everything a training run depends on."""
 
@@ -160,6 +191,7 @@ class RunConfig:
     )
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     data: UserDataConfig = field(default_factory=UserDataConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid setting."""
@@ -173,6 +205,7 @@ class RunConfig:
         self.trainer.validate()
         self.logging.validate()
         self.data.validate()
+        self.distill.validate()
         if self.optimizer.learning_rate <= 0:
             raise ConfigError(
                 f"optimizer.learning_rate must be positive, got {self.optimizer.learning_rate}"

@@ -33,6 +33,9 @@ class EncodedExamples:
     inputs: Sequence[Packed]
     labels: np.ndarray
     owners: np.ndarray | None = None
+    # Per input (each window its own row): what a training loss other than the task's learns
+    # from besides the labels, such as a teacher's logits when distilling.
+    soft_targets: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.inputs)

@@ -49,6 +49,12 @@ from bertfit.train.calibrate import (
 )
 from bertfit.train.checkpoint import STATE_FILE, checkpoints_dir, latest_checkpoint, step_of
 from bertfit.train.config import RunConfig
+from bertfit.train.distillation import (
+    build_student_classifier,
+    learns_from_teacher,
+    training_loss,
+    with_teacher_targets,
+)
 from bertfit.train.evaluate import encode_examples, evaluate_examples
 from bertfit.train.metrics import dev_metrics, metric_prefix
 from bertfit.train.phases import TIMINGS_FILE, PhaseTimer, process_age
@@ -57,7 +63,13 @@ from bertfit.train.trainer import Trainer, TrainResult
 
 def build_classifier(config: RunConfig, task: TaskSpec) -> TextClassifier:
     """The pretrained encoder of ``config.model`` with a fresh head for ``task``, and its
-    tokenizer; the head's initial weights depend on ``config.trainer.seed`` only."""
+    tokenizer; the head's initial weights depend on ``config.trainer.seed`` only.
+
+    A distilled run's model is instead the student cut from its teacher
+    (:func:`bertfit.train.distillation.build_student_classifier`).
+    """
+    if config.distill.teacher is not None:
+        return build_student_classifier(config, task)
     model_dir = resolve_model_dir(config.model)
     # Any format: PyTorch weights, a TensorFlow checkpoint (directory or prefix), a SavedModel.
     source = describe_source(model_dir)
@@ -297,10 +309,16 @@ def train_run(
         progress,
         config.logging,
         phases=phases,
+        loss_function=training_loss(config, task),
     )
     with phases.phase("tokenizing"):
         train_data = trainer.encode(train_examples)
         dev_data = {split: trainer.encode(examples) for split, examples in dev_examples.items()}
+    if learns_from_teacher(config):
+        with phases.phase("teacher outputs"):
+            train_data = with_teacher_targets(
+                config, train_data, trainer.device, trainer.precision, trainer.progress
+            )
     config.optimizer.total_steps = trainer.plan_steps(len(train_data))
     config.trainer.precision = trainer.precision  # what "auto" became on this device
     if context.is_main:
@@ -315,6 +333,8 @@ def train_run(
             f"{config.trainer.global_batch_size(context.world_size)} examples{processes}, "
             f"{trainer.device.type} {trainer.precision}, model {config.model}"
         )
+        if config.distill.teacher is not None:
+            print(describe_distillation(config))
         if resume is not None:
             print(f"resuming from step {step_of(Path(resume))} ({resume})")
     result = trainer.fit(train_data, dev_data, resume=resume)
@@ -329,6 +349,15 @@ def train_run(
         write_json(output / TIMINGS_FILE, phases.to_dict(process_age()))
         print(f"time: {phases.summary()}")
     return result
+
+
+def describe_distillation(config: RunConfig) -> str:
+    """One line about a distilled run, for the console."""
+    distill = config.distill
+    return (
+        f"distilling {distill.teacher}: student of its layers {distill.layers} "
+        f"({distill.init}), temperature {distill.temperature}, alpha {distill.alpha}"
+    )
 
 
 def describe_calibration(calibration: Calibration) -> str:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from bertfit.config import atomic_write_text
 from bertfit.data.batching import length_grouped_batches, random_batches
@@ -43,11 +42,16 @@ from bertfit.train.checkpoint import (
 )
 from bertfit.train.config import LoggingConfig, TrainerConfig
 from bertfit.train.evaluate import EncodedExamples, encode_examples, predict_encoded
+from bertfit.train.losses import task_loss
 from bertfit.train.memory import HeapTrimmer
 from bertfit.train.metrics import collapse_message, compute_metrics, metric_prefix
 from bertfit.train.optim import OptimizationConfig, build_optimizer, clip_gradients
 from bertfit.train.phases import PhaseTimer
 from bertfit.train.tracking import RunTracker, global_grad_norm
+
+#: A training loss in place of the task's own: ``loss(logits, labels, targets)``, where
+#: ``targets`` are the batch's rows of the training data's ``soft_targets`` (None without them).
+LossFunction = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
 @dataclass
@@ -147,8 +151,12 @@ class Trainer:
         progress: bool | None = None,
         logging: LoggingConfig | None = None,
         phases: PhaseTimer | None = None,
+        loss_function: LossFunction | None = None,
     ) -> None:
         self.classifier = classifier
+        # None: the task's loss on the gold labels (bertfit.train.losses.task_loss); a
+        # distilled run's mixes in the teacher's outputs carried with the training data.
+        self.loss_function = loss_function
         self.task = task
         self.config = trainer_config
         self.optimization = optimization
@@ -393,8 +401,14 @@ class Trainer:
         hooks run only when it is called (hence ``model(packed=...)``, not a method of it).
         """
         labels = torch.from_numpy(data.input_labels[batch]).to(self.device)
+        targets = data.soft_targets
+        if targets is not None:
+            targets = torch.from_numpy(targets[batch]).to(self.device)
         with autocast(self.precision, self.device):
-            return self._loss(self._forward(model, data.inputs, batch), labels)
+            logits = self._forward(model, data.inputs, batch)
+            if self.loss_function is None:
+                return self._loss(logits, labels)
+            return self.loss_function(logits, labels, targets)
 
     def _forward(self, model, examples: Sequence[Packed], batch: list[int]) -> torch.Tensor:
         config = self.config
@@ -410,9 +424,7 @@ class Trainer:
         (loss if self._scaler is None else self._scaler.scale(loss)).backward()
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.task.regression:
-            return F.mse_loss(logits.squeeze(-1).float(), labels)
-        return F.cross_entropy(logits.float(), labels)
+        return task_loss(logits, labels, self.task.regression)
 
     def evaluate(self, data: EncodedExamples) -> dict[str, float]:
         """The task's metrics on encoded examples."""

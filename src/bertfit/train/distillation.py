@@ -1,0 +1,115 @@
+"""What a distilled run adds to an ordinary one: the student cut from the teacher, the teacher's
+outputs on the training inputs, and the loss that learns from them.
+
+A run whose config has ``distill.teacher`` set (:class:`~bertfit.train.config.DistillConfig`,
+written by ``bertfit distill``, see :mod:`bertfit.train.distill`) is trained by
+:func:`bertfit.train.run.train_run` like any other: only its model
+(:func:`build_student_classifier`), its training data (:func:`with_teacher_targets`) and its
+loss (:func:`training_loss`) differ, so it resumes, evaluates, calibrates, exports and serves
+as every run does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+import bertfit
+from bertfit.data.tasks import TaskSpec
+from bertfit.errors import ConfigError
+from bertfit.inference import TextClassifier, predict_logits
+from bertfit.model.student import build_student
+from bertfit.paths import find_model_dir
+from bertfit.train.config import RunConfig
+from bertfit.train.evaluate import EncodedExamples
+from bertfit.train.losses import DistillationLoss
+
+
+def load_teacher(config: RunConfig) -> TextClassifier:
+    """The best model of the run's teacher (``distill.teacher``)."""
+    return TextClassifier.from_pretrained(find_model_dir(config.distill.teacher))
+
+
+def build_student_classifier(config: RunConfig, task: TaskSpec) -> TextClassifier:
+    """The student of a distilled run: the teacher's classifier with only its layers
+    ``distill.layers``, with the teacher's tokenizer and text settings, its ``bertfit.json``
+    saying how it was distilled. Its temperature is fitted anew after training."""
+    teacher = load_teacher(config)
+    if teacher.model.num_classes != task.num_classes:
+        raise ConfigError(
+            f"teacher {config.distill.teacher} has {teacher.model.num_classes} outputs but task "
+            f"{task.name} has {task.num_classes}"
+        )
+    model = build_student(teacher.model, config.distill.layers)
+    info = dataclasses.replace(
+        teacher.info,
+        bertfit_version=bertfit.__version__,
+        temperature=None,
+        distilled_from=distillation_record(config, teacher.model.config.num_layers),
+    )
+    return TextClassifier(model, teacher.tokenizer, info)
+
+
+def distillation_record(config: RunConfig, teacher_layers: int) -> dict:
+    """What a distilled model's ``bertfit.json`` says about where it came from."""
+    distill = config.distill
+    return {
+        "teacher": distill.teacher,
+        "teacher_layers": teacher_layers,
+        "layers": list(distill.layers),
+        "init": distill.init,
+        "temperature": distill.temperature,
+        "alpha": distill.alpha,
+        "seed": config.trainer.seed,
+    }
+
+
+def teacher_logits(
+    teacher: TextClassifier,
+    data: EncodedExamples,
+    device: torch.device,
+    precision: str,
+    batch_size: int = 64,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """The teacher's logits (scores for regression) of every training input, one row per
+    input (a windowed text's windows each their own), in eval mode (no dropout).
+
+    Computed once before training: the inputs do not change between epochs, so this costs one
+    evaluation pass of the teacher rather than a teacher forward pass per step.
+    """
+    model = teacher.model.to(device)
+    return predict_logits(model, data.inputs, teacher.padding_id, batch_size, progress, precision)
+
+
+def with_teacher_targets(
+    config: RunConfig,
+    data: EncodedExamples,
+    device: torch.device,
+    precision: str,
+    progress: bool | None = None,
+) -> EncodedExamples:
+    """``data`` carrying the teacher's logits as its ``soft_targets``."""
+    teacher = load_teacher(config)
+    batch_size = config.trainer.eval_batch_size
+    targets = teacher_logits(teacher, data, device, precision, batch_size, progress)
+    return dataclasses.replace(data, soft_targets=targets)
+
+
+def learns_from_teacher(config: RunConfig) -> bool:
+    """Whether the run trains on the teacher's outputs: it is distilled with ``alpha`` < 1.
+
+    At ``alpha`` 1 the loss is the task's alone, so the teacher's outputs are not computed.
+    """
+    return config.distill.teacher is not None and config.distill.alpha < 1
+
+
+def training_loss(config: RunConfig, task: TaskSpec) -> DistillationLoss | None:
+    """The trainer's loss hook for this run: None (the task's own loss) unless it learns from
+    a teacher's outputs."""
+    if not learns_from_teacher(config):
+        return None
+    distill = config.distill
+    return DistillationLoss(distill.temperature, distill.alpha, task.regression)

@@ -1,0 +1,81 @@
+"""Training losses: the task's own loss on gold labels, and the distillation loss that mixes it
+with a teacher's outputs.
+
+Both compute in fp32 whatever the forward pass ran in, so a bf16 or fp16 run sums its loss
+the way an fp32 run does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def task_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
+    """Mean cross-entropy of class ``logits`` [B, C] against class ids, or for a regression
+    (``logits`` [B, 1]) the mean squared error against the target scores."""
+    if regression:
+        return F.mse_loss(logits.squeeze(-1).float(), labels)
+    return F.cross_entropy(logits.float(), labels)
+
+
+def soft_target_loss(
+    logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, regression: bool
+) -> torch.Tensor:
+    """The student's loss against the teacher's outputs.
+
+    Classification: ``T**2 * KL(p_T || q_T)`` with ``p_T = softmax(teacher_logits / T)`` and
+    ``q_T = softmax(logits / T)``, the KL summed over classes and averaged over examples
+    (``reduction="batchmean"``); the ``T**2`` keeps its gradients the size of the hard loss's
+    as ``T`` changes (Hinton et al., 2015). Regression: the mean squared error between the
+    student's and the teacher's scores (``temperature`` does not apply).
+    """
+    if regression:
+        return F.mse_loss(logits.float(), teacher_logits.float())
+    student = F.log_softmax(logits.float() / temperature, dim=-1)
+    teacher = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    kl = F.kl_div(student, teacher, reduction="batchmean", log_target=True)
+    return temperature**2 * kl
+
+
+def distillation_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    alpha: float,
+    regression: bool,
+) -> torch.Tensor:
+    """``alpha * task_loss(logits, labels) + (1 - alpha) * soft_target_loss(...)``.
+
+    ``alpha`` 1 is exactly :func:`task_loss` (the teacher's term is not computed, so the loss
+    and its gradients are bit for bit those of ordinary training); ``alpha`` 0 learns from the
+    teacher alone.
+    """
+    if alpha == 1:
+        return task_loss(logits, labels, regression)
+    soft = soft_target_loss(logits, teacher_logits, temperature, regression)
+    if alpha == 0:
+        return soft
+    return alpha * task_loss(logits, labels, regression) + (1 - alpha) * soft
+
+
+@dataclass(frozen=True)
+class DistillationLoss:
+    """:func:`distillation_loss` as the trainer's loss hook: ``loss(logits, labels, targets)``
+    with the teacher's logits of the batch as ``targets``."""
+
+    temperature: float
+    alpha: float
+    regression: bool
+
+    def __call__(
+        self, logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
+    ) -> torch.Tensor:
+        if targets is None:
+            raise ValueError("distillation needs the teacher's logits with the training data")
+        return distillation_loss(
+            logits, labels, targets, self.temperature, self.alpha, self.regression
+        )

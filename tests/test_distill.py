@@ -1,0 +1,368 @@
+"""``bertfit distill``: the student cut from its teacher, the distillation loss, the distilled run
+as an ordinary run (evaluate, export, transformers), other task kinds, and the user's errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from bertfit.cli import main
+from bertfit.data.tasks import MRPC
+from bertfit.errors import ConfigError
+from bertfit.export.export import export_classifier
+from bertfit.export.runtime import load_exported
+from bertfit.inference import TextClassifier
+from bertfit.model.classifier import BertClassifier
+from bertfit.model.config import EncoderConfig
+from bertfit.model.student import build_student, choose_layers
+from bertfit.train.config import TrainerConfig
+from bertfit.train.evaluate import EncodedExamples
+from bertfit.train.losses import DistillationLoss, distillation_loss
+from bertfit.train.optim import OptimizationConfig
+from bertfit.train.trainer import Trainer
+
+from conftest import make_tiny_classifier, synthetic_pairs, write_glue_task
+
+PAIRS = {
+    "sentence1": ["the red cat sat on the mat .", "a blue dog ran", "green and big ."],
+    "sentence2": ["a purple cat sat", "the orange dog ran on it .", "small yellow"],
+}
+COLUMNS = [PAIRS["sentence1"], PAIRS["sentence2"]]
+
+
+# -- the student's layers and weights -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "choice, teacher, student, expected",
+    [
+        ("spread", 6, 3, [1, 3, 5]),
+        ("spread", 6, 2, [2, 5]),
+        ("spread", 6, 4, [1, 2, 4, 5]),
+        ("spread", 12, 6, [1, 3, 5, 7, 9, 11]),
+        ("spread", 2, 1, [1]),
+        ("first", 6, 3, [0, 1, 2]),
+        ("last", 6, 3, [3, 4, 5]),
+        ("0,2,4", 6, 3, [0, 2, 4]),
+    ],
+)
+def test_layer_choices(choice, teacher, student, expected):
+    assert choose_layers(teacher, student, choice) == expected
+
+
+@pytest.mark.parametrize(
+    "teacher, student, choice, message",
+    [
+        (6, 0, "spread", r"--layers must be in 1\.\.5 .*got 0"),
+        (6, 6, "spread", r"--layers must be in 1\.\.5 .*got 6"),
+        (6, 7, "first", r"--layers must be in 1\.\.5"),
+        (6, 3, "0,2", r"name 2 layers for a 3-layer student"),
+        (6, 3, "4,2,0", r"distinct and increasing"),
+        (6, 3, "0,2,6", r"teacher's layers are 0\.\.5"),
+        (6, 3, "middle", r"expected one of spread, first, last"),
+    ],
+)
+def test_bad_layer_choices_are_config_errors(teacher, student, choice, message):
+    with pytest.raises(ConfigError, match=message):
+        choose_layers(teacher, student, choice)
+
+
+def test_student_is_the_teacher_with_fewer_layers_and_exactly_its_chosen_weights():
+    config = EncoderConfig(
+        vocab_size=31, hidden_size=32, num_layers=4, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    teacher = BertClassifier(config, num_classes=3).eval()
+    layers = [1, 3]
+    student = build_student(teacher, layers).eval()
+    assert student.config == dataclasses.replace(config, num_layers=2)
+    assert len(student.encoder.layers) == 2 and student.num_classes == 3
+    teacher_state = teacher.state_dict()
+    student_state = student.state_dict()
+    kept = {
+        name for name in teacher_state if not re.match(r"encoder\.layers\.[02]\.", name)
+    }  # embeddings, layers 1 and 3, pooler and head
+    assert len(student_state) == len(kept)
+    for name, tensor in student_state.items():
+        source = re.sub(
+            r"encoder\.layers\.(\d+)\.", lambda m: f"encoder.layers.{layers[int(m[1])]}.", name
+        )
+        assert source in kept
+        assert torch.equal(tensor, teacher_state[source]), name
+    # The same function as the teacher with its layers 0 and 2 left out.
+    teacher.encoder.layers = torch.nn.ModuleList([teacher.encoder.layers[i] for i in layers])
+    ids = torch.tensor([[2, 7, 8, 9, 3, 10, 11, 3]])
+    types = torch.tensor([[0, 0, 0, 0, 0, 1, 1, 1]])
+    with torch.no_grad():
+        expected = teacher(ids, torch.ones_like(ids), types)
+        assert torch.equal(student(ids, torch.ones_like(ids), types), expected)
+
+
+# -- the loss -------------------------------------------------------------------------------------
+
+
+def _softmax(values: list[float]) -> list[float]:
+    exps = [math.exp(v) for v in values]
+    return [e / sum(exps) for e in exps]
+
+
+def test_distillation_loss_equals_the_hand_computed_value():
+    student = [[1.0, -0.5], [0.2, 0.3], [-1.0, 2.0]]
+    teacher = [[2.0, 0.0], [0.0, 1.0], [0.5, 0.4]]
+    labels = [0, 1, 1]
+    temperature, alpha = 2.0, 0.3
+    cross_entropy = -sum(math.log(_softmax(s)[y]) for s, y in zip(student, labels)) / 3
+    kl = 0.0
+    for s, t in zip(student, teacher):
+        p = _softmax([v / temperature for v in t])
+        q = _softmax([v / temperature for v in s])
+        kl += sum(pi * (math.log(pi) - math.log(qi)) for pi, qi in zip(p, q))
+    expected = alpha * cross_entropy + (1 - alpha) * temperature**2 * kl / 3
+    loss = distillation_loss(
+        torch.tensor(student), torch.tensor(labels), torch.tensor(teacher),
+        temperature, alpha, regression=False,
+    )  # fmt: skip
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_regression_distills_the_teachers_scores_by_squared_error():
+    student, teacher, gold = [[1.0], [2.0]], [[1.5], [1.0]], [0.5, 2.5]
+    alpha = 0.25
+    hard = ((1.0 - 0.5) ** 2 + (2.0 - 2.5) ** 2) / 2
+    soft = ((1.0 - 1.5) ** 2 + (2.0 - 1.0) ** 2) / 2
+    loss = distillation_loss(
+        torch.tensor(student), torch.tensor(gold), torch.tensor(teacher),
+        temperature=4.0, alpha=alpha, regression=True,
+    )  # fmt: skip
+    assert loss.item() == pytest.approx(alpha * hard + (1 - alpha) * soft, rel=1e-6)
+
+
+def _loss_and_gradients(tmp_path, loss_function):
+    """The trainer's loss on one batch of the tiny classifier, and its parameters' gradients."""
+    classifier = make_tiny_classifier(tmp_path, seed=3)
+    columns, labels = synthetic_pairs(8, seed=5)
+    targets = np.random.default_rng(0).normal(size=(8, 2)).astype(np.float32)
+    data = EncodedExamples(
+        classifier.encode(columns), np.asarray(labels, dtype=np.int64), soft_targets=targets
+    )
+    config = TrainerConfig(precision="fp32", device="cpu")
+    trainer = Trainer(classifier, MRPC, config, OptimizationConfig(), loss_function=loss_function)
+    model = classifier.model.train()
+    loss = trainer._batch_loss(model, data, list(range(8)))
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+def test_alpha_1_is_exactly_ordinary_training(tmp_path):
+    plain_loss, plain_grads = _loss_and_gradients(tmp_path, None)
+    loss, grads = _loss_and_gradients(tmp_path, DistillationLoss(2.0, 1.0, regression=False))
+    assert torch.equal(loss, plain_loss)
+    assert all(torch.equal(a, b) for a, b in zip(grads, plain_grads))
+    # ... and a teacher's share does change them (this comparison can fail).
+    mixed_loss, mixed_grads = _loss_and_gradients(
+        tmp_path, DistillationLoss(2.0, 0.5, regression=False)
+    )
+    assert not torch.equal(mixed_loss, plain_loss)
+    assert not all(torch.equal(a, b) for a, b in zip(mixed_grads, plain_grads))
+
+
+# -- a distilled run ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def student_run(tiny_run, tmp_path_factory):
+    """A 1-layer student of the 2-layer tiny run (fp32, as the teacher ran)."""
+    output = tmp_path_factory.mktemp("student") / "run"
+    code = main([
+        "distill", str(tiny_run), "--output", str(output), "--layers", "1", "--init", "first",
+        "--epochs", "2", "--temperature", "3", "--alpha", "0.25", "--seed", "7", "--quiet",
+    ])  # fmt: skip
+    assert code == 0
+    return output
+
+
+def test_distilled_run_is_a_run_that_says_how_it_was_made(student_run, tiny_run):
+    config = json.loads((student_run / "config.json").read_text())
+    teacher_config = json.loads((tiny_run / "config.json").read_text())
+    assert config["distill"] == {
+        "teacher": str(tiny_run.resolve()),
+        "layers": [0],
+        "init": "first",
+        "temperature": 3.0,
+        "alpha": 0.25,
+    }
+    assert config["trainer"]["seed"] == 7 and config["trainer"]["epochs"] == 2
+    assert config["model"] == str((tiny_run / "model").resolve())
+    assert config["optimizer"]["learning_rate"] == teacher_config["optimizer"]["learning_rate"]
+    info = json.loads((student_run / "model" / "bertfit.json").read_text())
+    assert info["distilled_from"] == {
+        "teacher": str(tiny_run.resolve()),
+        "teacher_layers": 2,
+        "layers": [0],
+        "init": "first",
+        "temperature": 3.0,
+        "alpha": 0.25,
+        "seed": 7,
+    }
+    assert info["temperature"] is not None  # calibrated after training, as every run is
+    assert json.loads((student_run / "model" / "config.json").read_text())["num_hidden_layers"] == 1
+    assert len(json.loads((student_run / "results.json").read_text())["best"]) > 0
+    assert "teacher outputs" in (student_run / "timings.json").read_text()
+
+
+def test_distilled_run_evaluates_predicts_and_inspects(student_run, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", str(student_run), "--json", "--quiet"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    best = json.loads((student_run / "results.json").read_text())["best"]
+    assert metrics["accuracy"] == pytest.approx(best["dev_accuracy"])  # the best model was kept
+    args = ["predict", str(student_run), "--sentence1", "red cat", "--sentence2", "blue dog"]
+    assert main(args) == 0
+    assert main(["inspect", str(student_run)]) == 0
+
+
+def test_distilled_run_exports_with_parity_to_its_torch_logits(student_run, tmp_path):
+    classifier = TextClassifier.from_pretrained(student_run / "model")
+    expected = classifier.logits(COLUMNS)
+    fp32 = export_classifier(student_run, tmp_path / "fp32")
+    assert fp32.check.max_abs_diff < 1e-4
+    np.testing.assert_allclose(
+        load_exported(fp32.directory)(PAIRS)["logits"], expected, atol=1e-4, rtol=0
+    )
+    int8 = export_classifier(student_run, tmp_path / "int8", quantize="int8")
+    assert np.asarray(load_exported(int8.directory)(PAIRS)["logits"]).shape == expected.shape
+
+
+def test_distilled_model_loads_in_transformers(student_run):
+    from transformers import BertForSequenceClassification  # the test oracle, only here
+
+    classifier = TextClassifier.from_pretrained(student_run / "model")
+    ours = classifier.logits(COLUMNS)
+    hf = BertForSequenceClassification.from_pretrained(student_run / "model").eval()
+    assert hf.config.num_hidden_layers == 1
+    with torch.no_grad():
+        for i, (ids, types) in enumerate(classifier.encode(COLUMNS)):
+            logits = hf(input_ids=torch.tensor([ids]), token_type_ids=torch.tensor([types])).logits
+            assert torch.allclose(logits[0], torch.from_numpy(ours[i]), atol=1e-4)
+
+
+@pytest.mark.parametrize("task", ["stsb", "sst2"])
+def test_regression_and_single_sentence_tasks_distill(task, tmp_path, capsys):
+    glue = write_glue_task(tmp_path / "glue", task)
+    model_dir = tmp_path / "tiny-model"
+    make_tiny_classifier(tmp_path).save_pretrained(model_dir)
+    teacher, student = tmp_path / "teacher", tmp_path / "student"
+    code = main([
+        "train", "--task", task, "--output", str(teacher), "--data-dir", str(glue),
+        "--model", str(model_dir), "--max-seq-length", "32", "--epochs", "1",
+        "--precision", "fp32", "--quiet",
+    ])  # fmt: skip
+    assert code == 0
+    assert main(["distill", str(teacher), "--output", str(student), "--layers", "1"]) == 0
+    classifier = TextClassifier.from_pretrained(student / "model")
+    teacher_model = TextClassifier.from_pretrained(teacher / "model")
+    assert classifier.model.config.num_layers == 1
+    assert classifier.model.num_classes == teacher_model.model.num_classes
+    assert classifier.info.input_names == teacher_model.info.input_names
+    capsys.readouterr()
+    assert main(["evaluate", str(student), "--json", "--quiet"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert ("pearson" if task == "stsb" else "accuracy") in metrics
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+def _assert_user_error(code: int, capsys, pattern: str) -> None:
+    assert code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_teacher_must_be_a_finished_run(tiny_run, tmp_path, capsys):
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(tiny_run, unfinished)
+    (unfinished / "results.json").unlink()
+    (tmp_path / "empty").mkdir()
+    cases = [
+        (unfinished, r"not a finished run \(no results\.json\).*--resume"),
+        (tmp_path / "empty", r"not a bertfit run directory \(no config\.json\)"),
+        (tiny_run / "model", r"a saved model directory, not a bertfit run directory"),
+        (tmp_path / "missing", r"not a bertfit run directory"),
+    ]
+    for teacher, pattern in cases:
+        output = tmp_path / "out"
+        code = main(["distill", str(teacher), "--output", str(output)])
+        _assert_user_error(code, capsys, pattern)
+        assert not output.exists()
+
+
+@pytest.mark.parametrize("layers", ["0", "-1", "2", "5"])
+def test_layers_must_be_fewer_than_the_teachers(tiny_run, tmp_path, capsys, layers):
+    output = tmp_path / "out"
+    code = main(["distill", str(tiny_run), "--output", str(output), "--layers", layers])
+    _assert_user_error(code, capsys, rf"--layers must be in 1\.\.1 .*got {layers}")
+    assert not output.exists()
+
+
+def test_bad_init_is_a_user_error(tiny_run, tmp_path, capsys):
+    args = ["distill", str(tiny_run), "--output", str(tmp_path / "o"), "--layers", "1"]
+    code = main([*args, "--init", "top"])
+    _assert_user_error(code, capsys, r"init layers: expected one of spread, first, last")
+
+
+@pytest.mark.parametrize("flag, value", [("--alpha", "1.5"), ("--temperature", "0")])
+def test_alpha_and_temperature_out_of_range(tiny_run, tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["distill", str(tiny_run), "--output", str(tmp_path / "o"), flag, value])
+    assert exit_info.value.code == 2
+    assert flag in capsys.readouterr().err
+
+
+def test_existing_output_needs_overwrite(tiny_run, tmp_path, capsys):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "notes.txt").write_text("mine")
+    args = ["distill", str(tiny_run), "--output", str(output), "--layers", "1", "--max-steps", "2"]
+    _assert_user_error(main(args), capsys, r"already exists; choose another --output or --over")
+    assert (output / "notes.txt").read_text() == "mine"
+    _assert_user_error(
+        main(["distill", str(tiny_run), "--output", str(tiny_run), "--layers", "1", "--overwrite"]),
+        capsys,
+        r"is the teacher run itself",
+    )
+    assert main([*args, "--overwrite", "--quiet"]) == 0
+    assert not (output / "notes.txt").exists() and (output / "results.json").is_file()
+
+
+def test_alpha_1_trains_without_computing_the_teachers_outputs(tiny_run, tmp_path):
+    output = tmp_path / "alpha1"
+    args = ["distill", str(tiny_run), "--output", str(output), "--layers", "1", "--alpha", "1"]
+    assert main([*args, "--max-steps", "2", "--quiet"]) == 0
+    assert json.loads((output / "config.json").read_text())["distill"]["alpha"] == 1.0
+    assert "teacher outputs" not in (output / "timings.json").read_text()
+
+
+def test_an_interrupted_distilled_run_resumes_as_a_distilled_run(student_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(student_run, run)
+    checkpoints = sorted((run / "checkpoints").iterdir(), key=lambda p: int(p.name.split("-")[1]))
+    assert len(checkpoints) == 2  # the end of each of its 2 epochs
+    shutil.rmtree(checkpoints[-1])  # as if stopped after epoch 1
+    (run / "results.json").unlink()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "distilling" in out and "resuming from step" in out
+    resumed = json.loads((run / "results.json").read_text())
+    assert resumed == json.loads((student_run / "results.json").read_text())
