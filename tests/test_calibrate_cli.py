@@ -119,3 +119,28 @@ def test_regression_runs_skip_calibration_and_refuse_the_command(tmp_path, capsy
     assert error == [
         "bertfit: error: stsb is a regression task: it has no class probabilities to calibrate"
     ]
+
+
+def test_calibration_after_training_fits_the_best_evaluations_logits_without_a_second_pass(
+    tiny_run, tmp_path
+):
+    from bertfit.train.calibrate import calibrate_trained
+    from bertfit.train.evaluate import encode_examples, logits_of_encoded
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    classifier = TextClassifier.from_pretrained(run / "model")
+    dev = {"dev": encode_examples(classifier, MRPC, _dev(run))}
+    logits = logits_of_encoded(classifier, dev["dev"])
+    # Logits the saved model would not give: the fit must come from them, not from a new pass.
+    sharper = {"dev": logits * 3.0}
+    given = calibrate_trained(run, MRPC, dev, best_logits=sharper)
+    assert given.temperature == pytest.approx(
+        fit_temperature(sharper["dev"], dev["dev"].labels), rel=1e-6
+    )
+    # Without them (a best model chosen before a resume) the saved model is evaluated again.
+    again = calibrate_trained(run, MRPC, dev)
+    assert again.temperature == pytest.approx(fit_temperature(logits, dev["dev"].labels), rel=1e-6)
+    assert given.temperature == pytest.approx(3.0 * again.temperature, rel=1e-3)
+    saved = json.loads((run / "model" / "bertfit.json").read_text())["temperature"]
+    assert saved == again.temperature

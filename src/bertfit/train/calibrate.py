@@ -2,8 +2,9 @@
 
 After training (:func:`bertfit.train.run.train_run`) and by ``bertfit calibrate RUN`` for a run
 trained before (:func:`bertfit.train.run.calibrate_run`), the best model's dev logits give one
-temperature (:func:`bertfit.calibration.
-fit_temperature`). It is written into ``RUN/model/bertfit.json``, from where ``predict``,
+temperature (:func:`bertfit.calibration.fit_temperature`). After training they are the logits
+of the evaluation that chose the best model, so calibrating costs no second pass over the dev
+sets; ``bertfit calibrate`` evaluates the saved model again, in fp32. The temperature is written into ``RUN/model/bertfit.json``, from where ``predict``,
 ``evaluate`` and every export take it, and ``RUN/calibration.json`` records the fit: the
 temperature, the examples it was fitted on, and the dev ECE and NLL before and after it.
 Regression tasks have no class probabilities and are skipped.
@@ -49,17 +50,23 @@ def fit_calibration(
     """Fit the temperature of ``classifier`` on its encoded dev sets (all of them together)."""
     if not dev:
         raise ConfigError("calibration needs a labelled dev set")
-    logits = np.concatenate(
-        [logits_of_encoded(classifier, data, batch_size) for data in dev.values()]
-    )
+    logits = {split: logits_of_encoded(classifier, data, batch_size) for split, data in dev.items()}
+    return calibration_of_logits(logits, dev)
+
+
+def calibration_of_logits(
+    logits: Mapping[str, np.ndarray], dev: Mapping[str, EncodedExamples]
+) -> Calibration:
+    """Fit one temperature on dev logits already computed (one row per text, per split)."""
     labels = np.concatenate([data.labels for data in dev.values()])
-    temperature = fit_temperature(logits, labels)
+    stacked = np.concatenate([logits[split] for split in dev])
+    temperature = fit_temperature(stacked, labels)
     return Calibration(
         temperature=temperature,
         splits=list(dev),
         examples=len(labels),
-        before=calibration_metrics(logits, labels),
-        after=calibration_metrics(logits, labels, temperature),
+        before=calibration_metrics(stacked, labels),
+        after=calibration_metrics(stacked, labels, temperature),
     )
 
 
@@ -77,16 +84,26 @@ def record_calibration(model_dir: Path, calibration: Calibration) -> Path:
 
 
 def calibrate_trained(
-    run_dir: Path, task: TaskSpec, dev: Mapping[str, EncodedExamples], batch_size: int = 64
+    run_dir: Path,
+    task: TaskSpec,
+    dev: Mapping[str, EncodedExamples],
+    best_logits: Mapping[str, np.ndarray] | None = None,
+    batch_size: int = 64,
 ) -> Calibration | None:
     """Calibrate the best model a run just saved, on the dev sets it was evaluated on.
 
+    ``best_logits`` are that model's dev logits from the evaluation that chose it (in the run's
+    precision); with them no second pass over the dev sets is needed. Without them (the best
+    model was chosen before a resume) the saved model is loaded and evaluated again, in fp32.
     None when there is nothing to calibrate: a regression task, or no dev set.
     """
     if task.regression or not dev:
         return None
     model_dir = find_model_dir(run_dir)
-    classifier = TextClassifier.from_pretrained(model_dir)
-    calibration = fit_calibration(classifier, dev, batch_size)
+    if best_logits is not None and set(best_logits) == set(dev):
+        calibration = calibration_of_logits(best_logits, dev)
+    else:
+        classifier = TextClassifier.from_pretrained(model_dir)
+        calibration = fit_calibration(classifier, dev, batch_size)
     record_calibration(model_dir, calibration)
     return calibration

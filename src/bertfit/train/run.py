@@ -341,7 +341,7 @@ def train_run(
     if context.is_main:
         results = {"best": result.best, "steps": result.steps}
         with phases.phase("calibration"):
-            calibration = calibrate_trained(output, task, dev_data)
+            calibration = calibrate_trained(output, task, dev_data, result.best_logits)
         if calibration is not None:
             results["calibration"] = calibration.to_dict()
             print(describe_calibration(calibration))

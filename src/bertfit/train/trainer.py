@@ -41,7 +41,12 @@ from bertfit.train.checkpoint import (
     save_checkpoint,
 )
 from bertfit.train.config import LoggingConfig, TrainerConfig
-from bertfit.train.evaluate import EncodedExamples, encode_examples, predict_encoded
+from bertfit.train.evaluate import (
+    EncodedExamples,
+    encode_examples,
+    logits_of_encoded,
+    predictions_of,
+)
 from bertfit.train.losses import task_loss
 from bertfit.train.memory import HeapTrimmer
 from bertfit.train.metrics import collapse_message, compute_metrics, metric_prefix
@@ -63,6 +68,9 @@ class TrainResult:
     steps: int = 0
     # Per-step records (see bertfit.train.tracking), also written to RUN/steps.jsonl.
     step_records: list[dict] = field(default_factory=list)
+    # The best evaluation's logits per dev split (one row per text), when this process ran it;
+    # None when the best came from before a resume. Calibration fits on them.
+    best_logits: dict[str, np.ndarray] | None = None
 
 
 def _window_stats(losses: list[float], examples: int, started: float, scheduler) -> dict:
@@ -171,6 +179,7 @@ class Trainer:
         # The record key that picks the best model, e.g. "dev_accuracy"; None without dev data.
         self._main_key: str | None = None
         self.best: dict | None = None
+        self.best_logits: dict[str, np.ndarray] | None = None  # see TrainResult.best_logits
         self.device = resolve_device(trainer_config.device)
         # What runs: "auto" resolved for this device (the run's config.json records it).
         self.precision = resolve_precision(trainer_config.precision, self.device)
@@ -282,7 +291,7 @@ class Trainer:
         finally:
             self._tracker.close()
             self._record_step_times()
-        return TrainResult(self.history, self.best, step, self.step_records)
+        return TrainResult(self.history, self.best, step, self.step_records, self.best_logits)
 
     def _record_step_times(self) -> None:
         """The steps after the first, as one phase (the first is a phase of its own)."""
@@ -431,15 +440,20 @@ class Trainer:
         return compute_metrics(self.task.metrics, self._predict(data, self.progress), data.labels)
 
     def _predict(self, data: EncodedExamples, progress: bool | None) -> np.ndarray:
-        return predict_encoded(
-            self.classifier, self.task, data, self.config.eval_batch_size, progress, self.precision
+        return predictions_of(self.task, self._logits(data, progress))
+
+    def _logits(self, data: EncodedExamples, progress: bool | None) -> np.ndarray:
+        return logits_of_encoded(
+            self.classifier, data, self.config.eval_batch_size, progress, self.precision
         )
 
     def _evaluate_and_record(self, epoch, step, stats, dev: dict | None) -> None:
         record = {"epoch": epoch, "step": step, **stats}
+        logits = {}
         for split, data in (dev or {}).items():
             with self.phases.phase("evaluation", step=step, split=split):
-                predictions = self._predict(data, self.progress)
+                logits[split] = self._logits(data, self.progress)
+            predictions = predictions_of(self.task, logits[split])
             metrics = compute_metrics(self.task.metrics, predictions, data.labels)
             record.update({metric_prefix(split) + name: value for name, value in metrics.items()})
             warning = collapse_message(predictions, self.task.label_names, self.task.regression)
@@ -454,7 +468,7 @@ class Trainer:
             self._log(record)
         improved = self._is_better(record)
         if improved:
-            self.best = record
+            self.best, self.best_logits = record, logits
         if self.output_dir is not None:
             if improved:
                 with self.phases.phase("saving model", step=step):
@@ -550,7 +564,7 @@ class Trainer:
         if self._scaler is not None and "grad_scaler" in checkpoint.optimizer:
             self._scaler.load_state_dict(checkpoint.optimizer["grad_scaler"])
         self.history = list(state["history"])
-        self.best = state["best"]
+        self.best, self.best_logits = state["best"], None  # evaluated before the resume
         self._window = _Window(list(state["window_losses"]), state["window_examples"])
         self._learning_rate = state["learning_rate"]
         return _Position(checkpoint.step, state["epoch"], state["batches_done"])
