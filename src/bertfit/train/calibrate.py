@@ -4,9 +4,10 @@ After training (:func:`bertfit.train.run.train_run`) and by ``bertfit calibrate 
 trained before (:func:`bertfit.train.run.calibrate_run`), the best model's dev logits give one
 temperature (:func:`bertfit.calibration.fit_temperature`). After training they are the logits
 of the evaluation that chose the best model, so calibrating costs no second pass over the dev
-sets; ``bertfit calibrate`` evaluates the saved model again, in fp32. The temperature is written into ``RUN/model/bertfit.json``, from where ``predict``,
-``evaluate`` and every export take it, and ``RUN/calibration.json`` records the fit: the
-temperature, the examples it was fitted on, and the dev ECE and NLL before and after it.
+sets; ``bertfit calibrate`` evaluates the saved model again, in fp32. The temperature is
+written into ``RUN/model/bertfit.json``, from where ``predict``, ``evaluate`` and every export
+take it, and ``RUN/calibration.json`` records the fit: the temperature, the examples it was
+fitted on, and the dev ECE and NLL before and after it.
 Regression tasks have no class probabilities and are skipped.
 """
 
