@@ -8,6 +8,7 @@ import time
 import pytest
 
 from bertfit.cli import main
+from bertfit.train import memory
 from bertfit.train.phases import PHASES, PhaseTimer, process_age
 
 from conftest import write_glue_task
@@ -69,6 +70,10 @@ def test_a_run_writes_where_its_time_went(tmp_path, capsys, tiny_model_dir):
     steps = [r for r in timings["records"] if r["phase"] == "training steps"]
     assert steps[0]["steps"] == 2 * 3 - 1  # 48 examples in batches of 16, the first apart
     assert [r["step"] for r in timings["records"] if r["phase"] == "checkpoint"] == [3, 6]
+    # Heap trims are their own phase: after step 5 (every 5 steps) and after each evaluation
+    # (where glibc can trim at all).
+    trims = [r["trims"] for r in timings["records"] if r["phase"] == "releasing memory"]
+    assert trims == ([3] if memory.release_free_heap() else [])
     assert all(r["seconds"] >= 0 for r in timings["records"])
     # The peak only grows, and each record says how high it was when its phase ended.
     peaks = [r["peak_rss_mib"] for r in timings["records"]]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+import time
 from collections.abc import Callable
 
 
@@ -47,17 +48,28 @@ def release_free_heap() -> bool:
 
 
 class HeapTrimmer:
-    """Calls :func:`release_free_heap` after every ``every_steps``-th step (None: never)."""
+    """Calls :func:`release_free_heap` after every ``every_steps``-th step (None: never).
+
+    ``seconds`` adds up the wall time the trims took, for the run's phase timings.
+    """
 
     def __init__(self, every_steps: int | None) -> None:
         self.every_steps = every_steps if _MALLOC_TRIM is not None else None
+        self.seconds = 0.0
+        self.count = 0
 
     def after_step(self, step: int) -> None:
         """Trim when ``step`` is a multiple of ``every_steps``."""
         if self.every_steps and step % self.every_steps == 0:
-            release_free_heap()
+            self._trim()
 
     def release(self) -> None:
         """Trim now (after an evaluation, say), unless trimming is off."""
         if self.every_steps:
-            release_free_heap()
+            self._trim()
+
+    def _trim(self) -> None:
+        started = time.perf_counter()
+        release_free_heap()
+        self.seconds += time.perf_counter() - started
+        self.count += 1

@@ -1,11 +1,11 @@
 """Where a run's seconds go: the wall time of each phase, kept in ``RUN/timings.json``.
 
 A training job is more than its loop: start-up and imports, reading and tokenizing the data,
-building and restoring the model, the first (warm-up) step, each evaluation, each checkpoint,
-each save of the best model, the temperature fit. :class:`PhaseTimer` records them as they
-happen, so a slow job says where its time went without a profiler. Each record also holds the
-process's peak resident memory when the phase ended, so the phase that raised the peak shows
-too. Needs neither torch nor numpy.
+building and restoring the model, the first (warm-up) step, the other steps, the heap trims
+between them (:mod:`bertfit.train.memory`), each evaluation, each checkpoint, each save of the
+best model, the temperature fit. :class:`PhaseTimer` records them as they happen, so a slow
+job says where its time went without a profiler. Each record also holds the process's peak
+resident memory when the phase ended, so the phase that raised the peak shows too. Needs neither torch nor numpy.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ PHASES = (
     "tokenizing",
     "first step",
     "training steps",
+    "releasing memory",
     "evaluation",
     "checkpoint",
     "saving model",

@@ -294,10 +294,14 @@ class Trainer:
         return TrainResult(self.history, self.best, step, self.step_records, self.best_logits)
 
     def _record_step_times(self) -> None:
-        """The steps after the first, as one phase (the first is a phase of its own)."""
+        """The steps after the first, as one phase (the first is a phase of its own), and the
+        heap trims between steps and after evaluations, as another."""
         seconds, self._step_seconds = self._step_seconds, []
         if seconds:
             self.phases.add("training steps", sum(seconds), steps=len(seconds))
+        if self._heap.count:
+            self.phases.add("releasing memory", self._heap.seconds, trims=self._heap.count)
+            self._heap.seconds, self._heap.count = 0.0, 0
 
     def _train_epoch(self, epoch, batches, train, optimizer, scheduler, first_step, done=0) -> dict:
         """Train on ``batches[done:]``; ``first_step`` updates came before the epoch."""
@@ -382,13 +386,13 @@ class Trainer:
         self._scaler.update()
 
     def _after_step(self, step, epoch, examples, loss, grad_norm, started, bar, scheduler) -> None:
-        """A step's bookkeeping: heap trim, evaluation window, step log, progress bar."""
+        """A step's bookkeeping: heap trim, evaluation window, step log, progress bar.
+
+        The step's phase time runs from its start to the end of this bookkeeping, less the
+        heap trim, which is a phase of its own ("releasing memory").
+        """
         seconds = time.perf_counter() - started
-        if self._first_step_pending:  # allocations, lazy initialisation: the warm-up
-            self.phases.add("first step", seconds, step=step)
-            self._first_step_pending = False
-        else:
-            self._step_seconds.append(seconds)
+        trimmed_before = self._heap.seconds
         self._heap.after_step(step)
         self._window.losses.append(loss)
         self._window.examples += examples
@@ -402,6 +406,12 @@ class Trainer:
             seconds=seconds,
         )
         bar.update(loss, examples, scheduler.get_last_lr()[0], grad_norm)
+        in_loop = time.perf_counter() - started - (self._heap.seconds - trimmed_before)
+        if self._first_step_pending:  # allocations, lazy initialisation: the warm-up
+            self.phases.add("first step", in_loop, step=step)
+            self._first_step_pending = False
+        else:
+            self._step_seconds.append(in_loop)
 
     def _batch_loss(self, model, data: EncodedExamples, batch: list[int]) -> torch.Tensor:
         """Mean training loss of the examples ``batch`` of ``data`` (forward under autocast).
