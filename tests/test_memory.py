@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import pytest
@@ -43,3 +45,47 @@ def test_malloc_trim_is_found_on_linux():
 def test_the_interval_must_be_positive():
     with pytest.raises(ConfigError, match="release_memory_every_steps"):
         TrainerConfig(release_memory_every_steps=0).validate()
+
+
+KERNEL_CACHE_PROBE = """
+import ctypes, sys
+if sys.argv[1] == "limited":
+    from bertfit.train.memory import limit_kernel_caches
+    limit_kernel_caches()
+import torch
+torch.set_num_threads(1)
+trim = ctypes.CDLL("libc.so.6").malloc_trim
+def rss_mib():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+weight = torch.randn(384, 384, requires_grad=True)
+for rows in range(16, 16 + 240):  # a new shape every time, as packed batches give
+    x = torch.randn(rows, 384, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.nn.functional.linear(x, weight).sum().backward()
+    if rows == 20:
+        trim(0)
+        start = rss_mib()
+trim(0)
+print(rss_mib() - start)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and glibc")
+def test_training_keeps_onednn_from_caching_a_primitive_per_shape():
+    env = {k: v for k, v in os.environ.items() if k not in memory.KERNEL_CACHE_LIMITS}
+    grown = {}
+    for mode in ("limited", "default"):
+        command = [sys.executable, "-c", KERNEL_CACHE_PROBE, mode]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+        grown[mode] = float(result.stdout)
+    # With its caches, oneDNN keeps hundreds of MiB for 240 shapes; without, next to nothing.
+    assert grown["limited"] < 32, grown
+    assert grown["default"] > 4 * max(grown["limited"], 8), grown
+
+
+def test_kernel_cache_limits_keep_what_the_environment_already_says(monkeypatch):
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
+    monkeypatch.delenv("LRU_CACHE_CAPACITY", raising=False)
+    memory.limit_kernel_caches()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
+    assert os.environ["LRU_CACHE_CAPACITY"] == "1"

@@ -10,15 +10,38 @@ bounds the climb for the cost of re-faulting those pages once. Evaluations leave
 their own sizes, so the trainer also trims after each one.
 
 On systems without glibc's ``malloc_trim`` (macOS, musl) :class:`HeapTrimmer` does nothing.
+
+The larger part of that climb, though, was not the allocator's: oneDNN, which runs PyTorch's
+CPU matrix products, caches a compiled primitive for every new shape (up to 1,024 in its own
+cache and 1,024 more in PyTorch's ``ideep`` layer), with buffers of their own. Packed batches
+give nearly every step new shapes, so the caches only grow, and what they keep between the
+activations pins the heap. :func:`limit_kernel_caches` turns both caches off for training:
+an MRPC run then holds about 600 MiB between steps instead of climbing past 1.2 GiB.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 import time
 from collections.abc import Callable
+
+
+#: oneDNN's primitive cache and PyTorch's ideep cache (its LRU of oneDNN objects), and the
+#: capacities training sets them to. A capacity set in the environment already is kept.
+KERNEL_CACHE_LIMITS = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "0", "LRU_CACHE_CAPACITY": "1"}
+
+
+def limit_kernel_caches() -> None:
+    """Keep oneDNN from caching a primitive per input shape in this process.
+
+    Both libraries read their capacity once, at their first matrix product, so this must run
+    before the process's first one; afterwards it changes nothing (and costs nothing).
+    """
+    for name, value in KERNEL_CACHE_LIMITS.items():
+        os.environ.setdefault(name, value)
 
 
 def _find_malloc_trim() -> Callable[[int], int] | None:

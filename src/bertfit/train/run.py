@@ -56,6 +56,7 @@ from bertfit.train.distillation import (
     with_teacher_targets,
 )
 from bertfit.train.evaluate import encode_examples, evaluate_examples
+from bertfit.train.memory import limit_kernel_caches
 from bertfit.train.metrics import dev_metrics, metric_prefix
 from bertfit.train.phases import TIMINGS_FILE, PhaseTimer, process_age
 from bertfit.train.trainer import Trainer, TrainResult
@@ -292,6 +293,7 @@ def train_run(
     caller may have timed its start-up into it); it is written to ``output/timings.json``.
     """
     phases = phases if phases is not None else PhaseTimer()
+    limit_kernel_caches()  # before anything here runs a matrix product (a teacher's, say)
     # The process group first (a no-op for one process): the step count depends on its size.
     context = distributed.init_from_env(resolve_device(config.trainer.device))
     with phases.phase("reading data"):

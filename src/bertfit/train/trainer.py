@@ -48,7 +48,7 @@ from bertfit.train.evaluate import (
     predictions_of,
 )
 from bertfit.train.losses import task_loss
-from bertfit.train.memory import HeapTrimmer
+from bertfit.train.memory import HeapTrimmer, limit_kernel_caches
 from bertfit.train.metrics import collapse_message, compute_metrics, metric_prefix
 from bertfit.train.optim import OptimizationConfig, build_optimizer, clip_gradients
 from bertfit.train.phases import PhaseTimer
@@ -189,6 +189,7 @@ class Trainer:
         self._stop_signal: int | None = None  # set by SIGINT/SIGTERM: checkpoint, then stop
         self._last_checkpoint: Path | None = None
         self._heap = HeapTrimmer(trainer_config.release_memory_every_steps)
+        limit_kernel_caches()  # before this process's first matrix product, where it can be
         # Where the time goes outside the steps: evaluations, checkpoints, saves.
         self.phases = phases if phases is not None else PhaseTimer()
         self._step_seconds: list[float] = []  # this fit's steps after the first
