@@ -1,13 +1,14 @@
 """What bertfit's memory levers save and cost: the whole MRPC job with each combination.
 
-Runs ``bertfit train --task mrpc --max-steps 120`` (its defaults, 2 threads) as a whole process
-per combination of the two levers, alternated over ``--reps`` repetitions, and reports each
+Runs ``bertfit train --task mrpc --max-steps STEPS`` (its defaults, 2 threads) as a whole
+process per combination of the levers, alternated over ``--reps`` repetitions, and reports each
 run's peak RSS (``ru_maxrss``) and wall time:
 
-* the heap trim every 5 steps (the default) or every 10 (``trainer.release_memory_every_steps``);
+* oneDNN's per-shape primitive caches off (the default, ``bertfit.train.memory``) or on;
+* no heap trim (the default) or one every 5 steps (``trainer.release_memory_every_steps``);
 * activations rebuilt in backward (the default, ``bertfit.model.recompute``) or kept.
 
-    .venv/bin/python bench/memory_levers.py [--reps 2]
+    .venv/bin/python bench/memory_levers.py [--reps 2] [--steps 120]
 
 Writes ``bench/results/memory_levers.json``.
 """
@@ -26,30 +27,37 @@ sys.path.insert(0, str(REPO / "bench"))
 from train_levers import apply_variant  # noqa: E402
 from train_speed import timed_process  # noqa: E402
 
+# name: (kernel caches on, steps between heap trims or None, activations rebuilt)
 COMBINATIONS = {
-    "trim every 5, rebuild activations": (5, True),
-    "trim every 10, rebuild activations": (10, True),
-    "trim every 5, keep activations": (5, False),
-    "trim every 10, keep activations": (10, False),
+    "defaults: caches off, no trims, rebuild": (False, None, True),
+    "caches off, trim every 5, rebuild": (False, 5, True),
+    "caches on, trim every 5, rebuild (before)": (True, 5, True),
+    "caches on, no trims, rebuild": (True, None, True),
+    "caches off, no trims, keep activations": (False, None, False),
 }
 
 
-def train(activations: str, argv: list[str]) -> int:
-    """``bertfit train`` in this process; ``activations`` is ``rebuild`` or ``keep``."""
+def train(levers: str, argv: list[str]) -> int:
+    """``bertfit train`` in this process; ``levers`` is ``caches-rebuild``, ``none-keep``..."""
     from bertfit.cli import main as cli_main
 
+    caches, activations = levers.split("-")
+    if caches == "caches":
+        apply_variant("kernel-caches", config=None)  # sets the environment, not the config
     if activations == "keep":
         apply_variant("keep-activations", config=None)  # patches the encoder, not the config
     return cli_main(argv)
 
 
-def run_once(args, trim_every: int, rebuild: bool) -> tuple[float, float]:
+def run_once(args, caches: bool, trim_every: int | None, rebuild: bool) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one whole job."""
+    levers = f"{'caches' if caches else 'none'}-{'rebuild' if rebuild else 'keep'}"
+    trim = "null" if trim_every is None else trim_every
     with tempfile.TemporaryDirectory() as scratch:
         command = [
-            sys.executable, __file__, "--train", "rebuild" if rebuild else "keep",
-            "train", "--task", "mrpc", "--max-steps", "120", "--data-dir", args.data_dir,
-            "--output", scratch, "--quiet", f"trainer.release_memory_every_steps={trim_every}",
+            sys.executable, __file__, "--train", levers,
+            "train", "--task", "mrpc", "--max-steps", str(args.steps), "--data-dir", args.data_dir,
+            "--output", scratch, "--quiet", f"trainer.release_memory_every_steps={trim}",
         ]  # fmt: skip
         return timed_process(command, args.threads)
 
@@ -61,21 +69,23 @@ def main() -> int:
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "glue"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "memory_levers.json"))
     args = parser.parse_args()
     runs: dict[str, list[dict]] = {name: [] for name in COMBINATIONS}
     for rep in range(args.reps):
-        for name, (trim_every, rebuild) in COMBINATIONS.items():
-            seconds, rss = run_once(args, trim_every, rebuild)
+        for name, levers in COMBINATIONS.items():
+            seconds, rss = run_once(args, *levers)
             runs[name].append({"seconds": seconds, "peak_rss_mib": rss})
-            print(f"  rep {rep + 1}: {name:36s} {rss:7.0f} MiB {seconds:7.1f} s", flush=True)
-    print(f"\n{'levers':36s} {'peak RSS, MiB':>16s} {'wall s':>16s}")
+            print(f"  rep {rep + 1}: {name:44s} {rss:7.0f} MiB {seconds:7.1f} s", flush=True)
+    print(f"\n{'levers':44s} {'peak RSS, MiB':>16s} {'wall s':>16s}")
     for name, figures in runs.items():
         rss = " / ".join(f"{f['peak_rss_mib']:.0f}" for f in figures)
         wall = " / ".join(f"{f['seconds']:.1f}" for f in figures)
-        print(f"{name:36s} {rss:>16s} {wall:>16s}")
+        print(f"{name:44s} {rss:>16s} {wall:>16s}")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps({"threads": args.threads, "runs": runs}, indent=2))
+    report = {"threads": args.threads, "steps": args.steps, "runs": runs}
+    Path(args.output).write_text(json.dumps(report, indent=2))
     return 0
 
 

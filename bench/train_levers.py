@@ -10,7 +10,10 @@ each timing ``--steps`` optimizer steps after ``--warmup-steps``:
 * ``full-last-layer``: the last layer computed for every token, as a plain encoder does;
 * ``torch-dropout``: dropout masks from ``torch``'s own ``bernoulli_``;
 * ``foreach-adamw``: AdamW's ``foreach`` kernels instead of the fused one;
-* ``no-heap-trim``: no ``malloc_trim`` between steps (``trainer.release_memory_every_steps``);
+* ``heap-trim`` (a lever *added*): ``malloc_trim`` every 5 steps
+  (``trainer.release_memory_every_steps=5``, the default before the kernel caches went off);
+* ``kernel-caches``: oneDNN's per-shape primitive caches left on (see
+  :mod:`bertfit.train.memory`);
 * ``keep-activations``: autograd keeps the GELU outputs and dropped attention probabilities
   rather than rebuilding them in backward (``bertfit.model.recompute``);
 * ``compiled`` (a lever *added*, not removed): each Transformer layer compiled by
@@ -41,7 +44,8 @@ VARIANTS = (
     "full-last-layer",
     "torch-dropout",
     "foreach-adamw",
-    "no-heap-trim",
+    "heap-trim",
+    "kernel-caches",
     "keep-activations",
     "compiled",
 )
@@ -69,8 +73,14 @@ def apply_variant(variant: str, config) -> None:
         encoder_module.dropout = torch_dropout
     elif variant == "foreach-adamw":
         config.optimizer.implementation = "foreach"
-    elif variant == "no-heap-trim":
-        config.trainer.release_memory_every_steps = None
+    elif variant == "heap-trim":
+        config.trainer.release_memory_every_steps = 5
+    elif variant == "kernel-caches":
+        import os
+
+        # oneDNN's own capacities (the trainer keeps values already in the environment)
+        os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = "1024"
+        os.environ["LRU_CACHE_CAPACITY"] = "1024"
     elif variant == "keep-activations":
         import contextlib
 

@@ -43,9 +43,10 @@ class TrainerConfig:
     # auto | cpu | cuda | cuda:N; auto takes a CUDA device when one is visible.
     device: str = "auto"
     # -- scale-out and fault tolerance (see bertfit.train.distributed and .checkpoint) --
-    # Give the heap's free pages back to the system every this many steps (glibc only; see
-    # bertfit.train.memory); None never does.
-    release_memory_every_steps: int | None = 5
+    # Give the heap's free pages back to the system every this many steps and after each
+    # evaluation (glibc only; see bertfit.train.memory); None never does. Off by default: with
+    # oneDNN's per-shape caches off, the heap no longer climbs between steps.
+    release_memory_every_steps: int | None = None
     # Micro-batches of batch_size per process summed into one update; under torchrun the
     # update covers batch_size * grad_accum_steps * world_size examples.
     grad_accum_steps: int = 1

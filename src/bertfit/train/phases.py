@@ -5,7 +5,8 @@ building and restoring the model, the first (warm-up) step, the other steps, the
 between them (:mod:`bertfit.train.memory`), each evaluation, each checkpoint, each save of the
 best model, the temperature fit. :class:`PhaseTimer` records them as they happen, so a slow
 job says where its time went without a profiler. Each record also holds the process's peak
-resident memory when the phase ended, so the phase that raised the peak shows too. Needs neither torch nor numpy.
+resident memory when the phase ended, so the phase that raised the peak shows too. Needs
+neither torch nor numpy.
 """
 
 from __future__ import annotations
