@@ -262,6 +262,9 @@ def main() -> int:
     parser.add_argument("--train-threads", type=int, help="torch threads for training")
     parser.add_argument("--threads", type=int, default=2, help="threads for throughput")
     parser.add_argument("--latency-threads", type=int, default=1, help="threads for latency")
+    parser.add_argument(
+        "--quality-only", action="store_true", help="train and score the runs, measure no speed"
+    )
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "distill.json"))
     args = parser.parse_args()
     if args.train_threads:
@@ -271,10 +274,14 @@ def main() -> int:
 
     runs, architectures = train_everything(args, work)
     models = {name: quality(model_runs) for name, model_runs in runs.items()}
-    speeds = with_ratios({name: speed(args, run, name) for name, run in architectures.items()})
-    checks = targets(models, speeds)
-    print("\n" + quality_table(models) + "\n\n" + speed_table(speeds) + "\n")
-    print(json.dumps(checks, indent=2))
+    if args.quality_only:
+        speeds, checks = {}, {}
+        print("\n" + quality_table(models) + "\n")
+    else:
+        speeds = with_ratios({name: speed(args, run, name) for name, run in architectures.items()})
+        checks = targets(models, speeds)
+        print("\n" + quality_table(models) + "\n\n" + speed_table(speeds) + "\n")
+        print(json.dumps(checks, indent=2))
     record = {
         "models": models,
         "speed": speeds,
