@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -51,7 +49,12 @@ from bertfit.train.distill import distill_run
 from bertfit.train.run import build_classifier, train_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_inference import ensure_exports, measure_in_fresh_process  # noqa: E402
+from export_inference import (  # noqa: E402
+    ensure_exports,
+    machine_and_load,
+    measure_in_fresh_process,
+    write_record,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SPEED_VARIANTS = ("int8", "fp32")
@@ -288,15 +291,9 @@ def main() -> int:
         "targets": checks,
         "settings": vars(args),
         "versions": {"torch": torch.__version__},
-        "machine": {
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-        },
-        "load_average": os.getloadavg(),
+        **machine_and_load(),
     }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(record, indent=2))
-    print(f"wrote {args.output}")
+    write_record(Path(args.output), record)
     return 0
 
 

@@ -192,6 +192,24 @@ def measure_peer(args, run: Path, dev, work: Path, system: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def machine_and_load() -> dict:
+    """The processor, its count and the load average, for a benchmark's JSON record."""
+    return {
+        "machine": {
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+        },
+        "load_average": os.getloadavg(),
+    }
+
+
+def write_record(output: Path, record: dict) -> None:
+    """Write a benchmark's JSON record (making its folder) and say where."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(record, indent=2))
+    print(f"wrote {output}")
+
+
 def print_table(results: dict) -> None:
     print(f"\n{'system':24} {'examples/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'accuracy':>9}")
     for name, row in results.items():
@@ -249,15 +267,9 @@ def main() -> None:
             "bertfit_onnxruntime": onnxruntime.__version__,
             "peers": peers["versions"],
         },  # fmt: skip
-        "machine": {
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-        },
-        "load_average": os.getloadavg(),
+        **machine_and_load(),
     }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(record, indent=2))
-    print(f"wrote {args.output}")
+    write_record(Path(args.output), record)
 
 
 if __name__ == "__main__":
