@@ -198,6 +198,8 @@ def test_distilled_run_is_a_run_that_says_how_it_was_made(student_run, tiny_run)
         "init": "first",
         "temperature": 3.0,
         "alpha": 0.25,
+        "augment": 0,
+        "augment_rate": 0.3,
     }
     assert config["trainer"]["seed"] == 7 and config["trainer"]["epochs"] == 2
     assert config["model"] == str((tiny_run / "model").resolve())
@@ -210,6 +212,8 @@ def test_distilled_run_is_a_run_that_says_how_it_was_made(student_run, tiny_run)
         "init": "first",
         "temperature": 3.0,
         "alpha": 0.25,
+        "augment": 0,
+        "augment_rate": 0.3,
         "seed": 7,
     }
     assert info["temperature"] is not None  # calibrated after training, as every run is

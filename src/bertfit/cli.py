@@ -43,6 +43,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -185,6 +195,15 @@ def _add_distill(commands) -> None:
         help="weight of the gold-label loss; 1 - alpha weighs the teacher's (default: "
         "%(default)s)",
     )  # fmt: skip
+    parser.add_argument(
+        "--augment", type=_non_negative_int, default=0, metavar="N",
+        help="also train on N copies of each training input with some words replaced by near "
+        "neighbours, labelled by the teacher alone (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--augment-rate", type=_unit_float, metavar="P",
+        help="share of whole words each augmented copy replaces (default: 0.3)",
+    )  # fmt: skip
     parser.add_argument("--epochs", type=_positive_int, help="(default: the teacher's)")
     parser.add_argument("--seed", type=int, help="(default: the teacher's)")
     parser.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
@@ -218,6 +237,7 @@ def _run_distill(args) -> int:
         "optimizer.learning_rate": args.learning_rate,
         "trainer.precision": args.precision,
         "data_dir": args.data_dir,
+        "distill.augment_rate": args.augment_rate,
     }
     result = distill_run(
         args.run,
@@ -226,6 +246,7 @@ def _run_distill(args) -> int:
         init=args.init,
         temperature=args.temperature,
         alpha=args.alpha,
+        augment=args.augment,
         seed=args.seed,
         epochs=args.epochs,
         overrides=[(key, value) for key, value in overrides.items() if value is not None],

@@ -93,6 +93,11 @@ class WordpieceTokenizer:
             raise ConfigError(f"{self.vocab_file}: vocabulary has no {UNK_TOKEN} token")
         self._tokenizer = self._build()
 
+    @property
+    def vocabulary(self) -> dict[str, int]:
+        """The vocabulary as token -> id (a copy)."""
+        return dict(self._vocab)
+
     def _build(self) -> Tokenizer:
         tokenizer = Tokenizer(
             WordPiece(

@@ -157,6 +157,11 @@ class DistillConfig:
     init: str = "spread"
     temperature: float = 2.0
     alpha: float = 0.5
+    # Augmented copies of each training input, learnt from the teacher's outputs alone
+    # (bertfit.train.augment); 0 trains on the task's own inputs only.
+    augment: int = 0
+    # The share of one-piece words each copy replaces by a near neighbour.
+    augment_rate: float = 0.3
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid setting."""
@@ -168,6 +173,15 @@ class DistillConfig:
             raise ConfigError(f"distill.temperature must be positive, got {self.temperature}")
         if not 0 <= self.alpha <= 1:
             raise ConfigError(f"distill.alpha must be in [0, 1], got {self.alpha}")
+        if self.augment < 0:
+            raise ConfigError(f"distill.augment must be 0 or more copies, got {self.augment}")
+        if self.augment and self.alpha == 1:
+            raise ConfigError(
+                "distill.augment needs distill.alpha below 1: augmented copies have no gold "
+                "label and learn from the teacher's outputs alone"
+            )
+        if not 0 < self.augment_rate <= 1:
+            raise ConfigError(f"distill.augment_rate must be in (0, 1], got {self.augment_rate}")
 
 
 @dataclass

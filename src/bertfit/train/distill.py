@@ -32,6 +32,7 @@ def distill_config(
     init: str = DEFAULT_LAYER_CHOICE,
     temperature: float = 2.0,
     alpha: float = 0.5,
+    augment: int = 0,
     seed: int | None = None,
     epochs: int | None = None,
     overrides: Sequence[Override] = (),
@@ -42,6 +43,8 @@ def distill_config(
     ``model`` the teacher's saved model; ``seed`` and ``epochs`` default to the teacher's.
     ``init`` picks the teacher layers the student starts from (one of
     :data:`bertfit.model.student.LAYER_CHOICES`, or indices such as ``"0,2,4"``).
+    ``augment`` adds that many teacher-labelled copies of each training input with some words
+    replaced (:mod:`bertfit.train.augment`).
     ``overrides`` sets other dotted config keys as ``bertfit train``'s ``KEY=VALUE`` do
     (``[("trainer.max_steps", 5)]``). Raises :class:`ConfigError` for a teacher that is not a
     finished run and for options out of range.
@@ -57,6 +60,7 @@ def distill_config(
         "distill.init": init if init in LAYER_CHOICES else "custom",
         "distill.temperature": temperature,
         "distill.alpha": alpha,
+        "distill.augment": augment,
         "trainer.seed": seed,
         "trainer.epochs": epochs,
     }
@@ -104,6 +108,7 @@ def distill_run(
     init: str = DEFAULT_LAYER_CHOICE,
     temperature: float = 2.0,
     alpha: float = 0.5,
+    augment: int = 0,
     seed: int | None = None,
     epochs: int | None = None,
     overrides: Sequence[Override] = (),
@@ -124,6 +129,7 @@ def distill_run(
         init=init,
         temperature=temperature,
         alpha=alpha,
+        augment=augment,
         seed=seed,
         epochs=epochs,
         overrides=overrides,

@@ -22,9 +22,10 @@ from bertfit.errors import ConfigError
 from bertfit.inference import TextClassifier, predict_logits
 from bertfit.model.student import build_student
 from bertfit.paths import find_model_dir
+from bertfit.train.augment import augment_inputs
 from bertfit.train.config import RunConfig
 from bertfit.train.evaluate import EncodedExamples
-from bertfit.train.losses import DistillationLoss
+from bertfit.train.losses import NO_LABEL_CLASS, DistillationLoss
 
 
 def load_teacher(config: RunConfig) -> TextClassifier:
@@ -62,6 +63,8 @@ def distillation_record(config: RunConfig, teacher_layers: int) -> dict:
         "init": distill.init,
         "temperature": distill.temperature,
         "alpha": distill.alpha,
+        "augment": distill.augment,
+        "augment_rate": distill.augment_rate,
         "seed": config.trainer.seed,
     }
 
@@ -91,11 +94,40 @@ def with_teacher_targets(
     precision: str,
     progress: bool | None = None,
 ) -> EncodedExamples:
-    """``data`` carrying the teacher's logits as its ``soft_targets``."""
+    """``data`` carrying the teacher's logits as its ``soft_targets``, after
+    ``distill.augment`` augmented copies of its inputs when the run asks for them."""
     teacher = load_teacher(config)
+    if config.distill.augment:
+        data = with_augmented_copies(data, teacher, config)
     batch_size = config.trainer.eval_batch_size
     targets = teacher_logits(teacher, data, device, precision, batch_size, progress)
     return dataclasses.replace(data, soft_targets=targets)
+
+
+def with_augmented_copies(
+    data: EncodedExamples, teacher: TextClassifier, config: RunConfig
+) -> EncodedExamples:
+    """``data`` followed by ``distill.augment`` copies of its inputs with words swapped for
+    neighbours in the teacher's word embeddings (:func:`bertfit.train.augment.augment_inputs`,
+    drawn from the run's seed). The copies have no gold label (a NaN score, or the class id
+    :data:`~bertfit.train.losses.NO_LABEL_CLASS`), so they learn from the teacher alone."""
+    distill = config.distill
+    inputs = augment_inputs(
+        data.inputs,
+        distill.augment,
+        distill.augment_rate,
+        teacher.model.encoder.embeddings.word_embeddings.weight,
+        teacher.tokenizer.vocabulary,
+        seed=config.trainer.seed,
+    )
+    added = len(inputs) - len(data.inputs)
+    regression = np.issubdtype(data.labels.dtype, np.floating)
+    no_label = np.full(added, np.nan if regression else NO_LABEL_CLASS, dtype=data.labels.dtype)
+    labels = np.concatenate([data.labels, no_label])
+    owners = None  # each copy is a text of its own, with its own (missing) label
+    if data.owners is not None:
+        owners = np.concatenate([data.owners, len(data.labels) + np.arange(added)])
+    return EncodedExamples(inputs, labels, owners)
 
 
 def learns_from_teacher(config: RunConfig) -> bool:

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+#: The class id of a row with no gold label (augmented inputs), as PyTorch's ``ignore_index``.
+NO_LABEL_CLASS = -100
+
 
 def task_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
     """Mean cross-entropy of class ``logits`` [B, C] against class ids, or for a regression
@@ -48,7 +51,8 @@ def distillation_loss(
     alpha: float,
     regression: bool,
 ) -> torch.Tensor:
-    """``alpha * task_loss(logits, labels) + (1 - alpha) * soft_target_loss(...)``.
+    """``alpha * task_loss(logits, labels) + (1 - alpha) * soft_target_loss(...)``, the task's
+    loss over the rows that have a gold label (:func:`labelled_task_loss`).
 
     ``alpha`` 1 is exactly :func:`task_loss` (the teacher's term is not computed, so the loss
     and its gradients are bit for bit those of ordinary training); ``alpha`` 0 learns from the
@@ -59,7 +63,23 @@ def distillation_loss(
     soft = soft_target_loss(logits, teacher_logits, temperature, regression)
     if alpha == 0:
         return soft
-    return alpha * task_loss(logits, labels, regression) + (1 - alpha) * soft
+    return alpha * labelled_task_loss(logits, labels, regression) + (1 - alpha) * soft
+
+
+def labelled_task_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool):
+    """:func:`task_loss` over the rows that have a gold label, 0 when none has.
+
+    Rows without one (augmented inputs, see :mod:`bertfit.train.augment`) are marked by the
+    class id ``NO_LABEL_CLASS`` or a NaN score. A batch whose rows all have labels gets exactly
+    :func:`task_loss`.
+    """
+    missing = labels.isnan() if regression else labels == NO_LABEL_CLASS
+    if not bool(missing.any()):
+        return task_loss(logits, labels, regression)
+    keep = ~missing
+    if not bool(keep.any()):
+        return logits.float().sum() * 0.0  # no gold rows: nothing to learn, a graph to keep
+    return task_loss(logits[keep], labels[keep], regression)
 
 
 @dataclass(frozen=True)

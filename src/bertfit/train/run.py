@@ -359,6 +359,12 @@ def describe_distillation(config: RunConfig) -> str:
     return (
         f"distilling {distill.teacher}: student of its layers {distill.layers} "
         f"({distill.init}), temperature {distill.temperature}, alpha {distill.alpha}"
+        + (
+            f", {distill.augment} augmented copies of each input ({distill.augment_rate:g} of "
+            "words replaced)"
+            if distill.augment
+            else ""
+        )
     )
 
 
