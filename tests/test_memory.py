@@ -78,7 +78,7 @@ def test_training_keeps_onednn_from_caching_a_primitive_per_shape():
         command = [sys.executable, "-c", KERNEL_CACHE_PROBE, mode]
         result = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
         grown[mode] = float(result.stdout)
-    # With its caches, oneDNN keeps hundreds of MiB for 240 shapes; without, next to nothing.
+    # With its caches, oneDNN keeps hundreds of MiB for 240 shapes; bounded, a few at most.
     assert grown["limited"] < 32, grown
     assert grown["default"] > 4 * max(grown["limited"], 8), grown
 
