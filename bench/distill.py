@@ -11,9 +11,12 @@
    recipe (``WORK/truncated-L3-seed-N``); with ``--ablations`` also the 3-layer student with
    alpha 1 (the teacher's layers as the start, gold labels only), which separates the teacher's
    weights from its soft targets.
-4. ``--compare-init``: 3-layer students initialised from the teacher's ``first`` and ``last``
+4. ``--augment COPIES:EPOCHS``: 3-layer students trained also on COPIES teacher-labelled
+   copies of each training pair with words replaced (``bertfit distill --augment``), for
+   EPOCHS epochs (``WORK/student-L3-aug4x2-seed-N``).
+5. ``--compare-init``: 3-layer students initialised from the teacher's ``first`` and ``last``
    layers too, against the default ``spread``: the measurement behind that default.
-5. Speed: one run of each architecture (the teacher and each student size; the truncation has the
+6. Speed: one run of each architecture (the teacher and each student size; the truncation has the
    3-layer student's) exported to ONNX fp32 and int8 and measured with
    ``bench/export_inference.py``'s protocol, each in a fresh process: examples/s over MRPC dev
    at batch 32 with ``--threads`` (2) threads, single-pair p50/p99 with ``--latency-threads``
@@ -193,10 +196,16 @@ def speed_table(speeds: dict) -> str:
     return "\n".join(lines)
 
 
-def targets(models: dict, speeds: dict) -> dict:
-    """The issue's targets for the 3-layer student (spread init, the default)."""
-    student, teacher = models["student-L3"], models["teacher"]
-    int8 = speeds["student-L3"]["int8"]
+def parse_augment(text: str) -> tuple[int, int]:
+    """``--augment COPIES:EPOCHS`` -> (copies, epochs)."""
+    copies, _, epochs = text.partition(":")
+    return int(copies), int(epochs or 1)
+
+
+def targets(models: dict, speeds: dict, name: str = "student-L3") -> dict:
+    """The issue's targets for a 3-layer student (by default the command's defaults)."""
+    student, teacher = models[name], models["teacher"]
+    int8 = speeds["student-L3"]["int8"]  # every 3-layer variant has this architecture
     drop = teacher["accuracy"]["mean"] - student["accuracy"]["mean"]
     return {
         "accuracy_within_1.5_points": {"drop": drop, "met": drop <= MAX_ACCURACY_DROP},
@@ -229,6 +238,19 @@ def train_everything(args, work: Path) -> tuple[dict[str, list[Path]], dict[str,
                 distill(args, teacher, work / f"student-L3-{init}-seed-{i}", 3, init=init)
                 for i, teacher in enumerate(teachers, start=1)
             ]
+    if args.augment:
+        copies, epochs = parse_augment(args.augment)
+        runs["student-L3-augment"] = [
+            distill(
+                args,
+                teacher,
+                work / f"student-L3-aug{copies}x{epochs}-seed-{i}",
+                3,
+                augment=copies,
+                epochs=epochs,
+            )  # fmt: skip
+            for i, teacher in enumerate(teachers, start=1)
+        ]
     if args.ablations:
         runs["student-L3-alpha1"] = [
             distill(args, teacher, work / f"student-L3-alpha1-seed-{i}", 3, alpha=1.0)
@@ -261,6 +283,12 @@ def main() -> int:
     parser.add_argument(
         "--baseline-init", default="first", help="the no-teacher 3-layer baseline's layers"
     )
+    parser.add_argument(
+        "--augment",
+        metavar="COPIES:EPOCHS",
+        help="also 3-layer students trained with `bertfit distill --augment COPIES "
+        "--epochs EPOCHS` (e.g. 4:2)",
+    )
     parser.add_argument("--max-steps", type=int, help="cap every run's steps (a smoke run)")
     parser.add_argument("--train-threads", type=int, help="torch threads for training")
     parser.add_argument("--threads", type=int, default=2, help="threads for throughput")
@@ -282,7 +310,9 @@ def main() -> int:
         print("\n" + quality_table(models) + "\n")
     else:
         speeds = with_ratios({name: speed(args, run, name) for name, run in architectures.items()})
-        checks = targets(models, speeds)
+        checks = {"student-L3": targets(models, speeds)}
+        if "student-L3-augment" in models:  # the same architecture: the same speed
+            checks["student-L3-augment"] = targets(models, speeds, "student-L3-augment")
         print("\n" + quality_table(models) + "\n\n" + speed_table(speeds) + "\n")
         print(json.dumps(checks, indent=2))
     record = {
