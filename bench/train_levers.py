@@ -11,8 +11,8 @@ each timing ``--steps`` optimizer steps after ``--warmup-steps``:
 * ``torch-dropout``: dropout masks from ``torch``'s own ``bernoulli_``;
 * ``foreach-adamw``: AdamW's ``foreach`` kernels instead of the fused one;
 * ``heap-trim`` (a lever *added*): ``malloc_trim`` every 5 steps
-  (``trainer.release_memory_every_steps=5``, the default before the kernel caches went off);
-* ``kernel-caches``: oneDNN's per-shape primitive caches left on (see
+  (``trainer.release_memory_every_steps=5``, the default before the kernel caches were bounded);
+* ``kernel-caches``: oneDNN's primitive caches at PyTorch's 1,024 entries (see
   :mod:`bertfit.train.memory`);
 * ``keep-activations``: autograd keeps the GELU outputs and dropped attention probabilities
   rather than rebuilding them in backward (``bertfit.model.recompute``);
