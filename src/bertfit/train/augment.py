@@ -19,23 +19,22 @@ import torch
 from bertfit.text.ragged import RaggedPacked
 
 
+def vocabulary_mask(vocabulary: dict[str, int], vocab_size: int, test) -> np.ndarray:
+    """``vocab_size`` bools: which ids' tokens pass ``test``."""
+    mask = np.zeros(vocab_size, dtype=bool)
+    mask[[index for token, index in vocabulary.items() if test(token)]] = True
+    return mask
+
+
 def replaceable_tokens(vocabulary: dict[str, int], vocab_size: int) -> np.ndarray:
     """Which ids are whole alphabetic words (``vocab_size`` bools): not ``##`` pieces,
     punctuation, numbers or special tokens such as ``[SEP]``."""
-    words = np.zeros(vocab_size, dtype=bool)
-    for token, index in vocabulary.items():
-        if token.isalpha() and len(token) > 1:
-            words[index] = True
-    return words
+    return vocabulary_mask(vocabulary, vocab_size, lambda token: token.isalpha() and len(token) > 1)
 
 
 def continuation_tokens(vocabulary: dict[str, int], vocab_size: int) -> np.ndarray:
     """Which ids continue the word before them (``##`` pieces)."""
-    pieces = np.zeros(vocab_size, dtype=bool)
-    for token, index in vocabulary.items():
-        if token.startswith("##"):
-            pieces[index] = True
-    return pieces
+    return vocabulary_mask(vocabulary, vocab_size, lambda token: token.startswith("##"))
 
 
 def nearest_words(

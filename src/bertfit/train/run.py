@@ -356,16 +356,16 @@ def train_run(
 def describe_distillation(config: RunConfig) -> str:
     """One line about a distilled run, for the console."""
     distill = config.distill
-    return (
+    line = (
         f"distilling {distill.teacher}: student of its layers {distill.layers} "
         f"({distill.init}), temperature {distill.temperature}, alpha {distill.alpha}"
-        + (
-            f", {distill.augment} augmented copies of each input ({distill.augment_rate:g} of "
-            "words replaced)"
-            if distill.augment
-            else ""
-        )
     )
+    if distill.augment:
+        line += (
+            f", {distill.augment} augmented copies of each input "
+            f"({distill.augment_rate:g} of words replaced)"
+        )
+    return line
 
 
 def describe_calibration(calibration: Calibration) -> str:
