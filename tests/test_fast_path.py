@@ -16,7 +16,7 @@ from bertfit.errors import ConfigError
 from bertfit.inference import to_tensors
 from bertfit.model.classifier import BertClassifier
 from bertfit.model.config import EncoderConfig
-from bertfit.model.dropout import Dropout, drop_mask, dropout
+from bertfit.model.dropout import Dropout, dropout, keep_mask
 from bertfit.model.packed import gather_rows, pack_sequences
 
 
@@ -113,7 +113,7 @@ def test_gather_rows_has_index_selects_gradient():
 def test_drop_mask_drops_with_probability_p(p):
     torch.manual_seed(0)
     n = 2_000_000
-    rate = drop_mask(n, p).mean()
+    rate = 1 - keep_mask(n, p).mean()
     assert abs(rate - p) < 5 * np.sqrt(p * (1 - p) / n)  # five standard errors
 
 
@@ -134,9 +134,21 @@ def test_dropout_keeps_only_a_one_byte_mask_for_backward():
     x = torch.randn(32, 40, requires_grad=True)
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         y = dropout(x, 0.1, training=True)
-    assert [(t.dtype, t.shape) for t in saved] == [(torch.bool, x.shape)]
+    assert [(t.dtype, t.shape) for t in saved] == [(torch.uint8, x.shape)]
     y.backward(torch.ones_like(y))
     torch.testing.assert_close(x.grad, (y.detach() != 0).float() / 0.9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+def test_dropout_multiplies_by_the_scale_rounded_to_the_dtype_or_by_zero(dtype):
+    x = torch.full((300, 7), 3.0, dtype=dtype, requires_grad=True)
+    y = dropout(x, 0.3, training=True)
+    scale = torch.tensor(1 / 0.7, dtype=dtype)
+    assert y.dtype == dtype
+    assert set(y.detach().unique().tolist()) == {0.0, (3 * scale).item()}
+    y.backward(torch.ones_like(y))
+    assert set(x.grad.unique().tolist()) == {0.0, scale.item()}
+    torch.testing.assert_close(x.grad != 0, y.detach() != 0, rtol=0, atol=0)
 
 
 def test_dropout_is_identity_in_eval_mode_and_at_zero_rate():
