@@ -14,6 +14,9 @@
 4. ``--augment COPIES:EPOCHS``: 3-layer students trained also on COPIES teacher-labelled
    copies of each training pair with words replaced (``bertfit distill --augment``), for
    EPOCHS epochs (``WORK/student-L3-aug4x2-seed-N``).
+   ``--layer-weight B``: 3-layer students that also match each layer's [CLS] vector to their
+   teacher layer's with weight B (``bertfit distill --layer-weight``), without augmentation
+   and, with ``--augment``, with it too (``WORK/student-L3-layers50-seed-N``, ...).
 5. ``--compare-init``: 3-layer students initialised from the teacher's ``first`` and ``last``
    layers too, against the default ``spread``: the measurement behind that default.
 6. Speed: one run of each architecture (the teacher and each student size; the truncation has the
@@ -217,6 +220,25 @@ def targets(models: dict, speeds: dict, name: str = "student-L3") -> dict:
     }
 
 
+def three_layer_variants(args) -> list[tuple[str, str, dict]]:
+    """(model name, run directory stem, ``distill_run`` options) of each 3-layer student that
+    ``--augment`` and ``--layer-weight`` ask for."""
+    variants = []
+    augment = {}
+    if args.augment:
+        copies, epochs = parse_augment(args.augment)
+        augment = {"augment": copies, "epochs": epochs}
+        variants.append(("student-L3-augment", f"student-L3-aug{copies}x{epochs}", augment))
+    if args.layer_weight:
+        weight = args.layer_weight
+        layers = {"layer_weight": weight}
+        variants.append(("student-L3-layers", f"student-L3-layers{weight:g}", layers))
+        if augment:
+            stem = f"student-L3-aug{augment['augment']}x{augment['epochs']}-layers{weight:g}"
+            variants.append(("student-L3-augment-layers", stem, {**augment, **layers}))
+    return variants
+
+
 def train_everything(args, work: Path) -> tuple[dict[str, list[Path]], dict[str, Path]]:
     """Every run of the benchmark by model name (one per seed), and one run per architecture
     to measure the speed of."""
@@ -238,17 +260,9 @@ def train_everything(args, work: Path) -> tuple[dict[str, list[Path]], dict[str,
                 distill(args, teacher, work / f"student-L3-{init}-seed-{i}", 3, init=init)
                 for i, teacher in enumerate(teachers, start=1)
             ]
-    if args.augment:
-        copies, epochs = parse_augment(args.augment)
-        runs["student-L3-augment"] = [
-            distill(
-                args,
-                teacher,
-                work / f"student-L3-aug{copies}x{epochs}-seed-{i}",
-                3,
-                augment=copies,
-                epochs=epochs,
-            )  # fmt: skip
+    for name, directory, options in three_layer_variants(args):
+        runs[name] = [
+            distill(args, teacher, work / f"{directory}-seed-{i}", 3, **options)
             for i, teacher in enumerate(teachers, start=1)
         ]
     if args.ablations:
@@ -289,6 +303,12 @@ def main() -> int:
         help="also 3-layer students trained with `bertfit distill --augment COPIES "
         "--epochs EPOCHS` (e.g. 4:2)",
     )
+    parser.add_argument(
+        "--layer-weight",
+        type=float,
+        metavar="B",
+        help="also 3-layer students trained with `bertfit distill --layer-weight B`",
+    )
     parser.add_argument("--max-steps", type=int, help="cap every run's steps (a smoke run)")
     parser.add_argument("--train-threads", type=int, help="torch threads for training")
     parser.add_argument("--threads", type=int, default=2, help="threads for throughput")
@@ -310,9 +330,9 @@ def main() -> int:
         print("\n" + quality_table(models) + "\n")
     else:
         speeds = with_ratios({name: speed(args, run, name) for name, run in architectures.items()})
-        checks = {"student-L3": targets(models, speeds)}
-        if "student-L3-augment" in models:  # the same architecture: the same speed
-            checks["student-L3-augment"] = targets(models, speeds, "student-L3-augment")
+        # Every 3-layer variant has the 3-layer student's architecture, so its speed.
+        variants = ["student-L3"] + [name for name, _, _ in three_layer_variants(args)]
+        checks = {name: targets(models, speeds, name) for name in variants}
         print("\n" + quality_table(models) + "\n\n" + speed_table(speeds) + "\n")
         print(json.dumps(checks, indent=2))
     record = {

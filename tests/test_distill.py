@@ -18,13 +18,16 @@ from bertfit.data.tasks import MRPC
 from bertfit.errors import ConfigError
 from bertfit.export.export import export_classifier
 from bertfit.export.runtime import load_exported
-from bertfit.inference import TextClassifier
+from bertfit.inference import TextClassifier, batch_tensors
 from bertfit.model.classifier import BertClassifier
 from bertfit.model.config import EncoderConfig
+from bertfit.model.packed import pack_sequences
 from bertfit.model.student import build_student, choose_layers
+from bertfit.model.taps import FirstTokenTap
 from bertfit.train.config import TrainerConfig
+from bertfit.train.distillation import teacher_outputs
 from bertfit.train.evaluate import EncodedExamples
-from bertfit.train.losses import DistillationLoss, distillation_loss
+from bertfit.train.losses import DistillationLoss, distillation_loss, layer_match_loss
 from bertfit.train.optim import OptimizationConfig
 from bertfit.train.trainer import Trainer
 
@@ -174,6 +177,87 @@ def test_alpha_1_is_exactly_ordinary_training(tmp_path):
     assert not all(torch.equal(a, b) for a, b in zip(mixed_grads, plain_grads))
 
 
+# -- matching the teacher's layers (Patient KD) ---------------------------------------------------
+
+
+def test_tap_reads_each_layers_first_tokens_on_the_padded_and_packed_paths(tmp_path):
+    classifier = make_tiny_classifier(tmp_path, seed=2)
+    encoder = classifier.model.encoder.eval()
+    examples = classifier.encode(COLUMNS)
+    padded = batch_tensors(examples, [0, 1, 2], classifier.padding_id, None)
+    with torch.no_grad(), FirstTokenTap(encoder, [0, 1]) as tap:
+        # The padded path: every layer's output is [B, L, H]; read position 0 by hand.
+        x = encoder.embeddings(padded["input_word_ids"], padded["input_type_ids"])
+        mask = padded["input_mask"].bool()[:, None, None, :]
+        expected = []
+        for layer in encoder.layers:
+            x = layer(x, mask)
+            expected.append(x[:, 0].clone())
+        torch.testing.assert_close(tap.stacked(), torch.stack(expected, dim=1))
+        # The packed path, whose last layer computes first tokens only: the same vectors.
+        encoder.pool_packed(pack_sequences(list(examples)))
+        torch.testing.assert_close(tap.stacked(), torch.stack(expected, dim=1))
+    assert not any(layer._forward_hooks for layer in encoder.layers)  # removed on exit
+
+
+def test_layer_match_loss_equals_the_hand_computed_value():
+    student = torch.tensor([[[3.0, 4.0], [1.0, 0.0]], [[0.0, 2.0], [1.0, 1.0]]])
+    teacher = torch.tensor([[[4.0, 3.0], [0.0, 5.0]], [[0.0, 1.0], [-1.0, -1.0]]])
+    # Unit vectors' squared distances: |(.6,.8)-(.8,.6)|^2, |(1,0)-(0,1)|^2, 0, |2u|^2 = 4.
+    expected = (0.08 + 2.0 + 0.0 + 4.0) / 4
+    assert layer_match_loss(student, teacher).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_layer_weight_adds_the_layer_term_to_the_output_loss(tmp_path):
+    classifier = make_tiny_classifier(tmp_path, seed=3)
+    model = classifier.model.eval()
+    batch = pack_sequences(list(classifier.encode(COLUMNS)))
+    labels = torch.tensor([0, 1, 1])
+    teacher_logits = torch.randn(3, 2)
+    teacher_vectors = torch.randn(3, 2, model.config.hidden_size)
+    targets = torch.cat([teacher_logits, teacher_vectors.flatten(1)], dim=1)
+    with torch.no_grad(), FirstTokenTap(model.encoder, [0, 1]) as tap:
+        logits = model(packed=batch)
+        loss = DistillationLoss(2.0, 0.5, False, layer_weight=10.0, tap=tap)
+        expected = distillation_loss(logits, labels, teacher_logits, 2.0, 0.5, False)
+        expected = expected + 10.0 * layer_match_loss(tap.stacked(), teacher_vectors)
+        torch.testing.assert_close(loss(logits, labels, targets), expected)
+
+
+def test_teacher_outputs_carry_the_chosen_layers_first_tokens(tmp_path):
+    teacher = make_tiny_classifier(tmp_path, seed=4)
+    data = EncodedExamples(teacher.encode(COLUMNS), np.zeros(3, dtype=np.int64))
+    cpu = torch.device("cpu")
+    logits = teacher_outputs(teacher, data, cpu, "fp32", batch_size=2)
+    rows = teacher_outputs(teacher, data, cpu, "fp32", batch_size=2, layers=[1])
+    hidden = teacher.model.config.hidden_size
+    assert logits.shape == (3, 2) and rows.shape == (3, 2 + hidden)
+    np.testing.assert_allclose(rows[:, :2], logits, rtol=1e-6)
+    with torch.no_grad(), FirstTokenTap(teacher.model.encoder, [1]) as tap:
+        teacher.model.eval()(packed=pack_sequences(list(data.inputs)))
+        np.testing.assert_allclose(rows[:, 2:], tap.stacked()[:, 0].numpy(), rtol=1e-5)
+
+
+def test_distill_with_layer_weight_trains_records_it_and_rejects_bad_values(
+    tiny_run, tmp_path, capsys
+):
+    output = tmp_path / "matched"
+    args = ["distill", str(tiny_run), "--output", str(output), "--layers", "1", "--max-steps", "3"]
+    assert main([*args, "--layer-weight", "50", "--quiet"]) == 0
+    assert json.loads((output / "config.json").read_text())["distill"]["layer_weight"] == 50.0
+    info = json.loads((output / "model" / "bertfit.json").read_text())
+    assert info["distilled_from"]["layer_weight"] == 50.0
+    assert main(["evaluate", str(output), "--quiet"]) == 0
+    _assert_user_error(
+        main([*args, "--layer-weight", "5", "--alpha", "1", "--overwrite"]),
+        capsys,
+        r"distill.layer_weight needs distill.alpha below 1",
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--layer-weight", "-1"])
+    assert exit_info.value.code == 2 and "--layer-weight" in capsys.readouterr().err
+
+
 # -- a distilled run ------------------------------------------------------------------------------
 
 
@@ -200,6 +284,7 @@ def test_distilled_run_is_a_run_that_says_how_it_was_made(student_run, tiny_run)
         "alpha": 0.25,
         "augment": 0,
         "augment_rate": 0.3,
+        "layer_weight": 0.0,
     }
     assert config["trainer"]["seed"] == 7 and config["trainer"]["epochs"] == 2
     assert config["model"] == str((tiny_run / "model").resolve())
@@ -214,6 +299,7 @@ def test_distilled_run_is_a_run_that_says_how_it_was_made(student_run, tiny_run)
         "alpha": 0.25,
         "augment": 0,
         "augment_rate": 0.3,
+        "layer_weight": 0.0,
         "seed": 7,
     }
     assert info["temperature"] is not None  # calibrated after training, as every run is

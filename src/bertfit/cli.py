@@ -51,13 +51,24 @@ def _non_negative_int(text: str) -> int:
     return _whole_number(text, 0, "0 or more")
 
 
-def _positive_float(text: str) -> float:
+def _number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _positive_float(text: str) -> float:
+    value = _number(text)
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 
@@ -202,6 +213,11 @@ def _add_distill(commands) -> None:
         "--augment-rate", type=_unit_float, metavar="P",
         help="share of whole words each augmented copy replaces (default: 0.3)",
     )  # fmt: skip
+    parser.add_argument(
+        "--layer-weight", type=_non_negative_float, default=0.0, metavar="B",
+        help="also match each student layer's [CLS] vector to its teacher layer's, with this "
+        "weight (Patient KD; default: %(default)s, off)",
+    )  # fmt: skip
     parser.add_argument("--epochs", type=_positive_int, help="(default: the teacher's)")
     parser.add_argument("--seed", type=int, help="(default: the teacher's)")
     parser.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
@@ -218,10 +234,7 @@ def _add_distill(commands) -> None:
 
 
 def _unit_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    value = _number(text)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
     return value
@@ -235,7 +248,6 @@ def _run_distill(args) -> int:
         "optimizer.learning_rate": args.learning_rate,
         "trainer.precision": args.precision,
         "data_dir": args.data_dir,
-        "distill.augment_rate": args.augment_rate,
     }
     result = distill_run(
         args.run,
@@ -245,6 +257,8 @@ def _run_distill(args) -> int:
         temperature=args.temperature,
         alpha=args.alpha,
         augment=args.augment,
+        augment_rate=args.augment_rate,
+        layer_weight=args.layer_weight,
         seed=args.seed,
         epochs=args.epochs,
         overrides=[(key, value) for key, value in overrides.items() if value is not None],

@@ -162,6 +162,9 @@ class DistillConfig:
     augment: int = 0
     # The share of one-piece words each copy replaces by a near neighbour.
     augment_rate: float = 0.3
+    # Weight of matching each student layer's first-token vector to its teacher layer's
+    # (bertfit.train.losses.layer_match_loss); 0 matches the outputs only.
+    layer_weight: float = 0.0
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid setting."""
@@ -182,6 +185,13 @@ class DistillConfig:
             )
         if not 0 < self.augment_rate <= 1:
             raise ConfigError(f"distill.augment_rate must be in (0, 1], got {self.augment_rate}")
+        if not (self.layer_weight >= 0 and math.isfinite(self.layer_weight)):
+            raise ConfigError(f"distill.layer_weight must be 0 or more, got {self.layer_weight}")
+        if self.layer_weight and self.alpha == 1:
+            raise ConfigError(
+                "distill.layer_weight needs distill.alpha below 1: at alpha 1 the teacher's "
+                "outputs are not computed"
+            )
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """``bertfit distill RUN --output RUN2``: a smaller student of a finished run, as a run of its own.
 
 :func:`distill_run` checks the teacher run and the options, writes the student run's config
-(the teacher's own, with ``distill`` set: teacher, layers, temperature, alpha) and trains it
+(the teacher's own, with ``distill`` set: teacher, layers, temperature, alpha, ...) and trains it
 with :func:`bertfit.train.run.train_run`, so ``RUN2`` is an ordinary run directory (see
 :mod:`bertfit.train.distillation` for what distillation changes in it).
 """
@@ -33,6 +33,8 @@ def distill_config(
     temperature: float = 2.0,
     alpha: float = 0.5,
     augment: int = 0,
+    augment_rate: float | None = None,
+    layer_weight: float = 0.0,
     seed: int | None = None,
     epochs: int | None = None,
     overrides: Sequence[Override] = (),
@@ -44,7 +46,9 @@ def distill_config(
     ``init`` picks the teacher layers the student starts from (one of
     :data:`bertfit.model.student.LAYER_CHOICES`, or indices such as ``"0,2,4"``).
     ``augment`` adds that many teacher-labelled copies of each training input with some words
-    replaced (:mod:`bertfit.train.augment`).
+    replaced (:mod:`bertfit.train.augment`), each replacing ``augment_rate`` of its words
+    (default 0.3). ``layer_weight`` > 0 also matches each student layer's first-token vector
+    to its teacher layer's (:func:`bertfit.train.losses.layer_match_loss`).
     ``overrides`` sets other dotted config keys as ``bertfit train``'s ``KEY=VALUE`` do
     (``[("trainer.max_steps", 5)]``). Raises :class:`ConfigError` for a teacher that is not a
     finished run and for options out of range.
@@ -61,6 +65,8 @@ def distill_config(
         "distill.temperature": temperature,
         "distill.alpha": alpha,
         "distill.augment": augment,
+        "distill.augment_rate": augment_rate,
+        "distill.layer_weight": layer_weight,
         "trainer.seed": seed,
         "trainer.epochs": epochs,
     }
@@ -109,6 +115,8 @@ def distill_run(
     temperature: float = 2.0,
     alpha: float = 0.5,
     augment: int = 0,
+    augment_rate: float | None = None,
+    layer_weight: float = 0.0,
     seed: int | None = None,
     epochs: int | None = None,
     overrides: Sequence[Override] = (),
@@ -130,6 +138,8 @@ def distill_run(
         temperature=temperature,
         alpha=alpha,
         augment=augment,
+        augment_rate=augment_rate,
+        layer_weight=layer_weight,
         seed=seed,
         epochs=epochs,
         overrides=overrides,

@@ -17,11 +17,16 @@ import numpy as np
 import torch
 
 import bertfit
+from bertfit.data.batching import sorted_batches
 from bertfit.data.tasks import TaskSpec
 from bertfit.errors import ConfigError
-from bertfit.inference import TextClassifier, predict_logits
+from bertfit.inference import TextClassifier, packed_batch
 from bertfit.model.student import build_student
+from bertfit.model.taps import FirstTokenTap
 from bertfit.paths import find_model_dir
+from bertfit.precision import autocast
+from bertfit.progress import bar as progress_bar
+from bertfit.text.ragged import example_lengths
 from bertfit.train.augment import augment_inputs
 from bertfit.train.config import RunConfig
 from bertfit.train.evaluate import EncodedExamples
@@ -65,26 +70,45 @@ def distillation_record(config: RunConfig, teacher_layers: int) -> dict:
         "alpha": distill.alpha,
         "augment": distill.augment,
         "augment_rate": distill.augment_rate,
+        "layer_weight": distill.layer_weight,
         "seed": config.trainer.seed,
     }
 
 
-def teacher_logits(
+def teacher_outputs(
     teacher: TextClassifier,
     data: EncodedExamples,
     device: torch.device,
     precision: str,
     batch_size: int = 64,
     progress: bool | None = None,
+    layers: list[int] | None = None,
 ) -> np.ndarray:
     """The teacher's logits (scores for regression) of every training input, one row per
-    input (a windowed text's windows each their own), in eval mode (no dropout).
+    input (a windowed text's windows each their own), in eval mode (no dropout); with
+    ``layers``, each row goes on with the first-token vectors of those teacher layers, in
+    order: [N, C + len(layers) * H].
 
     Computed once before training: the inputs do not change between epochs, so this costs one
     evaluation pass of the teacher rather than a teacher forward pass per step.
     """
-    model = teacher.model.to(device)
-    return predict_logits(model, data.inputs, teacher.padding_id, batch_size, progress, precision)
+    model = teacher.model.to(device).eval()
+    inputs = data.inputs
+    width = model.num_classes + len(layers or ()) * model.config.hidden_size
+    rows = np.zeros((len(inputs), width), dtype=np.float32)
+    tap = FirstTokenTap(model.encoder, layers or ())
+    batches = sorted_batches(example_lengths(inputs), batch_size)
+    try:
+        for batch in progress_bar(batches, desc="teacher", unit="batch", show=progress):
+            packed = packed_batch(inputs, batch).to(device)
+            with torch.inference_mode(), autocast(precision, device):
+                outputs = [model(packed=packed)]
+                if layers:
+                    outputs.append(tap.stacked().flatten(1))
+                rows[batch] = torch.cat([o.float() for o in outputs], dim=1).cpu().numpy()
+    finally:
+        tap.remove()
+    return rows
 
 
 def with_teacher_targets(
@@ -94,13 +118,17 @@ def with_teacher_targets(
     precision: str,
     progress: bool | None = None,
 ) -> EncodedExamples:
-    """``data`` carrying the teacher's logits as its ``soft_targets``, after
-    ``distill.augment`` augmented copies of its inputs when the run asks for them."""
+    """``data`` carrying the teacher's outputs (:func:`teacher_outputs`) as its
+    ``soft_targets``, after ``distill.augment`` augmented copies of its inputs when the run
+    asks for them; with ``distill.layer_weight``, the first-token vectors of the teacher
+    layers ``distill.layers`` too."""
     teacher = load_teacher(config)
-    if config.distill.augment:
+    distill = config.distill
+    if distill.augment:
         data = with_augmented_copies(data, teacher, config)
     batch_size = config.trainer.eval_batch_size
-    targets = teacher_logits(teacher, data, device, precision, batch_size, progress)
+    layers = list(distill.layers) if distill.layer_weight else None
+    targets = teacher_outputs(teacher, data, device, precision, batch_size, progress, layers)
     return dataclasses.replace(data, soft_targets=targets)
 
 
@@ -138,10 +166,19 @@ def learns_from_teacher(config: RunConfig) -> bool:
     return config.distill.teacher is not None and config.distill.alpha < 1
 
 
-def training_loss(config: RunConfig, task: TaskSpec) -> DistillationLoss | None:
+def training_loss(
+    config: RunConfig, task: TaskSpec, student: TextClassifier
+) -> DistillationLoss | None:
     """The trainer's loss hook for this run: None (the task's own loss) unless it learns from
-    a teacher's outputs."""
+    a teacher's outputs. With ``distill.layer_weight``, it taps every layer of ``student``'s
+    encoder for the layer-matching term."""
     if not learns_from_teacher(config):
         return None
     distill = config.distill
-    return DistillationLoss(distill.temperature, distill.alpha, task.regression)
+    tap = None
+    if distill.layer_weight:
+        encoder = student.model.encoder
+        tap = FirstTokenTap(encoder, range(len(encoder.layers)))
+    return DistillationLoss(
+        distill.temperature, distill.alpha, task.regression, distill.layer_weight, tap
+    )

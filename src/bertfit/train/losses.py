@@ -1,5 +1,5 @@
 """Training losses: the task's own loss on gold labels, and the distillation loss that mixes it
-with a teacher's outputs.
+with a teacher's outputs (and, optionally, its layers' first-token vectors).
 
 Both compute in fp32 whatever the forward pass ran in, so a bf16 or fp16 run sums its loss
 the way an fp32 run does.
@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from bertfit.model.taps import FirstTokenTap
 
 #: The class id of a row with no gold label (augmented inputs), as PyTorch's ``ignore_index``.
 NO_LABEL_CLASS = -100
@@ -82,20 +84,48 @@ def labelled_task_loss(logits: torch.Tensor, labels: torch.Tensor, regression: b
     return task_loss(logits[keep], labels[keep], regression)
 
 
+def layer_match_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Patient Knowledge Distillation's intermediate loss (Sun et al., 2019): the squared
+    distance between the L2-normalized first-token vectors of each student layer and of its
+    teacher layer, both [B, k, H], summed over H and averaged over the k layers and B rows.
+
+    Normalized, each term lies in [0, 4] whatever the layers' scales.
+    """
+    student = F.normalize(student.float(), dim=-1)
+    teacher = F.normalize(teacher.float(), dim=-1)
+    return (student - teacher).pow(2).sum(-1).mean()
+
+
 @dataclass(frozen=True)
 class DistillationLoss:
     """:func:`distillation_loss` as the trainer's loss hook: ``loss(logits, labels, targets)``
-    with the teacher's logits of the batch as ``targets``."""
+    with the teacher's outputs of the batch as ``targets``.
+
+    With ``layer_weight`` > 0, ``targets`` [B, C + k * H] also carry the teacher's first-token
+    vectors of the layers the student's k layers match, after its C logits, and the loss adds
+    ``layer_weight * layer_match_loss(...)`` against the student's own, which ``tap`` read in
+    the forward pass that made ``logits``.
+    """
 
     temperature: float
     alpha: float
     regression: bool
+    layer_weight: float = 0.0
+    tap: FirstTokenTap | None = None
 
     def __call__(
         self, logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
     ) -> torch.Tensor:
         if targets is None:
             raise ValueError("distillation needs the teacher's logits with the training data")
-        return distillation_loss(
-            logits, labels, targets, self.temperature, self.alpha, self.regression
+        outputs = logits.shape[-1]
+        loss = distillation_loss(
+            logits, labels, targets[:, :outputs], self.temperature, self.alpha, self.regression
         )
+        if not self.layer_weight:
+            return loss
+        if self.tap is None:
+            raise ValueError("layer matching needs a tap on the student's layers")
+        student = self.tap.stacked()
+        teacher = targets[:, outputs:].reshape(student.shape)
+        return loss + self.layer_weight * layer_match_loss(student, teacher)

@@ -311,7 +311,7 @@ def train_run(
         progress,
         config.logging,
         phases=phases,
-        loss_function=training_loss(config, task),
+        loss_function=training_loss(config, task, classifier),
     )
     with phases.phase("tokenizing"):
         train_data = trainer.encode(train_examples)
