@@ -16,6 +16,9 @@ each timing ``--steps`` optimizer steps after ``--warmup-steps``:
   :mod:`bertfit.train.memory`);
 * ``keep-activations``: autograd keeps the GELU outputs and dropped attention probabilities
   rather than rebuilding them in backward (``bertfit.model.recompute``);
+* ``row-multiple-N``: packed batches' rows rounded up to a multiple of N instead of
+  ``bertfit.inference.PACKED_ROW_MULTIPLE`` (``row-multiple-1``: not rounded);
+* ``onednn-cache-N``: oneDNN's primitive cache at N entries instead of bertfit's bound;
 * ``compiled`` (a lever *added*, not removed): each Transformer layer compiled by
   ``torch.compile`` (inductor, dynamic shapes), with torch's dropout inside the compiled code so
   that inductor draws the masks itself and fuses them with the adds and LayerNorms around them.
@@ -58,7 +61,15 @@ def apply_variant(variant: str, config) -> None:
     from bertfit.model import dropout as dropout_module
     from bertfit.model import encoder as encoder_module
 
-    if variant == "padded":
+    if variant.startswith("row-multiple-"):
+        import bertfit.inference
+
+        bertfit.inference.PACKED_ROW_MULTIPLE = int(variant.removeprefix("row-multiple-"))
+    elif variant.startswith("onednn-cache-"):
+        import os
+
+        os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = variant.removeprefix("onednn-cache-")
+    elif variant == "padded":
         config.trainer.padding_free = False
     elif variant == "full-last-layer":
         encoder_module.BertEncoder.pool_packed = lambda self, batch: (
@@ -132,9 +143,11 @@ def main() -> int:
         worker(args)
         return 0
     variants = ["all"] + [v for v in args.variants.split(",") if v != "all"]
-    unknown = set(variants) - set(VARIANTS)
+    numbered = ("row-multiple-", "onednn-cache-")
+    unknown = {v for v in variants if v not in VARIANTS and not v.startswith(numbered)}
     if unknown:
-        parser.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+        choices = ", ".join([*VARIANTS, "row-multiple-N", "onednn-cache-N"])
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {choices}")
     runs: dict[str, list[float]] = {variant: [] for variant in variants}
     for rep in range(args.reps):
         for variant in variants:

@@ -44,31 +44,35 @@ def small_classifier(seed: int = 0, layers: int = 3, classes: int = 3) -> BertCl
     return BertClassifier(config, classes)
 
 
-def test_packed_encoder_matches_the_padded_one():
+@pytest.mark.parametrize("row_multiple", [1, 32])
+def test_packed_encoder_matches_the_padded_one(row_multiple):
     model = small_classifier().eval()
     examples = random_examples(12, seed=1)
     padded = to_tensors(examples, 0, None)
     with torch.no_grad():
         reference = model.encoder(**padded)
-        packed = model.encoder.forward_packed(pack_sequences(examples))
-        pooled_only = model.encoder.pool_packed(pack_sequences(examples))
+        packed = model.encoder.forward_packed(pack_sequences(examples, row_multiple))
+        pooled_only = model.encoder.pool_packed(pack_sequences(examples, row_multiple))
     real = padded["input_mask"].bool()
-    assert packed.sequence_output.shape == (int(real.sum()), 48)
+    tokens = int(real.sum())
+    rows = -(-tokens // row_multiple) * row_multiple
+    assert packed.sequence_output.shape == (rows, 48)
     torch.testing.assert_close(
-        packed.sequence_output, reference.sequence_output[real], atol=1e-5, rtol=0
+        packed.sequence_output[:tokens], reference.sequence_output[real], atol=1e-5, rtol=0
     )
     torch.testing.assert_close(packed.pooled_output, reference.pooled_output, atol=1e-5, rtol=0)
     torch.testing.assert_close(pooled_only, reference.pooled_output, atol=1e-5, rtol=0)
 
 
-def test_one_step_loss_and_gradients_match_the_padded_path():
+@pytest.mark.parametrize("row_multiple", [1, 64])
+def test_one_step_loss_and_gradients_match_the_padded_path(row_multiple):
     examples = random_examples(16, seed=2)
     labels = torch.tensor(np.random.default_rng(3).integers(0, 3, size=16))
 
     def loss_and_grads(fast: bool):
         model = small_classifier(seed=4).eval()  # eval: no dropout, so both see the same function
-        if fast:
-            logits = model.forward_packed(pack_sequences(examples))
+        if fast:  # with spare rows too: they change neither the loss nor a gradient
+            logits = model.forward_packed(pack_sequences(examples, row_multiple))
         else:
             logits = model(**to_tensors(examples, 0, None))
         loss = F.cross_entropy(logits, labels)
@@ -97,6 +101,17 @@ def test_packed_batch_layout():
         [True, True, False],
     ]
     assert (batch.batch_size, batch.max_length, batch.num_tokens) == (3, 3, 6)
+    assert (batch.num_rows, batch.spare_rows) == (6, 0)
+
+
+def test_packed_batch_rounds_its_rows_up_with_spare_rows_after_the_real_tokens():
+    batch = pack_sequences([([7, 8, 9], [0, 0, 1]), ([5], [0])], row_multiple=8)
+    assert batch.input_word_ids.tolist() == [7, 8, 9, 5, 0, 0, 0, 0]
+    assert batch.input_type_ids.tolist() == [0, 0, 1, 0, 0, 0, 0, 0]
+    assert batch.positions.tolist() == [0, 1, 2, 0, 0, 0, 0, 0]
+    assert batch.token_index.tolist() == [0, 1, 2, 3]  # real tokens only
+    assert (batch.num_tokens, batch.num_rows, batch.spare_rows) == (4, 8, 4)
+    assert pack_sequences([([1, 2, 3, 4], [0] * 4)], row_multiple=4).spare_rows == 0
 
 
 def test_gather_rows_has_index_selects_gradient():

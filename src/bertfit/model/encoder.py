@@ -123,12 +123,15 @@ class SelfAttention(nn.Module):
         return self.output(context)
 
     def forward_packed(self, x: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
-        """Self-attention of packed tokens ``x`` [T, H]; returns [T, H]."""
+        """Self-attention of packed rows ``x`` [R, H]; returns [R, H] (zero context at spare
+        rows, see :mod:`bertfit.model.packed`)."""
         query, key, value = self._padded_heads(self.qkv(x), batch, parts=3).unbind(0)
         context = attend(query, key, value, batch.key_mask, self._dropout_rate())
-        # [B, N, L, D] -> [B * L, H] -> the real tokens' rows [T, H]
+        # [B, N, L, D] -> [B * L, H] -> the real tokens' rows [T, H] -> [R, H]
         hidden = x.shape[-1]
         context = gather_rows(context.transpose(1, 2).reshape(-1, hidden), batch.token_index)
+        if batch.spare_rows:
+            context = F.pad(context, (0, 0, 0, batch.spare_rows))
         return self.output(context)
 
     def forward_first_tokens(
@@ -145,10 +148,11 @@ class SelfAttention(nn.Module):
         return self.output(context.reshape(-1, hidden))
 
     def _padded_heads(self, projected: torch.Tensor, batch: PackedBatch, parts: int):
-        """[T, parts * H] packed projections -> [parts, B, N, L, D], zeros at padding."""
+        """[R, parts * H] packed projections -> [parts, B, N, L, D], zeros at padding (spare
+        rows are left out)."""
         width = batch.batch_size * batch.max_length
         padded = projected.new_zeros(width, projected.shape[-1])
-        padded = padded.index_copy(0, batch.token_index, projected)
+        padded = padded.index_copy(0, batch.token_index, projected[: batch.num_tokens])
         padded = padded.view(batch.batch_size, batch.max_length, parts, self.num_heads, -1)
         return padded.permute(2, 0, 3, 1, 4)
 
@@ -266,7 +270,8 @@ class BertEncoder(nn.Module):
         return EncoderOutput(sequence_output=x, pooled_output=self.pooler(x[:, 0]))
 
     def forward_packed(self, batch: PackedBatch) -> EncoderOutput:
-        """Encode a packed batch: ``sequence_output`` is [T, H] (real tokens only)."""
+        """Encode a packed batch: ``sequence_output`` is [R, H], the real tokens' rows first
+        and then any spare rows (see :mod:`bertfit.model.packed`)."""
         x = self._embed_packed(batch)
         for layer in self.layers:
             x = layer(x, batch)

@@ -4,6 +4,14 @@ A padded batch of B sequences spends compute on ``B * L - T`` padding tokens in 
 layer, LayerNorm, activation and dropout. A :class:`PackedBatch` holds only the ``T`` real
 tokens, [T] or [T, H]; attention alone works on a padded [B, L] view, built per layer by an
 index copy (``token_index``) and read back the same way.
+
+Optionally the rows are rounded up to a multiple (``row_multiple``) with a few spare rows after
+the real tokens. Why: on a CPU, oneDNN builds a matrix-product kernel for every new shape, and a
+packed batch's token count changes from step to step, so without rounding every step builds
+its kernels anew (with AMX, building them took as long as running them). With rounding, a few
+row counts recur and their kernels are reused. Spare rows hold copies of nothing in particular
+(finite values), are dropped before attention and never reach an output, so they receive zero
+gradient and change no result.
 """
 
 from __future__ import annotations
@@ -20,12 +28,14 @@ class PackedBatch:
     """B sequences of ``T`` tokens in all, without padding.
 
     Attributes:
-        input_word_ids: [T] token ids, sequence after sequence.
-        input_type_ids: [T] segment of each token.
-        positions: [T] each token's position within its own sequence.
-        token_index: [T] each token's row in the padded [B * L] layout.
-        first_token: [B] the row in [T] of each sequence's first ([CLS]) token.
+        input_word_ids: [R] token ids, sequence after sequence, then any spare rows.
+        input_type_ids: [R] segment of each token.
+        positions: [R] each token's position within its own sequence.
+        token_index: [T] each real token's row in the padded [B * L] layout.
+        first_token: [B] the row in [R] of each sequence's first ([CLS]) token.
         key_mask: [B, 1, 1, L] True where a key is a real token (for attention).
+
+    R = T real tokens, plus the spare rows that round R up (see the module docstring).
     """
 
     input_word_ids: torch.Tensor
@@ -48,15 +58,28 @@ class PackedBatch:
     @property
     def num_tokens(self) -> int:
         """Number of real tokens T."""
+        return self.token_index.shape[0]
+
+    @property
+    def num_rows(self) -> int:
+        """Number of rows R of the batch's [R, H] tensors: T, plus any spare rows."""
         return self.input_word_ids.shape[0]
+
+    @property
+    def spare_rows(self) -> int:
+        """Rows after the real tokens, there to round the row count up."""
+        return self.num_rows - self.num_tokens
 
     def to(self, device: torch.device | str) -> PackedBatch:
         """The same batch on ``device``."""
         return PackedBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
-def pack_arrays(word_ids: np.ndarray, type_ids: np.ndarray, lengths: np.ndarray) -> PackedBatch:
-    """A :class:`PackedBatch` from flat token arrays and each sequence's length."""
+def pack_arrays(
+    word_ids: np.ndarray, type_ids: np.ndarray, lengths: np.ndarray, row_multiple: int = 1
+) -> PackedBatch:
+    """A :class:`PackedBatch` from flat token arrays and each sequence's length, its rows
+    rounded up to a multiple of ``row_multiple``."""
     lengths = np.asarray(lengths, dtype=np.int64)
     if lengths.size == 0 or lengths.min() < 1:
         raise ValueError("a packed batch needs at least one sequence, each of one token or more")
@@ -66,22 +89,36 @@ def pack_arrays(word_ids: np.ndarray, type_ids: np.ndarray, lengths: np.ndarray)
     positions = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts, lengths)
     rows = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
     key_mask = np.arange(width)[None, :] < lengths[:, None]
+    token_index = rows * width + positions
+    spare = -len(positions) % row_multiple
     return PackedBatch(
-        input_word_ids=torch.from_numpy(np.ascontiguousarray(word_ids, dtype=np.int64)),
-        input_type_ids=torch.from_numpy(np.ascontiguousarray(type_ids, dtype=np.int64)),
-        positions=torch.from_numpy(positions),
-        token_index=torch.from_numpy(rows * width + positions),
+        input_word_ids=_with_spare_rows(word_ids, spare),
+        input_type_ids=_with_spare_rows(type_ids, spare),
+        positions=_with_spare_rows(positions, spare),
+        token_index=torch.from_numpy(token_index),
         first_token=torch.from_numpy(starts),
         key_mask=torch.from_numpy(key_mask[:, None, None, :]),
     )
 
 
-def pack_sequences(examples: Sequence[tuple[Sequence[int], Sequence[int]]]) -> PackedBatch:
-    """A :class:`PackedBatch` from ``(token ids, type ids)`` pairs, one per sequence."""
+def _with_spare_rows(values: np.ndarray, spare: int) -> torch.Tensor:
+    """``values`` as an int64 tensor with ``spare`` zeros after them (id 0, segment 0,
+    position 0: any valid input, since spare rows never reach an output)."""
+    values = np.asarray(values, dtype=np.int64)
+    if spare:
+        values = np.concatenate([values, np.zeros(spare, dtype=np.int64)])
+    return torch.from_numpy(np.ascontiguousarray(values))
+
+
+def pack_sequences(
+    examples: Sequence[tuple[Sequence[int], Sequence[int]]], row_multiple: int = 1
+) -> PackedBatch:
+    """A :class:`PackedBatch` from ``(token ids, type ids)`` pairs, one per sequence, its rows
+    rounded up to a multiple of ``row_multiple``."""
     lengths = np.fromiter((len(ids) for ids, _ in examples), dtype=np.int64, count=len(examples))
     word_ids = np.concatenate([np.asarray(ids, dtype=np.int64) for ids, _ in examples])
     type_ids = np.concatenate([np.asarray(types, dtype=np.int64) for _, types in examples])
-    return pack_arrays(word_ids, type_ids, lengths)
+    return pack_arrays(word_ids, type_ids, lengths, row_multiple)
 
 
 class _GatherRows(torch.autograd.Function):
