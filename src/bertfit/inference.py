@@ -9,7 +9,7 @@ label names and text settings.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -97,16 +97,13 @@ def batch_tensors(
 PACKED_ROW_MULTIPLE = 128
 
 
-def packed_batch(
-    examples: Sequence[Packed], indices, row_multiple: int | None = None
-) -> PackedBatch:
+def packed_batch(examples: Sequence[Packed], indices) -> PackedBatch:
     """A padding-free :class:`PackedBatch` of ``examples[i] for i in indices``, its rows
-    rounded up to a multiple of ``row_multiple`` (default :data:`PACKED_ROW_MULTIPLE`)."""
-    multiple = PACKED_ROW_MULTIPLE if row_multiple is None else row_multiple
+    rounded up to a multiple of :data:`PACKED_ROW_MULTIPLE`."""
     if isinstance(examples, RaggedPacked):
         word_ids, type_ids, offsets = examples.gather_flat(indices)
-        return pack_arrays(word_ids, type_ids, np.diff(offsets), multiple)
-    return pack_sequences([examples[i] for i in indices], multiple)
+        return pack_arrays(word_ids, type_ids, np.diff(offsets), PACKED_ROW_MULTIPLE)
+    return pack_sequences([examples[i] for i in indices], PACKED_ROW_MULTIPLE)
 
 
 @torch.inference_mode()
@@ -124,19 +121,36 @@ def predict_logits(
     :mod:`bertfit.precision`). ``progress`` None shows a bar when :mod:`bertfit.progress` says
     so (and the work is slow). ``padding_id`` is kept for callers; packed batches need none.
     """
+    logits = np.zeros((len(examples), model_num_outputs(model)), dtype=np.float32)
+    for batch, batch_logits in predicted_batches(model, examples, batch_size, progress, precision):
+        logits[batch] = batch_logits.float().cpu().numpy()
+    return logits
+
+
+@torch.inference_mode()
+def predicted_batches(
+    model: BertClassifier,
+    examples: Sequence[Packed],
+    batch_size: int = 64,
+    progress: bool | None = None,
+    precision: str = "fp32",
+    desc: str = "evaluating",
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """``(indices, logits)`` of each length-sorted padding-free batch of ``examples``, the
+    model in eval mode (restored afterwards) and under autocast at ``precision``; what
+    :func:`predict_logits` gathers, for callers that read more of each forward pass."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    logits = np.zeros((len(examples), model_num_outputs(model)), dtype=np.float32)
     batches = sorted_batches(example_lengths(examples), batch_size)
     try:
-        for batch in progress_bar(batches, desc="evaluating", unit="batch", show=progress):
+        for batch in progress_bar(batches, desc=desc, unit="batch", show=progress):
             packed = packed_batch(examples, batch).to(device)
             with autocast(precision, device):
-                logits[batch] = model(packed=packed).float().cpu().numpy()
+                logits = model(packed=packed)
+            yield batch, logits
     finally:
         model.train(was_training)
-    return logits
 
 
 def model_num_outputs(model: BertClassifier) -> int:

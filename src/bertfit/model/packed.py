@@ -9,9 +9,9 @@ Optionally the rows are rounded up to a multiple (``row_multiple``) with a few s
 the real tokens. Why: on a CPU, oneDNN builds a matrix-product kernel for every new shape, and a
 packed batch's token count changes from step to step, so without rounding every step builds
 its kernels anew (with AMX, building them took as long as running them). With rounding, a few
-row counts recur and their kernels are reused. Spare rows hold copies of nothing in particular
-(finite values), are dropped before attention and never reach an output, so they receive zero
-gradient and change no result.
+row counts recur and their kernels are reused. Spare rows hold token id 0 at position 0 (any
+valid input gives finite values), are dropped before attention and never reach an output, so
+they receive zero gradient and change no result.
 """
 
 from __future__ import annotations

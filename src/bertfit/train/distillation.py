@@ -17,16 +17,12 @@ import numpy as np
 import torch
 
 import bertfit
-from bertfit.data.batching import sorted_batches
 from bertfit.data.tasks import TaskSpec
 from bertfit.errors import ConfigError
-from bertfit.inference import TextClassifier, packed_batch
+from bertfit.inference import TextClassifier, predicted_batches
 from bertfit.model.student import build_student
 from bertfit.model.taps import FirstTokenTap
 from bertfit.paths import find_model_dir
-from bertfit.precision import autocast
-from bertfit.progress import bar as progress_bar
-from bertfit.text.ragged import example_lengths
 from bertfit.train.augment import augment_inputs
 from bertfit.train.config import RunConfig
 from bertfit.train.evaluate import EncodedExamples
@@ -92,22 +88,16 @@ def teacher_outputs(
     Computed once before training: the inputs do not change between epochs, so this costs one
     evaluation pass of the teacher rather than a teacher forward pass per step.
     """
-    model = teacher.model.to(device).eval()
-    inputs = data.inputs
+    model = teacher.model.to(device)
     width = model.num_classes + len(layers or ()) * model.config.hidden_size
-    rows = np.zeros((len(inputs), width), dtype=np.float32)
-    tap = FirstTokenTap(model.encoder, layers or ())
-    batches = sorted_batches(example_lengths(inputs), batch_size)
-    try:
-        for batch in progress_bar(batches, desc="teacher", unit="batch", show=progress):
-            packed = packed_batch(inputs, batch).to(device)
-            with torch.inference_mode(), autocast(precision, device):
-                outputs = [model(packed=packed)]
-                if layers:
-                    outputs.append(tap.stacked().flatten(1))
-                rows[batch] = torch.cat([o.float() for o in outputs], dim=1).cpu().numpy()
-    finally:
-        tap.remove()
+    rows = np.zeros((len(data.inputs), width), dtype=np.float32)
+    with FirstTokenTap(model.encoder, layers or ()) as tap:
+        batches = predicted_batches(
+            model, data.inputs, batch_size, progress, precision, desc="teacher"
+        )
+        for batch, logits in batches:
+            outputs = [logits, tap.stacked().flatten(1)] if layers else [logits]
+            rows[batch] = torch.cat([o.float() for o in outputs], dim=1).cpu().numpy()
     return rows
 
 
