@@ -18,6 +18,8 @@ each timing ``--steps`` optimizer steps after ``--warmup-steps``:
   rather than rebuilding them in backward (``bertfit.model.recompute``);
 * ``row-multiple-N``: packed batches' rows rounded up to a multiple of N instead of
   ``bertfit.inference.PACKED_ROW_MULTIPLE`` (``row-multiple-1``: not rounded);
+* ``length-multiple-N``: attention's padded width rounded up to a multiple of N instead of
+  ``bertfit.inference.PACKED_LENGTH_MULTIPLE`` (``length-multiple-1``: not rounded);
 * ``onednn-cache-N``: oneDNN's primitive cache at N entries instead of bertfit's bound;
 * ``compiled`` (a lever *added*, not removed): each Transformer layer compiled by
   ``torch.compile`` (inductor, dynamic shapes), with torch's dropout inside the compiled code so
@@ -52,6 +54,8 @@ VARIANTS = (
     "keep-activations",
     "compiled",
 )
+#: Variants that take a number N after their prefix.
+NUMBERED_VARIANTS = ("row-multiple-", "length-multiple-", "onednn-cache-")
 
 
 def apply_variant(variant: str, config) -> None:
@@ -65,6 +69,10 @@ def apply_variant(variant: str, config) -> None:
         import bertfit.inference
 
         bertfit.inference.PACKED_ROW_MULTIPLE = int(variant.removeprefix("row-multiple-"))
+    elif variant.startswith("length-multiple-"):
+        import bertfit.inference
+
+        bertfit.inference.PACKED_LENGTH_MULTIPLE = int(variant.removeprefix("length-multiple-"))
     elif variant.startswith("onednn-cache-"):
         import os
 
@@ -143,10 +151,9 @@ def main() -> int:
         worker(args)
         return 0
     variants = ["all"] + [v for v in args.variants.split(",") if v != "all"]
-    numbered = ("row-multiple-", "onednn-cache-")
-    unknown = {v for v in variants if v not in VARIANTS and not v.startswith(numbered)}
+    unknown = {v for v in variants if v not in VARIANTS and not v.startswith(NUMBERED_VARIANTS)}
     if unknown:
-        choices = ", ".join([*VARIANTS, "row-multiple-N", "onednn-cache-N"])
+        choices = ", ".join([*VARIANTS, *(prefix + "N" for prefix in NUMBERED_VARIANTS)])
         parser.error(f"unknown variants {sorted(unknown)}; choose from {choices}")
     runs: dict[str, list[float]] = {variant: [] for variant in variants}
     for rep in range(args.reps):

@@ -44,15 +44,18 @@ def small_classifier(seed: int = 0, layers: int = 3, classes: int = 3) -> BertCl
     return BertClassifier(config, classes)
 
 
-@pytest.mark.parametrize("row_multiple", [1, 32])
-def test_packed_encoder_matches_the_padded_one(row_multiple):
+@pytest.mark.parametrize("row_multiple, length_multiple", [(1, 1), (32, 1), (32, 16), (1, 96)])
+def test_packed_encoder_matches_the_padded_one(row_multiple, length_multiple):
     model = small_classifier().eval()
     examples = random_examples(12, seed=1)
     padded = to_tensors(examples, 0, None)
+    batch = pack_sequences(examples, row_multiple, length_multiple)
+    # (a width of 96 is past max_position_embeddings, 64: only real lengths are checked)
+    assert batch.max_length % length_multiple == 0
     with torch.no_grad():
         reference = model.encoder(**padded)
-        packed = model.encoder.forward_packed(pack_sequences(examples, row_multiple))
-        pooled_only = model.encoder.pool_packed(pack_sequences(examples, row_multiple))
+        packed = model.encoder.forward_packed(batch)
+        pooled_only = model.encoder.pool_packed(batch)
     real = padded["input_mask"].bool()
     tokens = int(real.sum())
     rows = -(-tokens // row_multiple) * row_multiple
@@ -64,15 +67,15 @@ def test_packed_encoder_matches_the_padded_one(row_multiple):
     torch.testing.assert_close(pooled_only, reference.pooled_output, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("row_multiple", [1, 64])
-def test_one_step_loss_and_gradients_match_the_padded_path(row_multiple):
+@pytest.mark.parametrize("row_multiple, length_multiple", [(1, 1), (64, 16)])
+def test_one_step_loss_and_gradients_match_the_padded_path(row_multiple, length_multiple):
     examples = random_examples(16, seed=2)
     labels = torch.tensor(np.random.default_rng(3).integers(0, 3, size=16))
 
     def loss_and_grads(fast: bool):
         model = small_classifier(seed=4).eval()  # eval: no dropout, so both see the same function
         if fast:  # with spare rows too: they change neither the loss nor a gradient
-            logits = model.forward_packed(pack_sequences(examples, row_multiple))
+            logits = model.forward_packed(pack_sequences(examples, row_multiple, length_multiple))
         else:
             logits = model(**to_tensors(examples, 0, None))
         loss = F.cross_entropy(logits, labels)
@@ -112,6 +115,16 @@ def test_packed_batch_rounds_its_rows_up_with_spare_rows_after_the_real_tokens()
     assert batch.token_index.tolist() == [0, 1, 2, 3]  # real tokens only
     assert (batch.num_tokens, batch.num_rows, batch.spare_rows) == (4, 8, 4)
     assert pack_sequences([([1, 2, 3, 4], [0] * 4)], row_multiple=4).spare_rows == 0
+
+
+def test_packed_batch_rounds_attentions_width_up_with_masked_keys():
+    batch = pack_sequences([([7, 8, 9], [0, 0, 1]), ([5], [0])], length_multiple=4)
+    assert (batch.max_length, batch.longest_sequence, batch.num_tokens) == (4, 3, 4)
+    assert batch.token_index.tolist() == [0, 1, 2, 4]  # rows of a [2, 4] padded layout
+    assert batch.key_mask[:, 0, 0].tolist() == [
+        [True, True, True, False],
+        [True, False, False, False],
+    ]
 
 
 def test_gather_rows_has_index_selects_gradient():

@@ -96,14 +96,21 @@ def batch_tensors(
 #: 2-core Xeon with AMX: bench/train_levers.py, variants row-multiple-N.
 PACKED_ROW_MULTIPLE = 128
 
+#: Attention's padded width in packed batches is rounded up to a multiple of this, for the same
+#: reason (its batched products are shaped by the longest sequence). Measured with
+#: bench/train_levers.py, variants length-multiple-N.
+PACKED_LENGTH_MULTIPLE = 16
+
 
 def packed_batch(examples: Sequence[Packed], indices) -> PackedBatch:
     """A padding-free :class:`PackedBatch` of ``examples[i] for i in indices``, its rows
-    rounded up to a multiple of :data:`PACKED_ROW_MULTIPLE`."""
+    rounded up to a multiple of :data:`PACKED_ROW_MULTIPLE` and attention's width to one of
+    :data:`PACKED_LENGTH_MULTIPLE`."""
+    rounding = (PACKED_ROW_MULTIPLE, PACKED_LENGTH_MULTIPLE)
     if isinstance(examples, RaggedPacked):
         word_ids, type_ids, offsets = examples.gather_flat(indices)
-        return pack_arrays(word_ids, type_ids, np.diff(offsets), PACKED_ROW_MULTIPLE)
-    return pack_sequences([examples[i] for i in indices], PACKED_ROW_MULTIPLE)
+        return pack_arrays(word_ids, type_ids, np.diff(offsets), *rounding)
+    return pack_sequences([examples[i] for i in indices], *rounding)
 
 
 @torch.inference_mode()

@@ -286,7 +286,7 @@ class BertEncoder(nn.Module):
         return self.pooler(last(x, batch, first_tokens_only=True))
 
     def _embed_packed(self, batch: PackedBatch) -> torch.Tensor:
-        self._check_length(batch.max_length)
+        self._check_length(batch.longest_sequence)
         return self.embeddings(batch.input_word_ids, batch.input_type_ids, batch.positions)
 
     def _check_length(self, length: int) -> None:

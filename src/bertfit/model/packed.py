@@ -12,6 +12,10 @@ its kernels anew (with AMX, building them took as long as running them). With ro
 row counts recur and their kernels are reused. Spare rows hold token id 0 at position 0 (any
 valid input gives finite values), are dropped before attention and never reach an output, so
 they receive zero gradient and change no result.
+
+Attention's padded width can be rounded the same way (``length_multiple``): its batched
+matrix products are shaped by the longest sequence, which also changes from step to step.
+Keys past a sequence's end are masked, so the extra width changes no result either.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ class PackedBatch:
         first_token: [B] the row in [R] of each sequence's first ([CLS]) token.
         key_mask: [B, 1, 1, L] True where a key is a real token (for attention).
 
-    R = T real tokens, plus the spare rows that round R up (see the module docstring).
+    R = T real tokens, plus the spare rows that round R up; L = the longest sequence's length,
+    possibly rounded up too (see the module docstring).
     """
 
     input_word_ids: torch.Tensor
@@ -52,8 +57,13 @@ class PackedBatch:
 
     @property
     def max_length(self) -> int:
-        """Length L of the longest sequence (the padded width attention uses)."""
+        """The padded width L attention uses: the longest sequence's length, maybe rounded up."""
         return self.key_mask.shape[-1]
+
+    @property
+    def longest_sequence(self) -> int:
+        """Length of the longest sequence, in tokens."""
+        return int(self.positions.max()) + 1
 
     @property
     def num_tokens(self) -> int:
@@ -76,14 +86,20 @@ class PackedBatch:
 
 
 def pack_arrays(
-    word_ids: np.ndarray, type_ids: np.ndarray, lengths: np.ndarray, row_multiple: int = 1
+    word_ids: np.ndarray,
+    type_ids: np.ndarray,
+    lengths: np.ndarray,
+    row_multiple: int = 1,
+    length_multiple: int = 1,
 ) -> PackedBatch:
     """A :class:`PackedBatch` from flat token arrays and each sequence's length, its rows
-    rounded up to a multiple of ``row_multiple``."""
+    rounded up to a multiple of ``row_multiple`` and attention's width to one of
+    ``length_multiple``."""
     lengths = np.asarray(lengths, dtype=np.int64)
     if lengths.size == 0 or lengths.min() < 1:
         raise ValueError("a packed batch needs at least one sequence, each of one token or more")
     width = int(lengths.max())
+    width += -width % length_multiple
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     # Position of each token in its sequence: a running count reset at every sequence start.
     positions = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts, lengths)
@@ -111,14 +127,16 @@ def _with_spare_rows(values: np.ndarray, spare: int) -> torch.Tensor:
 
 
 def pack_sequences(
-    examples: Sequence[tuple[Sequence[int], Sequence[int]]], row_multiple: int = 1
+    examples: Sequence[tuple[Sequence[int], Sequence[int]]],
+    row_multiple: int = 1,
+    length_multiple: int = 1,
 ) -> PackedBatch:
-    """A :class:`PackedBatch` from ``(token ids, type ids)`` pairs, one per sequence, its rows
-    rounded up to a multiple of ``row_multiple``."""
+    """A :class:`PackedBatch` from ``(token ids, type ids)`` pairs, one per sequence, rounded
+    as :func:`pack_arrays` rounds."""
     lengths = np.fromiter((len(ids) for ids, _ in examples), dtype=np.int64, count=len(examples))
     word_ids = np.concatenate([np.asarray(ids, dtype=np.int64) for ids, _ in examples])
     type_ids = np.concatenate([np.asarray(types, dtype=np.int64) for _, types in examples])
-    return pack_arrays(word_ids, type_ids, lengths, row_multiple)
+    return pack_arrays(word_ids, type_ids, lengths, row_multiple, length_multiple)
 
 
 class _GatherRows(torch.autograd.Function):
