@@ -22,6 +22,7 @@ job (tokenize, load, 120 steps, evaluate on dev, save) in its default and best s
 the median seconds of each of bertfit's phases (from each run's ``timings.json``).
 
     .venv/bin/python bench/train_speed.py --threads 2,1 --reps 3 [--whole-process]
+    .venv/bin/python bench/train_speed.py --threads 2 --reps 3 --eval-only
 
 Prints tables and writes everything to ``bench/results/train_speed.json``.
 """
@@ -264,14 +265,21 @@ def measure_threads(args, threads: int, tokens: int) -> dict:
             runs[system].append(figures)
             print(f"  {threads} threads, rep {rep + 1}: {system:16s} "
                   f"{figures['examples_per_second']:6.1f} ex/s", flush=True)  # fmt: skip
+    return {"ceiling": ceiling, "train": runs, "inference": measure_inference(args, threads)}
+
+
+def measure_inference(args, threads: int, passes: int = 2) -> dict[str, list[dict]]:
+    """bertfit's evaluation against transformers' (fp32 and bf16) over MRPC dev, alternated;
+    each run times ``passes`` passes after a warm-up pass."""
+    me = [sys.executable, __file__, "--data-dir", args.data_dir, "--model", args.model]
     inference: dict[str, list[dict]] = {"bertfit-eval": [], "hf-eval": [], "hf-eval-bf16": []}
     for _ in range(args.reps):
         for worker in inference:
             figures = run_child([*me, "--worker", worker, "--threads", str(threads),
-                                 "--steps", "2"], threads)  # fmt: skip
+                                 "--steps", str(passes)], threads)  # fmt: skip
             figures["examples_per_second"] = figures["examples"] / figures["seconds"]
             inference[worker].append(figures)
-    return {"ceiling": ceiling, "train": runs, "inference": inference}
+    return inference
 
 
 def summarize(
@@ -342,6 +350,10 @@ def print_table(title: str, rows: list[dict]) -> None:
 
 def print_report(report: dict) -> None:
     """Every table of a report (also ``--report FILE``, to reprint a saved run)."""
+    for threads, measured in report.get("inference_by_threads", {}).items():
+        rows = summarize(measured, None, "bertfit-eval")
+        report.setdefault("inference_summary", {})[threads] = rows
+        print_table(f"inference over MRPC dev, {threads} threads", rows)
     for threads, measured in report.get("by_threads", {}).items():
         pair_tokens = report["ceiling_batch_tokens"] / 32
         ceiling = measured["ceiling"]
@@ -450,6 +462,11 @@ def main() -> int:
         help="time only the whole processes, with this Hugging Face setting as its best "
         "(hf-grouped or hf-grouped-bf16, as a full run found); writes --output",
     )
+    parser.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="measure only evaluation over MRPC dev (5 passes a run); writes --output",
+    )
     parser.add_argument("--report", metavar="JSON", help="reprint the tables of a saved run")
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "train_speed.json"))
     # Internal: one measurement in this process.
@@ -468,8 +485,15 @@ def main() -> int:
         args.threads = int(args.threads)
         return run_worker(args)
 
-    import torch
-
+    if args.eval_only:
+        report = {"machine": machine_info(), "reps": args.reps, "inference_by_threads": {}}
+        for threads in [int(t) for t in args.threads.split(",")]:
+            print(f"{threads} threads:", flush=True)
+            report["inference_by_threads"][str(threads)] = measure_inference(args, threads, 5)
+        print_report(report)
+        Path(args.output).write_text(json.dumps(report, indent=2))
+        print(f"\nwrote {args.output}")
+        return 0
     if args.whole_process_only:
         report = {"whole_process": whole_process(args, args.whole_process_only)}
         print_report(report)
@@ -478,10 +502,7 @@ def main() -> int:
         return 0
     tokens = median_batch_tokens(args)
     report = {
-        "machine": {
-            "cpu": _cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
-            "python": platform.python_version(), "transformers": _version("transformers"),
-        },
+        "machine": machine_info(),
         "recipe": "all-MiniLM-L6-v2, MRPC train, batch 32, max length 128, AdamW, warmup+decay",
         "timed_steps": args.steps - args.warmup_steps, "warmup_steps": args.warmup_steps,
         "reps": args.reps, "ceiling_batch_tokens": tokens, "by_threads": {},
@@ -503,6 +524,16 @@ def main() -> int:
     Path(args.output).write_text(json.dumps(report, indent=2))
     print(f"\nwrote {args.output}")
     return 0
+
+
+def machine_info() -> dict:
+    """The CPU, core count and library versions, for the report."""
+    import torch
+
+    return {
+        "cpu": _cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
+        "python": platform.python_version(), "transformers": _version("transformers"),
+    }  # fmt: skip
 
 
 def _cpu_name() -> str:
