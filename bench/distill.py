@@ -23,7 +23,8 @@
    3-layer student's) exported to ONNX fp32 and int8 and measured with
    ``bench/export_inference.py``'s protocol, each in a fresh process: examples/s over MRPC dev
    at batch 32 with ``--threads`` (2) threads, single-pair p50/p99 with ``--latency-threads``
-   (1), and each ratio to the teacher measured in this same run.
+   (1). Each export is measured ``--speed-reps`` (3) times, the models alternated; the table
+   gives medians, and each ratio to the teacher is the median of the repetitions' own ratios.
 
 Finished runs in WORK are reused (a rerun only measures); ``--max-steps`` makes a smoke run.
 Prints the quality and speed tables (Markdown) and the issue's targets, and writes
@@ -141,30 +142,50 @@ def quality(runs: list[Path]) -> dict:
     return summary
 
 
-def speed(args, run: Path, name: str) -> dict:
-    """``run`` exported fp32 and int8, each measured in a fresh process (export_inference.py)."""
-    work = Path(args.work) / "exports" / name
-    ensure_exports(run, work, SPEED_VARIANTS)
-    measured = {}
-    for variant in SPEED_VARIANTS:
-        worker = argparse.Namespace(
+def measure_speeds(args, architectures: dict[str, Path]) -> dict:
+    """Each architecture exported fp32 and int8, each export measured in a fresh process
+    (export_inference.py's protocol) ``--speed-reps`` times, the architectures alternated
+    within each repetition so that a change in the host's load hits them all alike."""
+    workers = {}
+    for name, run in architectures.items():
+        work = Path(args.work) / "exports" / name
+        ensure_exports(run, work, SPEED_VARIANTS)
+        workers[name] = argparse.Namespace(
             run=str(run), data_dir=args.data_dir, work=str(work),
             threads=args.threads, latency_threads=args.latency_threads,
         )  # fmt: skip
-        measured[variant] = measure_in_fresh_process(worker, f"bertfit-onnx-{variant}")
-        print(f"{name} {variant}: {measured[variant]}", flush=True)
-    return measured
+    reps: dict[str, dict[str, list[dict]]] = {
+        name: {variant: [] for variant in SPEED_VARIANTS} for name in architectures
+    }
+    for rep in range(args.speed_reps):
+        for name, worker in workers.items():
+            for variant in SPEED_VARIANTS:
+                figures = measure_in_fresh_process(worker, f"bertfit-onnx-{variant}")
+                reps[name][variant].append(figures)
+                print(f"rep {rep + 1} {name} {variant}: {figures}", flush=True)
+    return summarize_speeds(reps)
 
 
-def with_ratios(speeds: dict, teacher: str = "teacher") -> dict:
-    """Each model's int8/fp32 throughput and int8 p50 as ratios to the teacher's."""
-    base = speeds[teacher]
-    for row in speeds.values():
-        for variant in SPEED_VARIANTS:
-            row[variant]["throughput_x_teacher"] = (
-                row[variant]["examples_per_s"] / base[variant]["examples_per_s"]
+def summarize_speeds(reps: dict[str, dict[str, list[dict]]], teacher: str = "teacher") -> dict:
+    """Per model and export: the median of each figure over repetitions, and the ratios to the
+    teacher as medians of each repetition's own ratio (the two measured minutes apart)."""
+    speeds = {}
+    for name, by_variant in reps.items():
+        speeds[name] = {}
+        for variant, runs in by_variant.items():
+            base = reps[teacher][variant]
+            row = {
+                key: statistics.median(run[key] for run in runs)
+                for key in ("examples_per_s", "p50_ms", "p99_ms")
+            }
+            row["throughput_x_teacher"] = statistics.median(
+                run["examples_per_s"] / ref["examples_per_s"] for run, ref in zip(runs, base)
             )
-            row[variant]["p50_x_teacher"] = row[variant]["p50_ms"] / base[variant]["p50_ms"]
+            row["p50_x_teacher"] = statistics.median(
+                run["p50_ms"] / ref["p50_ms"] for run, ref in zip(runs, base)
+            )
+            row["reps"] = runs
+            speeds[name][variant] = row
     return speeds
 
 
@@ -314,6 +335,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="threads for throughput")
     parser.add_argument("--latency-threads", type=int, default=1, help="threads for latency")
     parser.add_argument(
+        "--speed-reps", type=int, default=3, help="alternated speed measurements per export"
+    )
+    parser.add_argument(
         "--quality-only", action="store_true", help="train and score the runs, measure no speed"
     )
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "distill.json"))
@@ -329,7 +353,7 @@ def main() -> int:
         speeds, checks = {}, {}
         print("\n" + quality_table(models) + "\n")
     else:
-        speeds = with_ratios({name: speed(args, run, name) for name, run in architectures.items()})
+        speeds = measure_speeds(args, architectures)
         # Every 3-layer variant has the 3-layer student's architecture, so its speed.
         variants = ["student-L3"] + [name for name, _, _ in three_layer_variants(args)]
         checks = {name: targets(models, speeds, name) for name in variants}
