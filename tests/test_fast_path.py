@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from bertfit import precision
 from bertfit.errors import ConfigError
 from bertfit.inference import to_tensors
+from bertfit.model import dropout as dropout_module
 from bertfit.model.classifier import BertClassifier
 from bertfit.model.config import EncoderConfig
 from bertfit.model.dropout import Dropout, dropout, keep_mask
@@ -177,6 +178,34 @@ def test_dropout_multiplies_by_the_scale_rounded_to_the_dtype_or_by_zero(dtype):
     y.backward(torch.ones_like(y))
     assert set(x.grad.unique().tolist()) == {0.0, scale.item()}
     torch.testing.assert_close(x.grad != 0, y.detach() != 0, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("queries", [7, 1])
+def test_cpu_attention_with_dropout_scores_and_masks_as_pytorchs(monkeypatch, queries):
+    # The CPU dropout path computes its own scores; with dropout made the identity, it must
+    # give PyTorch's attention, forward and backward (and 1 query: the first-token path).
+    monkeypatch.setattr(dropout_module, "dropout_and_recipe", lambda x, p: (x, lambda: x))
+    torch.manual_seed(5)
+    key_mask = torch.tensor([[True] * 7, [True] * 3 + [False] * 4])[:, None, None, :]
+    tensors = [torch.randn(2, 4, n, 8, requires_grad=True) for n in (queries, 7, 7)]
+
+    def output_and_grads(attention):
+        out = attention(*tensors)
+        (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
+        grads = [t.grad.clone() for t in tensors]
+        for t in tensors:
+            t.grad = None
+        return out.detach(), grads
+
+    ours = output_and_grads(
+        lambda q, k, v: dropout_module.scaled_dot_product_attention(q, k, v, key_mask, 0.1)
+    )
+    theirs = output_and_grads(
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+    )
+    torch.testing.assert_close(ours[0], theirs[0], atol=1e-6, rtol=1e-5)
+    for mine, reference in zip(ours[1], theirs[1]):
+        torch.testing.assert_close(mine, reference, atol=1e-6, rtol=1e-5)
 
 
 def test_dropout_is_identity_in_eval_mode_and_at_zero_rate():
