@@ -121,6 +121,7 @@ def test_packed_batch_rounds_its_rows_up_with_spare_rows_after_the_real_tokens()
 def test_packed_batch_rounds_attentions_width_up_with_masked_keys():
     batch = pack_sequences([([7, 8, 9], [0, 0, 1]), ([5], [0])], length_multiple=4)
     assert (batch.max_length, batch.longest_sequence, batch.num_tokens) == (4, 3, 4)
+    assert batch.to("cpu").longest_sequence == 3  # the length travels with the tensors
     assert batch.token_index.tolist() == [0, 1, 2, 4]  # rows of a [2, 4] padded layout
     assert batch.key_mask[:, 0, 0].tolist() == [
         [True, True, True, False],

@@ -200,7 +200,7 @@ class TransformerLayer(nn.Module):
         first_tokens_only: bool = False,
     ) -> torch.Tensor:
         """A padded batch ``x`` [B, L, H] with its key mask [B, 1, 1, L] (or None), or packed
-        tokens ``x`` [T, H] with their :class:`PackedBatch` in place of the mask.
+        rows ``x`` [R, H] with their :class:`PackedBatch` in place of the mask.
 
         ``first_tokens_only`` (packed only) returns just each sequence's first token [B, H].
         One ``forward`` for both, so that hooks on the layer (FSDP's) run on either path.

@@ -21,7 +21,7 @@ Keys past a sequence's end are masked, so the extra width changes no result eith
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -38,6 +38,8 @@ class PackedBatch:
         token_index: [T] each real token's row in the padded [B * L] layout.
         first_token: [B] the row in [R] of each sequence's first ([CLS]) token.
         key_mask: [B, 1, 1, L] True where a key is a real token (for attention).
+        longest_sequence: length of the longest sequence, in tokens (known when packing, so
+            checking it costs no device work).
 
     R = T real tokens, plus the spare rows that round R up; L = the longest sequence's length,
     possibly rounded up too (see the module docstring).
@@ -49,6 +51,7 @@ class PackedBatch:
     token_index: torch.Tensor
     first_token: torch.Tensor
     key_mask: torch.Tensor
+    longest_sequence: int
 
     @property
     def batch_size(self) -> int:
@@ -59,11 +62,6 @@ class PackedBatch:
     def max_length(self) -> int:
         """The padded width L attention uses: the longest sequence's length, maybe rounded up."""
         return self.key_mask.shape[-1]
-
-    @property
-    def longest_sequence(self) -> int:
-        """Length of the longest sequence, in tokens."""
-        return int(self.positions.max()) + 1
 
     @property
     def num_tokens(self) -> int:
@@ -82,7 +80,8 @@ class PackedBatch:
 
     def to(self, device: torch.device | str) -> PackedBatch:
         """The same batch on ``device``."""
-        return PackedBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        tensors = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(self, **{n: t.to(device) for n, t in tensors.items() if torch.is_tensor(t)})
 
 
 def pack_arrays(
@@ -98,8 +97,8 @@ def pack_arrays(
     lengths = np.asarray(lengths, dtype=np.int64)
     if lengths.size == 0 or lengths.min() < 1:
         raise ValueError("a packed batch needs at least one sequence, each of one token or more")
-    width = int(lengths.max())
-    width += -width % length_multiple
+    longest = int(lengths.max())
+    width = longest + -longest % length_multiple
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     # Position of each token in its sequence: a running count reset at every sequence start.
     positions = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts, lengths)
@@ -114,6 +113,7 @@ def pack_arrays(
         token_index=torch.from_numpy(token_index),
         first_token=torch.from_numpy(starts),
         key_mask=torch.from_numpy(key_mask[:, None, None, :]),
+        longest_sequence=longest,
     )
 
 
