@@ -3,6 +3,7 @@ as an ordinary run (evaluate, export, transformers), other task kinds, and the u
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -23,11 +24,17 @@ from bertfit.model.classifier import BertClassifier
 from bertfit.model.config import EncoderConfig
 from bertfit.model.packed import pack_sequences
 from bertfit.model.student import build_student, choose_layers
-from bertfit.model.taps import FirstTokenTap
+from bertfit.model.taps import FirstTokenTap, LayerRows, TeacherShadow, TokenTap
 from bertfit.train.config import TrainerConfig
+from bertfit.train.distill import distill_run
 from bertfit.train.distillation import teacher_outputs
 from bertfit.train.evaluate import EncodedExamples
-from bertfit.train.losses import DistillationLoss, distillation_loss, layer_match_loss
+from bertfit.train.losses import (
+    DistillationLoss,
+    distillation_loss,
+    layer_match_loss,
+    token_match_loss,
+)
 from bertfit.train.optim import OptimizationConfig
 from bertfit.train.trainer import Trainer
 
@@ -258,6 +265,127 @@ def test_distill_with_layer_weight_trains_records_it_and_rejects_bad_values(
     assert exit_info.value.code == 2 and "--layer-weight" in capsys.readouterr().err
 
 
+# -- matching every token's vector (TinyBERT), the teacher run beside the student ----------------
+
+
+def test_token_tap_reads_every_real_token_on_the_padded_and_packed_paths(tmp_path):
+    classifier = make_tiny_classifier(tmp_path, seed=5)
+    encoder = classifier.model.encoder.eval()
+    examples = classifier.encode(COLUMNS)
+    padded = batch_tensors(examples, [0, 1, 2], classifier.padding_id, None)
+    real = padded["input_mask"].bool()
+    assert not real.all()  # the batch has padding to leave out
+    with torch.no_grad(), TokenTap(encoder, [0, 1]) as tap:
+        # The padded path, by hand: each layer's [B, L, H] at the real tokens, in order.
+        x = encoder.embeddings(padded["input_word_ids"], padded["input_type_ids"])
+        expected = []
+        for layer in encoder.layers:
+            x = layer(x, real[:, None, None, :])
+            expected.append((x[real].clone(), x[:, 0].clone()))
+        for rows, (tokens, first) in zip(tap.readings(), expected, strict=True):
+            torch.testing.assert_close(rows.tokens, tokens)
+            torch.testing.assert_close(rows.first, first)
+        # Packed with spare rows: the same real tokens, the spare rows left out.
+        batch = pack_sequences(list(examples), row_multiple=64)
+        assert batch.spare_rows > 0
+        encoder.forward_packed(batch)
+        for rows, (tokens, first) in zip(tap.readings(), expected, strict=True):
+            torch.testing.assert_close(rows.tokens, tokens)
+            torch.testing.assert_close(rows.first, first)
+        # Packed, pooled only: the last layer computes first tokens, and says so.
+        encoder.pool_packed(batch)
+        last = tap.readings()[-1]
+        assert last.tokens is None
+        torch.testing.assert_close(last.first, expected[-1][1])
+    assert not any(layer._forward_hooks for layer in encoder.layers)
+
+
+def test_token_match_loss_equals_the_hand_computed_value():
+    tokens = LayerRows(torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0]]), torch.zeros(1, 2))
+    teacher_tokens = LayerRows(torch.tensor([[4.0, 3.0], [0.0, 5.0], [0.0, 1.0]]), torch.ones(1, 2))
+    first_only = LayerRows(None, torch.tensor([[1.0, 1.0]]))
+    teacher_first = LayerRows(torch.ones(3, 2), torch.tensor([[-1.0, -1.0]]))
+    # Unit vectors' squared distances: tokens .08, 2 and 0 (mean 2.08 / 3); first tokens 4.
+    expected = (2.08 / 3 + 4.0) / 2
+    loss = token_match_loss([(tokens, teacher_tokens), (first_only, teacher_first)])
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_teacher_shadow_runs_the_teacher_on_training_batches_only(tmp_path):
+    teacher = make_tiny_classifier(tmp_path, seed=6)
+    student = build_student(teacher.model, [1])
+    shadow = TeacherShadow(student, teacher.model, [1])
+    calls = []
+    teacher.model.register_forward_hook(lambda *_: calls.append(1))
+    batch = pack_sequences(list(teacher.encode(COLUMNS)))
+    student.eval()(packed=batch)
+    assert calls == []  # evaluating the student needs no teacher
+    student.train()
+    logits = student(packed=batch)
+    assert calls == [1]
+    ((student_rows, teacher_rows),) = shadow.pairs()
+    with torch.no_grad(), FirstTokenTap(teacher.model.encoder, [1]) as tap:
+        teacher.model(packed=batch)  # the teacher alone, in evaluation mode
+        torch.testing.assert_close(teacher_rows.first, tap.stacked()[:, 0])
+    assert not teacher_rows.first.requires_grad and student_rows.first.requires_grad
+    # The loss hook adds the weighted term; its gradient reaches the student only.
+    labels, targets = torch.tensor([0, 1, 1]), torch.randn(3, 2)
+    loss = DistillationLoss(2.0, 0.5, False, token_weight=3.0, shadow=shadow)
+    value = loss(logits, labels, targets)
+    expected = distillation_loss(logits, labels, targets, 2.0, 0.5, False)
+    expected = expected + 3.0 * token_match_loss(shadow.pairs())
+    torch.testing.assert_close(value, expected)
+    value.backward()
+    assert student.encoder.layers[0].output_norm.weight.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in teacher.model.parameters())
+    assert len(student.state_dict()) == len(build_student(teacher.model, [1]).state_dict())
+    calls.clear()
+    shadow.remove()
+    student(packed=batch)
+    assert calls == [] and not student._forward_pre_hooks
+
+
+def test_a_student_identical_to_its_teacher_matches_every_token_exactly(tmp_path):
+    teacher = make_tiny_classifier(tmp_path, seed=7)  # no dropout: train mode is deterministic
+    student = copy.deepcopy(teacher.model).train()
+    shadow = TeacherShadow(student, teacher.model, [0, 1])
+    examples = list(teacher.encode(COLUMNS))
+    padded = batch_tensors(examples, [0, 1, 2], teacher.padding_id, None)
+    for inputs in ({"packed": pack_sequences(examples, row_multiple=64)}, padded):
+        student(**inputs)
+        pairs = shadow.pairs()
+        assert pairs[0][0].tokens.shape[0] == sum(len(ids) for ids, _ in examples)
+        assert token_match_loss(pairs).item() == pytest.approx(0.0, abs=1e-10)
+    # ... and a different student does not (this comparison can fail).
+    student_one = build_student(teacher.model, [1]).train()
+    shadow_one = TeacherShadow(student_one, teacher.model, [0])
+    student_one(**padded)
+    assert token_match_loss(shadow_one.pairs()).item() > 1e-5  # random tiny layers differ little
+
+
+@pytest.mark.parametrize("padding_free", [True, False])
+def test_distill_with_token_weight_trains_records_it_and_rejects_bad_values(
+    tiny_run, tmp_path, capsys, padding_free
+):
+    output = tmp_path / "tokens"
+    overrides = [("trainer.max_steps", 3), ("trainer.padding_free", padding_free)]
+    result = distill_run(tiny_run, output, 1, token_weight=2.0, overrides=overrides, progress=False)
+    assert result.steps == 3
+    assert json.loads((output / "config.json").read_text())["distill"]["token_weight"] == 2.0
+    info = json.loads((output / "model" / "bertfit.json").read_text())
+    assert info["distilled_from"]["token_weight"] == 2.0
+    assert main(["evaluate", str(output), "--quiet"]) == 0
+    args = ["distill", str(tiny_run), "--output", str(output), "--layers", "1", "--overwrite"]
+    _assert_user_error(
+        main([*args, "--token-weight", "1", "--alpha", "1"]),
+        capsys,
+        r"distill.token_weight needs distill.alpha below 1",
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--token-weight", "-1"])
+    assert exit_info.value.code == 2 and "--token-weight" in capsys.readouterr().err
+
+
 # -- a distilled run ------------------------------------------------------------------------------
 
 
@@ -285,6 +413,7 @@ def test_distilled_run_is_a_run_that_says_how_it_was_made(student_run, tiny_run)
         "augment": 0,
         "augment_rate": 0.3,
         "layer_weight": 0.0,
+        "token_weight": 0.0,
     }
     assert config["trainer"]["seed"] == 7 and config["trainer"]["epochs"] == 2
     assert config["model"] == str((tiny_run / "model").resolve())
@@ -300,6 +429,7 @@ def test_distilled_run_is_a_run_that_says_how_it_was_made(student_run, tiny_run)
         "augment": 0,
         "augment_rate": 0.3,
         "layer_weight": 0.0,
+        "token_weight": 0.0,
         "seed": 7,
     }
     assert info["temperature"] is not None  # calibrated after training, as every run is

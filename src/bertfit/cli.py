@@ -218,6 +218,12 @@ def _add_distill(commands) -> None:
         help="also match each student layer's [CLS] vector to its teacher layer's, with this "
         "weight (Patient KD; default: %(default)s, off)",
     )  # fmt: skip
+    parser.add_argument(
+        "--token-weight", type=_non_negative_float, default=0.0, metavar="W",
+        help="also match every token's vector in each student layer to its teacher layer's, "
+        "with this weight, running the teacher on each batch (TinyBERT; about 1.7x the "
+        "training time; default: %(default)s, off)",
+    )  # fmt: skip
     parser.add_argument("--epochs", type=_positive_int, help="(default: the teacher's)")
     parser.add_argument("--seed", type=int, help="(default: the teacher's)")
     parser.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
@@ -259,6 +265,7 @@ def _run_distill(args) -> int:
         augment=args.augment,
         augment_rate=args.augment_rate,
         layer_weight=args.layer_weight,
+        token_weight=args.token_weight,
         seed=args.seed,
         epochs=args.epochs,
         overrides=[(key, value) for key, value in overrides.items() if value is not None],

@@ -165,6 +165,10 @@ class DistillConfig:
     # Weight of matching each student layer's first-token vector to its teacher layer's
     # (bertfit.train.losses.layer_match_loss); 0 matches the outputs only.
     layer_weight: float = 0.0
+    # Weight of matching every token's vector in each student layer to its teacher layer's,
+    # with the teacher run on each training batch (bertfit.train.losses.token_match_loss,
+    # TinyBERT's hidden-state loss); 0 does not run the teacher during training.
+    token_weight: float = 0.0
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid setting."""
@@ -185,13 +189,15 @@ class DistillConfig:
             )
         if not 0 < self.augment_rate <= 1:
             raise ConfigError(f"distill.augment_rate must be in (0, 1], got {self.augment_rate}")
-        if not (self.layer_weight >= 0 and math.isfinite(self.layer_weight)):
-            raise ConfigError(f"distill.layer_weight must be 0 or more, got {self.layer_weight}")
-        if self.layer_weight and self.alpha == 1:
-            raise ConfigError(
-                "distill.layer_weight needs distill.alpha below 1: at alpha 1 the teacher's "
-                "outputs are not computed"
-            )
+        for name in ("layer_weight", "token_weight"):
+            weight = getattr(self, name)
+            if not (weight >= 0 and math.isfinite(weight)):
+                raise ConfigError(f"distill.{name} must be 0 or more, got {weight}")
+            if weight and self.alpha == 1:
+                raise ConfigError(
+                    f"distill.{name} needs distill.alpha below 1: at alpha 1 the run trains "
+                    "on the gold labels alone and never consults the teacher"
+                )
 
 
 @dataclass

@@ -35,6 +35,7 @@ def distill_config(
     augment: int = 0,
     augment_rate: float | None = None,
     layer_weight: float = 0.0,
+    token_weight: float = 0.0,
     seed: int | None = None,
     epochs: int | None = None,
     overrides: Sequence[Override] = (),
@@ -48,7 +49,9 @@ def distill_config(
     ``augment`` adds that many teacher-labelled copies of each training input with some words
     replaced (:mod:`bertfit.train.augment`), each replacing ``augment_rate`` of its words
     (default 0.3). ``layer_weight`` > 0 also matches each student layer's first-token vector
-    to its teacher layer's (:func:`bertfit.train.losses.layer_match_loss`).
+    to its teacher layer's (:func:`bertfit.train.losses.layer_match_loss`); ``token_weight``
+    > 0 matches every token's vector instead, running the teacher on each training batch
+    (:func:`bertfit.train.losses.token_match_loss`; each step costs about 1.7x as long).
     ``overrides`` sets other dotted config keys as ``bertfit train``'s ``KEY=VALUE`` do
     (``[("trainer.max_steps", 5)]``). Raises :class:`ConfigError` for a teacher that is not a
     finished run and for options out of range.
@@ -67,6 +70,7 @@ def distill_config(
         "distill.augment": augment,
         "distill.augment_rate": augment_rate,
         "distill.layer_weight": layer_weight,
+        "distill.token_weight": token_weight,
         "trainer.seed": seed,
         "trainer.epochs": epochs,
     }
@@ -117,6 +121,7 @@ def distill_run(
     augment: int = 0,
     augment_rate: float | None = None,
     layer_weight: float = 0.0,
+    token_weight: float = 0.0,
     seed: int | None = None,
     epochs: int | None = None,
     overrides: Sequence[Override] = (),
@@ -140,6 +145,7 @@ def distill_run(
         augment=augment,
         augment_rate=augment_rate,
         layer_weight=layer_weight,
+        token_weight=token_weight,
         seed=seed,
         epochs=epochs,
         overrides=overrides,

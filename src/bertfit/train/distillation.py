@@ -21,7 +21,7 @@ from bertfit.data.tasks import TaskSpec
 from bertfit.errors import ConfigError
 from bertfit.inference import TextClassifier, predicted_batches
 from bertfit.model.student import build_student
-from bertfit.model.taps import FirstTokenTap
+from bertfit.model.taps import FirstTokenTap, TeacherShadow
 from bertfit.paths import find_model_dir
 from bertfit.train.augment import augment_inputs
 from bertfit.train.config import RunConfig
@@ -67,6 +67,7 @@ def distillation_record(config: RunConfig, teacher_layers: int) -> dict:
         "augment": distill.augment,
         "augment_rate": distill.augment_rate,
         "layer_weight": distill.layer_weight,
+        "token_weight": distill.token_weight,
         "seed": config.trainer.seed,
     }
 
@@ -161,14 +162,23 @@ def training_loss(
 ) -> DistillationLoss | None:
     """The trainer's loss hook for this run: None (the task's own loss) unless it learns from
     a teacher's outputs. With ``distill.layer_weight``, it taps every layer of ``student``'s
-    encoder for the layer-matching term."""
+    encoder for the layer-matching term; with ``distill.token_weight``, it loads the teacher
+    to run beside the student on every training batch (:class:`TeacherShadow`)."""
     if not learns_from_teacher(config):
         return None
     distill = config.distill
-    tap = None
+    tap = shadow = None
     if distill.layer_weight:
         encoder = student.model.encoder
         tap = FirstTokenTap(encoder, range(len(encoder.layers)))
+    if distill.token_weight:
+        shadow = TeacherShadow(student.model, load_teacher(config).model, distill.layers)
     return DistillationLoss(
-        distill.temperature, distill.alpha, task.regression, distill.layer_weight, tap
+        distill.temperature,
+        distill.alpha,
+        task.regression,
+        distill.layer_weight,
+        tap,
+        distill.token_weight,
+        shadow,
     )

@@ -1,5 +1,5 @@
 """Training losses: the task's own loss on gold labels, and the distillation loss that mixes it
-with a teacher's outputs (and, optionally, its layers' first-token vectors).
+with a teacher's outputs (and, optionally, its layers' first-token or every-token vectors).
 
 Both compute in fp32 whatever the forward pass ran in, so a bf16 or fp16 run sums its loss
 the way an fp32 run does.
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bertfit.model.taps import FirstTokenTap
+from bertfit.model.taps import FirstTokenTap, LayerRows, TeacherShadow
 
 #: The class id of a row with no gold label (augmented inputs), as PyTorch's ``ignore_index``.
 NO_LABEL_CLASS = -100
@@ -96,6 +96,23 @@ def layer_match_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tens
     return (student - teacher).pow(2).sum(-1).mean()
 
 
+def token_match_loss(pairs: list[tuple[LayerRows, LayerRows]]) -> torch.Tensor:
+    """TinyBERT's hidden-state loss, normalized as :func:`layer_match_loss` is: for each
+    (student, teacher) layer pair, the mean over real tokens of the squared distance between
+    their L2-normalized vectors, averaged over the pairs.
+
+    A pair where either side computed first tokens only (the packed last layer) is matched on
+    its first-token vectors.
+    """
+    terms = []
+    for student, teacher in pairs:
+        if student.tokens is not None and teacher.tokens is not None:
+            terms.append(layer_match_loss(student.tokens, teacher.tokens))
+        else:
+            terms.append(layer_match_loss(student.first, teacher.first))
+    return torch.stack(terms).mean()
+
+
 @dataclass(frozen=True)
 class DistillationLoss:
     """:func:`distillation_loss` as the trainer's loss hook: ``loss(logits, labels, targets)``
@@ -105,6 +122,9 @@ class DistillationLoss:
     vectors of the layers the student's k layers match, after its C logits, and the loss adds
     ``layer_weight * layer_match_loss(...)`` against the student's own, which ``tap`` read in
     the forward pass that made ``logits``.
+
+    With ``token_weight`` > 0, the loss adds ``token_weight * token_match_loss(...)`` of the
+    layer pairs ``shadow`` read in that forward pass (the teacher run on the same batch).
     """
 
     temperature: float
@@ -112,6 +132,8 @@ class DistillationLoss:
     regression: bool
     layer_weight: float = 0.0
     tap: FirstTokenTap | None = None
+    token_weight: float = 0.0
+    shadow: TeacherShadow | None = None
 
     def __call__(
         self, logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
@@ -122,10 +144,14 @@ class DistillationLoss:
         loss = distillation_loss(
             logits, labels, targets[:, :outputs], self.temperature, self.alpha, self.regression
         )
-        if not self.layer_weight:
-            return loss
-        if self.tap is None:
-            raise ValueError("layer matching needs a tap on the student's layers")
-        student = self.tap.stacked()
-        teacher = targets[:, outputs:].reshape(student.shape)
-        return loss + self.layer_weight * layer_match_loss(student, teacher)
+        if self.layer_weight:
+            if self.tap is None:
+                raise ValueError("layer matching needs a tap on the student's layers")
+            student = self.tap.stacked()
+            teacher = targets[:, outputs:].reshape(student.shape)
+            loss = loss + self.layer_weight * layer_match_loss(student, teacher)
+        if self.token_weight:
+            if self.shadow is None:
+                raise ValueError("token matching needs the teacher run alongside the student")
+            loss = loss + self.token_weight * token_match_loss(self.shadow.pairs())
+        return loss
