@@ -17,6 +17,9 @@
    ``--layer-weight B``: 3-layer students that also match each layer's [CLS] vector to their
    teacher layer's with weight B (``bertfit distill --layer-weight``), without augmentation
    and, with ``--augment``, with it too (``WORK/student-L3-layers50-seed-N``, ...).
+   ``--token-weight W``: 3-layer students that also match every token's vector of each layer
+   to their teacher layer's, the teacher run on each batch (``bertfit distill --token-weight``;
+   ``WORK/student-L3-tokens1-seed-N``).
 5. ``--compare-init``: 3-layer students initialised from the teacher's ``first`` and ``last``
    layers too, against the default ``spread``: the measurement behind that default.
 6. Speed: one run of each architecture (the teacher and each student size; the truncation has the
@@ -243,7 +246,7 @@ def targets(models: dict, speeds: dict, name: str = "student-L3") -> dict:
 
 def three_layer_variants(args) -> list[tuple[str, str, dict]]:
     """(model name, run directory stem, ``distill_run`` options) of each 3-layer student that
-    ``--augment`` and ``--layer-weight`` ask for."""
+    ``--augment``, ``--layer-weight`` and ``--token-weight`` ask for."""
     variants = []
     augment = {}
     if args.augment:
@@ -257,6 +260,10 @@ def three_layer_variants(args) -> list[tuple[str, str, dict]]:
         if augment:
             stem = f"student-L3-aug{augment['augment']}x{augment['epochs']}-layers{weight:g}"
             variants.append(("student-L3-augment-layers", stem, {**augment, **layers}))
+    if args.token_weight:
+        weight = args.token_weight
+        tokens = {"token_weight": weight}
+        variants.append(("student-L3-tokens", f"student-L3-tokens{weight:g}", tokens))
     return variants
 
 
@@ -329,6 +336,12 @@ def main() -> int:
         type=float,
         metavar="B",
         help="also 3-layer students trained with `bertfit distill --layer-weight B`",
+    )
+    parser.add_argument(
+        "--token-weight",
+        type=float,
+        metavar="W",
+        help="also 3-layer students trained with `bertfit distill --token-weight W`",
     )
     parser.add_argument("--max-steps", type=int, help="cap every run's steps (a smoke run)")
     parser.add_argument("--train-threads", type=int, help="torch threads for training")
