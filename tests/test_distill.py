@@ -251,6 +251,7 @@ def test_distill_with_layer_weight_trains_records_it_and_rejects_bad_values(
     output = tmp_path / "matched"
     args = ["distill", str(tiny_run), "--output", str(output), "--layers", "1", "--max-steps", "3"]
     assert main([*args, "--layer-weight", "50", "--quiet"]) == 0
+    assert "[CLS] vectors matched with weight 50" in capsys.readouterr().out
     assert json.loads((output / "config.json").read_text())["distill"]["layer_weight"] == 50.0
     info = json.loads((output / "model" / "bertfit.json").read_text())
     assert info["distilled_from"]["layer_weight"] == 50.0
@@ -371,6 +372,7 @@ def test_distill_with_token_weight_trains_records_it_and_rejects_bad_values(
     overrides = [("trainer.max_steps", 3), ("trainer.padding_free", padding_free)]
     result = distill_run(tiny_run, output, 1, token_weight=2.0, overrides=overrides, progress=False)
     assert result.steps == 3
+    assert "every token's vectors matched with weight 2" in capsys.readouterr().out
     assert json.loads((output / "config.json").read_text())["distill"]["token_weight"] == 2.0
     info = json.loads((output / "model" / "bertfit.json").read_text())
     assert info["distilled_from"]["token_weight"] == 2.0

@@ -365,6 +365,13 @@ def describe_distillation(config: RunConfig) -> str:
             f", {distill.augment} augmented copies of each input "
             f"({distill.augment_rate:g} of words replaced)"
         )
+    if distill.layer_weight:
+        line += f", [CLS] vectors matched with weight {distill.layer_weight:g}"
+    if distill.token_weight:
+        line += (
+            f", every token's vectors matched with weight {distill.token_weight:g} "
+            "(the teacher runs on each batch)"
+        )
     return line
 
 
