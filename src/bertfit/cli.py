@@ -19,6 +19,13 @@ from bertfit.data.readers import read_prediction_input
 from bertfit.errors import BertfitError, ConfigError
 from bertfit.paths import BERTFIT_FILE, find_model_dir
 from bertfit.serve import DEFAULT_HOST, DEFAULT_PORT, ServeConfig
+from bertfit.train.config import (
+    DEFAULT_STUDENT_LAYERS,
+    DistillConfig,
+    RunConfig,
+    TrainerConfig,
+    UserDataConfig,
+)
 from bertfit.train.config_file import (
     describe_keys,
     dump_config,
@@ -26,6 +33,14 @@ from bertfit.train.config_file import (
     parse_overrides,
 )
 from bertfit.train.phases import PhaseTimer, process_age
+from bertfit.train.recipes import TASK_RECIPES
+
+# Every default a help text names is read from the config dataclasses, never repeated here.
+_RUN = RunConfig()
+_TRAINER = _RUN.trainer
+_DATA = UserDataConfig()
+_DISTILL = DistillConfig()
+_EVAL_BATCH_SIZE = TrainerConfig.eval_batch_size
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -72,10 +87,17 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _recipe_default(key: str, fallback) -> str:
+    """A help text's default for a key the task recipes set: each recipe's value, then the
+    config's own for tasks without one."""
+    values = ", ".join(f"{task} {recipe[key]:g}" for task, recipe in TASK_RECIPES.items())
+    return f"(default: the task's recipe: {values}; otherwise {fallback:g})"
+
+
 def _add_train(commands) -> None:
     parser = commands.add_parser("train", help="fine-tune a pretrained encoder on a task")
     # Flags default to None: only a flag given on the command line overrides the --config file.
-    parser.add_argument("--task", help="task name (default: mrpc)")
+    parser.add_argument("--task", help=f"task name (default: {_RUN.task})")
     parser.add_argument("--output", help="run directory to write (required unless --resume)")
     parser.add_argument(
         "--model",
@@ -84,10 +106,21 @@ def _add_train(commands) -> None:
     )
     parser.add_argument("--data-dir", help="directory with the task's GLUE files")
     _add_user_data_arguments(parser)
-    parser.add_argument("--epochs", type=_positive_int, help="(default: 3)")
-    parser.add_argument("--batch-size", type=_positive_int, help="(default: 32)")
-    parser.add_argument("--learning-rate", type=_positive_float, help="peak learning rate")
-    parser.add_argument("--max-seq-length", type=_positive_int, help="(default: 128)")
+    parser.add_argument(
+        "--epochs", type=_positive_int, help=_recipe_default("trainer.epochs", _TRAINER.epochs)
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive_int, help=f"(default: {_TRAINER.batch_size})"
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=_positive_float,
+        help="peak learning rate "
+        + _recipe_default("optimizer.learning_rate", _RUN.optimizer.learning_rate),
+    )
+    parser.add_argument(
+        "--max-seq-length", type=_positive_int, help=f"(default: {_RUN.max_seq_length})"
+    )
     parser.add_argument(
         "--window-stride",
         type=_positive_int,
@@ -100,7 +133,7 @@ def _add_train(commands) -> None:
         help="how pairs longer than --max-seq-length are cut: round_robin (default) shares "
         "the room token by token, waterfall keeps the first text whole first",
     )
-    parser.add_argument("--seed", type=int, help="(default: 42)")
+    parser.add_argument("--seed", type=int, help=f"(default: {_TRAINER.seed})")
     parser.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
     parser.add_argument(
         "--precision",
@@ -139,13 +172,17 @@ def _add_scale_arguments(parser) -> None:
         help="also checkpoint every N steps (always: at each epoch's end) in RUN/checkpoints",
     )
     group.add_argument(
-        "--keep-checkpoints", type=_positive_int, metavar="K", help="keep the last K (default: 2)"
+        "--keep-checkpoints",
+        type=_positive_int,
+        metavar="K",
+        help=f"keep the last K (default: {_TRAINER.keep_checkpoints})",
     )
     group.add_argument(
         "--grad-accum-steps",
         type=_positive_int,
         metavar="K",
-        help="sum K micro-batches of --batch-size into each update (default: 1)",
+        help="sum K micro-batches of --batch-size into each update "
+        f"(default: {_TRAINER.grad_accum_steps})",
     )
     group.add_argument(
         "--fsdp",
@@ -158,9 +195,9 @@ def _add_user_data_arguments(parser) -> None:
     group = parser.add_argument_group("your own data (instead of --task)")
     group.add_argument("--train", help="training file: .csv, .tsv or .jsonl with a header")
     group.add_argument("--dev", help="evaluation file in the same layout")
-    group.add_argument("--text-a", help="column of the (first) text (default: sentence1)")
+    group.add_argument("--text-a", help=f"column of the (first) text (default: {_DATA.text_a})")
     group.add_argument("--text-b", help="column of the second text, for pairs")
-    group.add_argument("--label", help="column of the label (default: label)")
+    group.add_argument("--label", help=f"column of the label (default: {_DATA.label})")
     group.add_argument("--labels", type=_name_list, help="label names in class order, a,b,c")
     kind = group.add_mutually_exclusive_group()
     kind.add_argument("--regression", action="store_true", help="numeric targets (MSE loss)")
@@ -186,40 +223,40 @@ def _add_distill(commands) -> None:
     parser.add_argument("run", help="the teacher: a finished run directory")
     parser.add_argument("--output", required=True, help="run directory to write for the student")
     parser.add_argument(
-        "--layers", type=int, default=3, help="the student's layers, fewer than the teacher's "
-        "(default: %(default)s)",
+        "--layers", type=int, default=DEFAULT_STUDENT_LAYERS,
+        help="the student's layers, fewer than the teacher's (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
         "--init",
-        default="spread",
+        default=_DISTILL.init,
         help="which teacher layers the student starts from: spread (every L/k-th, ending with "
-        "the top one; default), first, last, or indices such as 0,2,4",
+        "the top one), first, last, or indices such as 0,2,4 (default: %(default)s)",
     )
     parser.add_argument(
-        "--temperature", type=_positive_float, default=2.0,
+        "--temperature", type=_positive_float, default=_DISTILL.temperature,
         help="softmax temperature of the teacher's and student's outputs (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
-        "--alpha", type=_unit_float, default=0.5,
+        "--alpha", type=_unit_float, default=_DISTILL.alpha,
         help="weight of the gold-label loss; 1 - alpha weighs the teacher's (default: "
         "%(default)s)",
     )  # fmt: skip
     parser.add_argument(
-        "--augment", type=_non_negative_int, default=0, metavar="N",
+        "--augment", type=_non_negative_int, default=_DISTILL.augment, metavar="N",
         help="also train on N copies of each training input with some words replaced by near "
         "neighbours, labelled by the teacher alone (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
-        "--augment-rate", type=_unit_float, metavar="P",
-        help="share of whole words each augmented copy replaces (default: 0.3)",
+        "--augment-rate", type=_unit_float, default=_DISTILL.augment_rate, metavar="P",
+        help="share of whole words each augmented copy replaces (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
-        "--layer-weight", type=_non_negative_float, default=0.0, metavar="B",
+        "--layer-weight", type=_non_negative_float, default=_DISTILL.layer_weight, metavar="B",
         help="also match each student layer's [CLS] vector to its teacher layer's, with this "
         "weight (Patient KD; default: %(default)s, off)",
     )  # fmt: skip
     parser.add_argument(
-        "--token-weight", type=_non_negative_float, default=0.0, metavar="W",
+        "--token-weight", type=_non_negative_float, default=_DISTILL.token_weight, metavar="W",
         help="also match every token's vector in each student layer to its teacher layer's, "
         "with this weight, running the teacher on each batch (TinyBERT; about 1.7x the "
         "training time; default: %(default)s, off)",
@@ -285,7 +322,7 @@ def _add_evaluate(commands) -> None:
         "such as dev_mismatched",
     )
     parser.add_argument("--data-dir", help="GLUE directory (default: the one the run used)")
-    parser.add_argument("--batch-size", type=_positive_int, default=64)
+    parser.add_argument("--batch-size", type=_positive_int, default=_EVAL_BATCH_SIZE)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=_run_evaluate)
@@ -297,7 +334,7 @@ def _add_predict(commands) -> None:
     parser.add_argument("--sentence1", help="first sentence")
     parser.add_argument("--sentence2", help="second sentence (pair tasks)")
     parser.add_argument("--input", help="TSV (one example per line) or JSON lines file")
-    parser.add_argument("--batch-size", type=_positive_int, default=64)
+    parser.add_argument("--batch-size", type=_positive_int, default=_EVAL_BATCH_SIZE)
     parser.add_argument(
         "--raw-probabilities",
         action="store_true",
@@ -313,7 +350,7 @@ def _add_calibrate(commands) -> None:
     )
     parser.add_argument("run", help="run directory (or a saved model directory)")
     parser.add_argument("--data-dir", help="GLUE directory (default: the one the run used)")
-    parser.add_argument("--batch-size", type=_positive_int, default=64)
+    parser.add_argument("--batch-size", type=_positive_int, default=_EVAL_BATCH_SIZE)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=_run_calibrate)
@@ -639,7 +676,7 @@ def _add_plot(commands) -> None:
     confusion.add_argument("source", metavar="run", help="run directory or saved model directory")
     confusion.add_argument("--split", help="labelled split (default: the task's dev split)")
     confusion.add_argument("--data-dir", help="GLUE directory (default: the one the run used)")
-    confusion.add_argument("--batch-size", type=_positive_int, default=64)
+    confusion.add_argument("--batch-size", type=_positive_int, default=_EVAL_BATCH_SIZE)
     confusion.add_argument("--normalize", action="store_true", help="colour by share of row")
     confusion.add_argument("--quiet", action="store_true", help="no progress bar")
     for sub in (schedule, inputs, history, confusion):

@@ -17,6 +17,9 @@ from bertfit.text.packing import DEFAULT_TRUNCATOR, Truncator, check_truncator
 from bertfit.train.optim import OptimizationConfig
 
 DEFAULT_LEARNING_RATE = 5e-5
+# Layers of a student when ``bertfit distill`` is not told (``DistillConfig.layers`` holds the
+# teacher's indices it chose, so the count has no field of its own).
+DEFAULT_STUDENT_LAYERS = 3
 
 
 @dataclass

@@ -14,28 +14,29 @@ from pathlib import Path
 
 from bertfit.errors import ConfigError
 from bertfit.model.config import EncoderConfig
-from bertfit.model.student import DEFAULT_LAYER_CHOICE, LAYER_CHOICES, choose_layers
+from bertfit.model.student import LAYER_CHOICES, choose_layers
 from bertfit.paths import BERTFIT_FILE, find_model_dir
-from bertfit.train.config import RunConfig
+from bertfit.train.config import DEFAULT_STUDENT_LAYERS, DistillConfig, RunConfig
 from bertfit.train.config_file import Override, load_run_config
 from bertfit.train.phases import PhaseTimer
 from bertfit.train.run import train_run
 from bertfit.train.trainer import TrainResult
 
-DEFAULT_STUDENT_LAYERS = 3
+# The keyword defaults below are DistillConfig's own, read once here so they are never repeated.
+_DEFAULTS = DistillConfig()
 
 
 def distill_config(
     teacher: str | Path,
     layers: int = DEFAULT_STUDENT_LAYERS,
     *,
-    init: str = DEFAULT_LAYER_CHOICE,
-    temperature: float = 2.0,
-    alpha: float = 0.5,
-    augment: int = 0,
-    augment_rate: float | None = None,
-    layer_weight: float = 0.0,
-    token_weight: float = 0.0,
+    init: str = _DEFAULTS.init,
+    temperature: float = _DEFAULTS.temperature,
+    alpha: float = _DEFAULTS.alpha,
+    augment: int = _DEFAULTS.augment,
+    augment_rate: float = _DEFAULTS.augment_rate,
+    layer_weight: float = _DEFAULTS.layer_weight,
+    token_weight: float = _DEFAULTS.token_weight,
     seed: int | None = None,
     epochs: int | None = None,
     overrides: Sequence[Override] = (),
@@ -47,11 +48,12 @@ def distill_config(
     ``init`` picks the teacher layers the student starts from (one of
     :data:`bertfit.model.student.LAYER_CHOICES`, or indices such as ``"0,2,4"``).
     ``augment`` adds that many teacher-labelled copies of each training input with some words
-    replaced (:mod:`bertfit.train.augment`), each replacing ``augment_rate`` of its words
-    (default 0.3). ``layer_weight`` > 0 also matches each student layer's first-token vector
-    to its teacher layer's (:func:`bertfit.train.losses.layer_match_loss`); ``token_weight``
-    > 0 matches every token's vector instead, running the teacher on each training batch
+    replaced (:mod:`bertfit.train.augment`), each replacing ``augment_rate`` of its words.
+    ``layer_weight`` > 0 also matches each student layer's first-token vector to its teacher
+    layer's (:func:`bertfit.train.losses.layer_match_loss`); ``token_weight`` > 0 matches every
+    token's vector instead, running the teacher on each training batch
     (:func:`bertfit.train.losses.token_match_loss`; each step costs about 1.7x as long).
+    Every default is :class:`~bertfit.train.config.DistillConfig`'s.
     ``overrides`` sets other dotted config keys as ``bertfit train``'s ``KEY=VALUE`` do
     (``[("trainer.max_steps", 5)]``). Raises :class:`ConfigError` for a teacher that is not a
     finished run and for options out of range.
@@ -115,13 +117,13 @@ def distill_run(
     output: str | Path,
     layers: int = DEFAULT_STUDENT_LAYERS,
     *,
-    init: str = DEFAULT_LAYER_CHOICE,
-    temperature: float = 2.0,
-    alpha: float = 0.5,
-    augment: int = 0,
-    augment_rate: float | None = None,
-    layer_weight: float = 0.0,
-    token_weight: float = 0.0,
+    init: str = _DEFAULTS.init,
+    temperature: float = _DEFAULTS.temperature,
+    alpha: float = _DEFAULTS.alpha,
+    augment: int = _DEFAULTS.augment,
+    augment_rate: float = _DEFAULTS.augment_rate,
+    layer_weight: float = _DEFAULTS.layer_weight,
+    token_weight: float = _DEFAULTS.token_weight,
     seed: int | None = None,
     epochs: int | None = None,
     overrides: Sequence[Override] = (),
