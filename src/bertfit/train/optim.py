@@ -45,8 +45,6 @@ DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY = ("LayerNorm", "layer_norm", "bias")
 _WHERE = "optimization"
 
 
-# Optional[...] rather than ``X | None`` in the annotations below: bertfit.config's type check
-# only recognises typing.Union, so a PEP 604 union would let a wrong type through from_dict.
 @dataclass
 class OptimizationConfig:
     """Everything that defines the optimizer and its learning-rate schedule, JSON-ready.
