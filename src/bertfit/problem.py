@@ -64,9 +64,10 @@ def outputs_mismatch(problem_type: str, outputs: int) -> str | None:
 def legacy_problem_type(outputs: int) -> ProblemType:
     """The problem type of a model saved without one, from its number of outputs.
 
-    The one place bertfit guesses: for ``bertfit.json`` files and exports written before the
-    field existed, and for ``transformers`` directories whose ``config.json`` leaves
-    ``problem_type`` unset. One output is a regression and more are single-label
+    The one place a saved model's problem type is guessed: for a ``config.json`` that leaves
+    ``problem_type`` unset (``transformers`` may; bertfit always wrote it) and for an export's
+    ``classifier.json`` written before the field existed. (A ``bertfit.json`` without it takes
+    its ``config.json``'s.) One output is a regression and more are single-label
     classification, as ``transformers`` itself decides for such a model.
     """
     return REGRESSION if outputs == 1 else SINGLE_LABEL
