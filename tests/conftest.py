@@ -88,6 +88,7 @@ def make_tiny_classifier(
     seed: int = 0,
     tokens: list[str] | None = None,
     max_seq_length: int = 32,
+    problem_type: str = "single_label_classification",
 ):
     """A randomly initialised 2-layer, hidden-32 classifier with its tokenizer (over
     ``tokens``, by default :data:`TINY_VOCAB`)."""
@@ -113,7 +114,7 @@ def make_tiny_classifier(
         attention_dropout_rate=0.0,
     )
     torch.manual_seed(seed)
-    model = BertClassifier(config, num_classes)
+    model = BertClassifier(config, num_classes, problem_type=problem_type)
     info = ClassifierInfo(
         task="mrpc",
         label_names=list(MRPC.label_names),
@@ -166,7 +167,7 @@ def _header(task) -> list[str]:
 
 
 def _row(task, i: int, first: str, second: str, label: int) -> list[str]:
-    if task.regression:
+    if task.problem_type == "regression":
         value = "5.000" if label else "0.000"
     else:
         value = task.label_values[label % len(task.label_values)]

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from bertfit.cli import main
+from bertfit.problem import REGRESSION, SINGLE_LABEL
 from bertfit.text.ragged import RaggedPacked
 from bertfit.train.augment import augment_inputs, whole_word_positions
 from bertfit.train.losses import NO_LABEL_CLASS, distillation_loss, labelled_task_loss, task_loss
@@ -79,17 +80,20 @@ def test_rows_without_a_gold_label_learn_from_the_teacher_alone():
     logits, teacher = torch.randn(4, 2), torch.randn(4, 2)
     labels = torch.tensor([1, NO_LABEL_CLASS, 0, NO_LABEL_CLASS])
     assert torch.allclose(
-        labelled_task_loss(logits, labels, False), F.cross_entropy(logits[[0, 2]], labels[[0, 2]])
+        labelled_task_loss(logits, labels, SINGLE_LABEL),
+        F.cross_entropy(logits[[0, 2]], labels[[0, 2]]),
     )
     full = torch.tensor([1, 0, 0, 1])
-    assert torch.equal(labelled_task_loss(logits, full, False), task_loss(logits, full, False))
+    assert torch.equal(
+        labelled_task_loss(logits, full, SINGLE_LABEL), task_loss(logits, full, SINGLE_LABEL)
+    )
     scores = torch.tensor([0.5, float("nan"), 2.0, float("nan")])
     expected = F.mse_loss(logits[[0, 2], 0], scores[[0, 2]])
-    assert torch.allclose(labelled_task_loss(logits[:, :1], scores, True), expected)
+    assert torch.allclose(labelled_task_loss(logits[:, :1], scores, REGRESSION), expected)
     # A batch of copies only: the gold term is 0 and the loss is the teacher's term halved.
     none = torch.full((4,), NO_LABEL_CLASS)
-    mixed = distillation_loss(logits, none, teacher, 2.0, 0.5, False)
-    soft = distillation_loss(logits, none, teacher, 2.0, 0.0, False)
+    mixed = distillation_loss(logits, none, teacher, 2.0, 0.5, SINGLE_LABEL)
+    soft = distillation_loss(logits, none, teacher, 2.0, 0.0, SINGLE_LABEL)
     assert torch.allclose(mixed, 0.5 * soft)
 
 

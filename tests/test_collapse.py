@@ -6,6 +6,7 @@ import torch
 
 from bertfit.data.readers import TextExamples
 from bertfit.data.tasks import MRPC
+from bertfit.problem import REGRESSION, SINGLE_LABEL
 from bertfit.train.config import TrainerConfig
 from bertfit.train.metrics import collapse_message
 from bertfit.train.optim import OptimizationConfig
@@ -17,15 +18,15 @@ NAMES = ("not_equivalent", "equivalent")
 
 
 def test_single_class_is_a_collapse():
-    message = collapse_message([1, 1, 1, 1], NAMES, regression=False)
+    message = collapse_message([1, 1, 1, 1], NAMES, problem_type=SINGLE_LABEL)
     assert message and "'equivalent'" in message and "all 4" in message
-    assert collapse_message([1, 0, 1, 1], NAMES, regression=False) is None
+    assert collapse_message([1, 0, 1, 1], NAMES, problem_type=SINGLE_LABEL) is None
 
 
 def test_constant_regression_is_a_collapse():
-    assert collapse_message([2.5, 2.5001, 2.4999], ("score",), regression=True)
-    assert collapse_message([0.0, 0.0, 0.0], ("score",), regression=True)
-    assert collapse_message([0.5, 2.5, 4.0], ("score",), regression=True) is None
+    assert collapse_message([2.5, 2.5001, 2.4999], ("score",), problem_type=REGRESSION)
+    assert collapse_message([0.0, 0.0, 0.0], ("score",), problem_type=REGRESSION)
+    assert collapse_message([0.5, 2.5, 4.0], ("score",), problem_type=REGRESSION) is None
 
 
 def test_trainer_warns_when_dev_predictions_collapse(tmp_path, capsys):

@@ -25,6 +25,7 @@ from bertfit.model.config import EncoderConfig
 from bertfit.model.packed import pack_sequences
 from bertfit.model.student import build_student, choose_layers
 from bertfit.model.taps import FirstTokenTap, LayerRows, TeacherShadow, TokenTap
+from bertfit.problem import REGRESSION, SINGLE_LABEL
 from bertfit.train.config import TrainerConfig
 from bertfit.train.distill import distill_run
 from bertfit.train.distillation import teacher_outputs
@@ -138,7 +139,7 @@ def test_distillation_loss_equals_the_hand_computed_value():
     expected = alpha * cross_entropy + (1 - alpha) * temperature**2 * kl / 3
     loss = distillation_loss(
         torch.tensor(student), torch.tensor(labels), torch.tensor(teacher),
-        temperature, alpha, regression=False,
+        temperature, alpha, problem_type=SINGLE_LABEL,
     )  # fmt: skip
     assert loss.item() == pytest.approx(expected, rel=1e-6)
 
@@ -150,7 +151,7 @@ def test_regression_distills_the_teachers_scores_by_squared_error():
     soft = ((1.0 - 1.5) ** 2 + (2.0 - 1.0) ** 2) / 2
     loss = distillation_loss(
         torch.tensor(student), torch.tensor(gold), torch.tensor(teacher),
-        temperature=4.0, alpha=alpha, regression=True,
+        temperature=4.0, alpha=alpha, problem_type=REGRESSION,
     )  # fmt: skip
     assert loss.item() == pytest.approx(alpha * hard + (1 - alpha) * soft, rel=1e-6)
 
@@ -173,12 +174,14 @@ def _loss_and_gradients(tmp_path, loss_function):
 
 def test_alpha_1_is_exactly_ordinary_training(tmp_path):
     plain_loss, plain_grads = _loss_and_gradients(tmp_path, None)
-    loss, grads = _loss_and_gradients(tmp_path, DistillationLoss(2.0, 1.0, regression=False))
+    loss, grads = _loss_and_gradients(
+        tmp_path, DistillationLoss(2.0, 1.0, problem_type=SINGLE_LABEL)
+    )
     assert torch.equal(loss, plain_loss)
     assert all(torch.equal(a, b) for a, b in zip(grads, plain_grads))
     # ... and a teacher's share does change them (this comparison can fail).
     mixed_loss, mixed_grads = _loss_and_gradients(
-        tmp_path, DistillationLoss(2.0, 0.5, regression=False)
+        tmp_path, DistillationLoss(2.0, 0.5, problem_type=SINGLE_LABEL)
     )
     assert not torch.equal(mixed_loss, plain_loss)
     assert not all(torch.equal(a, b) for a, b in zip(mixed_grads, plain_grads))
@@ -225,8 +228,8 @@ def test_layer_weight_adds_the_layer_term_to_the_output_loss(tmp_path):
     targets = torch.cat([teacher_logits, teacher_vectors.flatten(1)], dim=1)
     with torch.no_grad(), FirstTokenTap(model.encoder, [0, 1]) as tap:
         logits = model(packed=batch)
-        loss = DistillationLoss(2.0, 0.5, False, layer_weight=10.0, tap=tap)
-        expected = distillation_loss(logits, labels, teacher_logits, 2.0, 0.5, False)
+        loss = DistillationLoss(2.0, 0.5, SINGLE_LABEL, layer_weight=10.0, tap=tap)
+        expected = distillation_loss(logits, labels, teacher_logits, 2.0, 0.5, SINGLE_LABEL)
         expected = expected + 10.0 * layer_match_loss(tap.stacked(), teacher_vectors)
         torch.testing.assert_close(loss(logits, labels, targets), expected)
 
@@ -331,9 +334,9 @@ def test_teacher_shadow_runs_the_teacher_on_training_batches_only(tmp_path):
     assert not teacher_rows.first.requires_grad and student_rows.first.requires_grad
     # The loss hook adds the weighted term; its gradient reaches the student only.
     labels, targets = torch.tensor([0, 1, 1]), torch.randn(3, 2)
-    loss = DistillationLoss(2.0, 0.5, False, token_weight=3.0, shadow=shadow)
+    loss = DistillationLoss(2.0, 0.5, SINGLE_LABEL, token_weight=3.0, shadow=shadow)
     value = loss(logits, labels, targets)
-    expected = distillation_loss(logits, labels, targets, 2.0, 0.5, False)
+    expected = distillation_loss(logits, labels, targets, 2.0, 0.5, SINGLE_LABEL)
     expected = expected + 3.0 * token_match_loss(shadow.pairs())
     torch.testing.assert_close(value, expected)
     value.backward()

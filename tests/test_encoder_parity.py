@@ -13,6 +13,7 @@ from bertfit.model.config import EncoderConfig
 from bertfit.model.encoder import BertEncoder
 from bertfit.model.presets import default_model_dir
 from bertfit.model.weights import load_pretrained, to_hf_state_dict
+from bertfit.problem import REGRESSION, SINGLE_LABEL
 
 transformers = pytest.importorskip("transformers")
 
@@ -141,11 +142,12 @@ def test_dropout_is_active_only_in_training():
 @pytest.mark.parametrize("num_classes", [1, 2, 3])
 def test_classifier_outputs_one_logit_per_class(num_classes):
     torch.manual_seed(0)
-    model = BertClassifier(tiny_config(), num_classes=num_classes).eval()
+    problem_type = REGRESSION if num_classes == 1 else SINGLE_LABEL
+    model = BertClassifier(tiny_config(), num_classes, problem_type=problem_type).eval()
     ids, mask, types = random_batch(model.config, [4, 6, 2])
     logits = model(ids, mask, types)
     assert logits.shape == (3, num_classes)
-    assert model.is_regression == (num_classes == 1)
+    assert model.problem_type == problem_type
     with torch.no_grad():
         pooled = model.encoder(ids, mask, types).pooled_output
     expected = pooled @ model.classifier.dense.weight.T + model.classifier.dense.bias
@@ -161,6 +163,16 @@ def test_classifier_head_dropout_defaults_to_encoder_dropout():
 def test_classifier_rejects_bad_num_classes():
     with pytest.raises(ValueError, match="num_classes"):
         BertClassifier(tiny_config(), 0)
+
+
+def test_classifier_outputs_must_fit_its_problem_type():
+    """One output is a regression only when it says so: no guess from the count."""
+    with pytest.raises(ValueError, match="single-label classifier needs at least 2 classes"):
+        BertClassifier(tiny_config(), 1)
+    with pytest.raises(ValueError, match="a regression model has one output, not 3"):
+        BertClassifier(tiny_config(), 3, problem_type=REGRESSION)
+    with pytest.raises(ValueError, match="multi-label models"):
+        BertClassifier(tiny_config(), 3, problem_type="multi_label_classification")
 
 
 def test_weights_start_like_bert():

@@ -342,7 +342,7 @@ def test_torch_export_format_has_the_same_interface_and_results(tiny, tmp_path):
     ]  # fmt: skip
     out = load_exported(directory)(PAIRS)
     np.testing.assert_allclose(out["logits"], tiny.logits(_columns(PAIRS)), atol=1e-5)
-    assert set(out) == {"logits", "probabilities", "class_id", "class"}
+    assert set(out) == {"logits", "probabilities", "class_id", "label", "class"}
     # An archive with a pickled payload is refused before torch.export.load could unpickle it.
     tampered = tmp_path / "tampered.pt2"
     with zipfile.ZipFile(directory / "model.pt2") as source, zipfile.ZipFile(tampered, "w") as out:

@@ -191,7 +191,7 @@ def test_confusion_figure_image_holds_the_matrix_or_its_shares():
 
 
 def test_confusion_needs_classes_and_labels(tmp_path):
-    regression = make_tiny_classifier(tmp_path, num_classes=1)
+    regression = make_tiny_classifier(tmp_path, num_classes=1, problem_type="regression")
     regression.info.label_names = ["score"]
     with pytest.raises(ConfigError, match="regression"):
         viz_data.confusion_data(regression, None)

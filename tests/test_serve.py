@@ -199,6 +199,7 @@ class SlowPredictor:
 
     input_names = ["sentence1", "sentence2"]
     label_names = ["no", "yes"]
+    problem_type = "single_label_classification"
     task = "mrpc"
     max_seq_length = 128
     truncator = "round_robin"

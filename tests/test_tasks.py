@@ -7,6 +7,7 @@ import pytest
 from bertfit.data.readers import read_glue_split
 from bertfit.data.tasks import TASKS, get_task
 from bertfit.errors import ConfigError, DataError
+from bertfit.problem import REGRESSION
 
 # (task, split, rows, label sum or None): counts from ../shared/data/README.md.
 REAL_COUNTS = [
@@ -37,7 +38,7 @@ def test_real_glue_files(glue_dir, name, split, rows, positives):
     assert len(examples.columns) == len(task.input_names)
     if split == "test":
         assert examples.labels is None
-    elif task.regression:
+    elif task.problem_type == REGRESSION:
         assert all(0.0 <= y <= 5.0 for y in examples.labels)
     else:
         assert sum(examples.labels) == positives

@@ -58,7 +58,8 @@ def test_regression_predict_gives_a_score(tmp_path, capsys, tiny_model_dir):
     capsys.readouterr()
     assert main(["predict", str(run), "--sentence1", "a red cat", "--sentence2", "a cat"]) == 0
     row = json.loads(capsys.readouterr().out)
-    assert set(row) == {"score"} and isinstance(row["score"], float)
+    assert set(row) == {"score", "logits"} and isinstance(row["score"], float)
+    assert row["logits"] == [row["score"]]
 
 
 def test_single_sentence_predict_takes_one_text(tmp_path, capsys, tiny_model_dir):

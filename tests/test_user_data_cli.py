@@ -42,6 +42,7 @@ def test_train_evaluate_predict_on_own_csv(tmp_path, capsys, tiny_model_dir):
     assert config["data"]["label_names"] == ["no", "yes"]
     info = json.loads((run / "model" / "bertfit.json").read_text())
     assert info["label_names"] == ["no", "yes"] and info["input_names"] == ["claim", "evidence"]
+    assert info["problem_type"] == "single_label_classification"
     history = json.loads((run / "history.jsonl").read_text().splitlines()[-1])
     assert main(["evaluate", str(run), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
@@ -61,6 +62,8 @@ def test_regression_by_flag_and_bad_dev_label(tmp_path, capsys, tiny_model_dir):
     assert main([*args, "--regression"]) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["task_type"] == "regression"
+    for name in ("bertfit.json", "config.json"):  # the saved model says so too
+        assert json.loads((run / "model" / name).read_text())["problem_type"] == "regression"
     dev = write_csv(tmp_path / "dev.csv", 4, 2, labels=("no", "maybe"))
     train_cls = write_csv(tmp_path / "train2.csv", 32, 1)
     args = base_args(tmp_path, tiny_model_dir, tmp_path / "run2")

@@ -8,12 +8,13 @@ import pytest
 
 from bertfit.data.user_files import (
     Columns,
-    infer_regression,
+    infer_problem_type,
     label_examples,
     read_user_file,
     user_task,
 )
 from bertfit.errors import DataError
+from bertfit.problem import REGRESSION, SINGLE_LABEL
 
 PAIR = Columns("premise", "hypothesis", "verdict")
 
@@ -51,12 +52,13 @@ def test_tsv_and_jsonl_single_text(tmp_path):
 def test_regression_is_inferred_or_forced(tmp_path):
     raw = read_user_file(_csv(tmp_path / "r.csv", ["a,b,0.5", "c,d,4.25", "e,f,3"]), PAIR)
     task, message = user_task(raw, PAIR)
-    assert task.regression and "regression" in message
+    assert task.problem_type == REGRESSION and "regression" in message
     assert label_examples(raw, task, "train").labels == [0.5, 4.25, 3.0]
-    forced, message = user_task(raw, PAIR, regression=False)
-    assert not forced.regression and forced.label_names == ("0.5", "3", "4.25")
-    assert infer_regression(["0", "1", "1"])[0] is False
-    assert infer_regression([str(i) for i in range(30)])[0] is True
+    forced, message = user_task(raw, PAIR, problem_type=SINGLE_LABEL)
+    assert forced.problem_type == SINGLE_LABEL and forced.label_names == ("0.5", "3", "4.25")
+    assert message == "classification (as asked)"
+    assert infer_problem_type(["0", "1", "1"])[0] == SINGLE_LABEL
+    assert infer_problem_type([str(i) for i in range(30)])[0] == REGRESSION
 
 
 def test_errors_name_file_and_line(tmp_path):
@@ -87,7 +89,7 @@ def test_dev_label_never_seen_in_train(tmp_path):
 
 def test_non_numeric_regression_target_in_dev(tmp_path):
     train = read_user_file(_csv(tmp_path / "t.csv", ["a,b,0.5", "c,d,1.5"]), PAIR)
-    task, _ = user_task(train, PAIR, regression=True)
+    task, _ = user_task(train, PAIR, problem_type=REGRESSION)
     dev = read_user_file(_csv(tmp_path / "d.csv", ["a,b,high"]), PAIR)
     with pytest.raises(DataError, match=r"d\.csv:2: regression target 'high' is not a number"):
         label_examples(dev, task, "dev")

@@ -20,6 +20,7 @@ from bertfit.data.user_stream import (
     scan_user_file,
 )
 from bertfit.errors import DataError
+from bertfit.problem import REGRESSION, SINGLE_LABEL
 
 from conftest import make_tiny_classifier, synthetic_pairs
 
@@ -51,11 +52,11 @@ def tricky_rows(n: int, labels, seed: int = 0) -> list[list[str]]:
     return rows
 
 
-def whole_and_streamed(path, columns=PAIR, regression=None, label_names=None):
+def whole_and_streamed(path, columns=PAIR, problem_type=None, label_names=None):
     raw = read_user_file(path, columns)
-    task, message = user_task(raw, columns, regression, label_names)
+    task, message = user_task(raw, columns, problem_type, label_names)
     scan = scan_user_file(path, columns)
-    streamed_task, streamed_message = scan_task(scan, columns, regression, label_names)
+    streamed_task, streamed_message = scan_task(scan, columns, problem_type, label_names)
     assert (streamed_task, streamed_message) == (task, message)
     return raw, scan, task
 
@@ -79,10 +80,10 @@ def test_streamed_texts_and_labels_equal_reading_whole_across_chunks(tmp_path, l
 
 def test_task_decisions_match_reading_whole(tmp_path):
     many = write_rows(tmp_path / "many.csv", [["a", "b", str(i % 25)] for i in range(50)])
-    assert whole_and_streamed(many)[2].regression  # 25 distinct integers
-    whole_and_streamed(many, regression=False)
+    assert whole_and_streamed(many)[2].problem_type == REGRESSION  # 25 distinct integers
+    whole_and_streamed(many, problem_type=SINGLE_LABEL)
     small = write_rows(tmp_path / "small.csv", [["a", "b", str(i % 3)] for i in range(9)])
-    assert not whole_and_streamed(small)[2].regression
+    assert whole_and_streamed(small)[2].problem_type == SINGLE_LABEL
     _, scan, task = whole_and_streamed(small, label_names=["0", "1"])
     with pytest.raises(DataError, match=r"small\.csv:4: label '2' not among the given labels"):
         scan_label_ids(scan, task, "train")
@@ -124,7 +125,7 @@ def test_dev_labels_unseen_or_not_numbers_name_the_line(tmp_path):
     dev = write_rows(tmp_path / "d.csv", dev_rows)
     with pytest.raises(DataError, match=r"d\.csv:32: label 'maybe' never seen in train"):
         read_user_examples(dev, PAIR, task, "dev")
-    regression, _ = scan_task(scan_user_file(train, PAIR), PAIR, regression=True)
+    regression, _ = scan_task(scan_user_file(train, PAIR), PAIR, problem_type=REGRESSION)
     with pytest.raises(DataError, match=r"t\.csv:2: regression target 'yes' is not a number"):
         read_user_examples(train, PAIR, regression, "train")
 
@@ -135,7 +136,7 @@ def test_too_many_distinct_labels_are_numbers_or_an_error(tmp_path, monkeypatch)
     scan = scan_user_file(numbers, PAIR)
     assert scan.names is None
     task, message = scan_task(scan, PAIR)
-    assert task.regression and "fractions" in message
+    assert task.problem_type == REGRESSION and "fractions" in message
     assert scan_label_ids(scan, task, "train").tolist() == [i / 4 for i in range(20)]
     words = write_rows(tmp_path / "w.csv", [["a", "b", f"class{i}"] for i in range(20)])
     with pytest.raises(DataError, match="more than 5 distinct labels"):

@@ -17,6 +17,7 @@ from bertfit.model.hf_classifier import classifier_from_pretrained, load_classif
 from bertfit.model.presets import default_model_dir, resolve_model_dir
 from bertfit.model.sources import find_weights_file, read_lower_case, read_state_dict
 from bertfit.model.weights import LoadReport, from_hf_state_dict, load_pretrained, to_hf_state_dict
+from bertfit.problem import REGRESSION, SINGLE_LABEL
 
 transformers = pytest.importorskip("transformers")
 
@@ -50,7 +51,8 @@ def batch(seed: int = 0):
 
 def random_classifier(num_classes: int = 3, seed: int = 1) -> BertClassifier:
     torch.manual_seed(seed)
-    return BertClassifier(CONFIG, num_classes).eval()
+    problem_type = REGRESSION if num_classes == 1 else SINGLE_LABEL
+    return BertClassifier(CONFIG, num_classes, problem_type=problem_type).eval()
 
 
 # ---- name mapping ---------------------------------------------------------------------------

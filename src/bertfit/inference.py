@@ -37,7 +37,9 @@ from bertfit.model.hf_classifier import load_classifier, save_pretrained
 from bertfit.model.packed import PackedBatch, pack_arrays, pack_sequences
 from bertfit.paths import BERTFIT_FILE
 from bertfit.precision import autocast
-from bertfit.probabilities import check_temperature, mean_by_owner, note_uncalibrated, softmax
+from bertfit.predictions import prediction_rows
+from bertfit.probabilities import check_temperature, mean_by_owner, note_uncalibrated
+from bertfit.problem import REGRESSION, ProblemType
 from bertfit.progress import bar as progress_bar
 from bertfit.text.packing import DEFAULT_TRUNCATOR, Truncator, pad_packed
 from bertfit.text.processor import TextProcessor
@@ -70,6 +72,9 @@ class ClassifierInfo:
     # A distilled model: its teacher run and how it was cut and trained (teacher, teacher_layers,
     # layers, init, temperature, alpha, seed; see bertfit.train.distillation). None otherwise.
     distilled_from: dict | None = None
+    # What the model's outputs mean (bertfit.problem; config.json records it too). None in a
+    # bertfit.json written before it was recorded: the model's own (config.json's) is taken.
+    problem_type: str | None = None
 
 
 Packed = tuple[list[int], list[int]]
@@ -166,11 +171,21 @@ def model_num_outputs(model: BertClassifier) -> int:
 
 
 class TextClassifier:
-    """A classifier model, its tokenizer and its label names, used on raw strings."""
+    """A classifier model, its tokenizer and its label names, used on raw strings.
+
+    ``info.problem_type`` left None is filled in from the model's.
+    """
 
     def __init__(
         self, model: BertClassifier, tokenizer: WordpieceTokenizer, info: ClassifierInfo
     ) -> None:
+        if info.problem_type is None:
+            info.problem_type = model.problem_type
+        elif info.problem_type != model.problem_type:
+            raise ValueError(
+                f"info.problem_type {info.problem_type!r} differs from the model's "
+                f"{model.problem_type!r}"
+            )
         self.model = model
         self.tokenizer = tokenizer
         self.info = info
@@ -181,6 +196,11 @@ class TextClassifier:
     def input_names(self) -> list[str]:
         """The text columns, in segment order."""
         return list(self.info.input_names)
+
+    @property
+    def problem_type(self) -> ProblemType:
+        """What the model's outputs mean (:mod:`bertfit.problem`)."""
+        return self.model.problem_type
 
     @property
     def padding_id(self) -> int:
@@ -197,7 +217,12 @@ class TextClassifier:
         if not info_path.is_file():
             raise CheckpointError(f"{directory}: no {BERTFIT_FILE}; not a bertfit model directory")
         info = dataclass_from_dict(ClassifierInfo, read_json(info_path), str(info_path))
-        model = load_classifier(directory)
+        model = load_classifier(directory)  # its problem type is config.json's
+        if info.problem_type not in (None, model.problem_type):
+            raise CheckpointError(
+                f"{info_path}: problem_type {info.problem_type!r} differs from config.json's "
+                f"{model.problem_type!r}"
+            )
         if model.num_classes != len(info.label_names):
             raise CheckpointError(
                 f"{directory}: the model has {model.num_classes} outputs but {BERTFIT_FILE} "
@@ -214,7 +239,7 @@ class TextClassifier:
         """The softmax temperature of calibrated probabilities (1, said once, when none was
         fitted)."""
         if self.info.temperature is None:
-            if not self.model.is_regression:
+            if self.problem_type != REGRESSION:
                 note_uncalibrated(self.source or f"this {self.info.task} model", self)
             return 1.0
         return self.info.temperature
@@ -298,6 +323,7 @@ class TextClassifier:
             stride=self.info.window_stride,
             input_names=list(self.info.input_names),
             label_names=list(self.info.label_names),
+            problem_type=self.problem_type,
             temperature=self.temperature,
             truncator=self.info.truncator,
         )
@@ -309,24 +335,13 @@ class TextClassifier:
     def predict(
         self, columns: list[list[str]], batch_size: int = 64, calibrated: bool = True
     ) -> list[dict]:
-        """One dict per example: ``label``, ``class_id``, ``probabilities``, ``logits``.
+        """One dict per example: ``label``, ``class_id``, ``probabilities``, ``logits`` (a
+        regression model: ``score`` and ``logits``), as :func:`bertfit.predictions.prediction_rows`
+        gives them to every predictor.
 
         The probabilities are calibrated (``softmax(logits / temperature)``); ``calibrated``
-        False gives the raw ``softmax(logits)``. A regression model answers
-        ``{"score": ...}`` instead.
+        False gives the raw ``softmax(logits)``.
         """
         logits = self.logits(columns, batch_size)
-        if self.model.is_regression:
-            return [{"score": float(row[0])} for row in logits]
-        probabilities = softmax(logits, self.temperature if calibrated else 1.0)
-        # argmax over classes (axis -1), one answer per example.
-        class_ids = logits.argmax(axis=-1)
-        return [
-            {
-                "label": self.info.label_names[int(class_id)],
-                "class_id": int(class_id),
-                "probabilities": [float(p) for p in probs],
-                "logits": [float(v) for v in row],
-            }
-            for class_id, probs, row in zip(class_ids, probabilities, logits)
-        ]
+        temperature = self.temperature if calibrated else 1.0
+        return prediction_rows(logits, self.problem_type, self.info.label_names, temperature)

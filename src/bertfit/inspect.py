@@ -31,6 +31,7 @@ from bertfit.model.sources import find_weights as find_source_weights
 from bertfit.model.tf_checkpoint import CheckpointReader
 from bertfit.model.tf_names import map_checkpoint, variable_names
 from bertfit.paths import BERTFIT_FILE
+from bertfit.problem import stored_problem_type
 from bertfit.text.tokenizer import SPECIAL_TOKENS, UNK_TOKEN, VOCAB_FILE_NAME, read_vocab
 
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -326,7 +327,7 @@ def _classifier_info(directory: Path) -> dict[str, Any]:
     info: dict[str, Any] = {}
     if (directory / BERTFIT_FILE).is_file():
         data = read_json(directory / BERTFIT_FILE)
-        for key in ("task", "label_names", "max_seq_length", "input_names"):
+        for key in ("task", "problem_type", "label_names", "max_seq_length", "input_names"):
             if key in data:
                 info[key] = data[key]
     results = directory.parent / "results.json"
@@ -343,6 +344,8 @@ def _classifier_info(directory: Path) -> dict[str, Any]:
             data.get("architectures")
         ):
             info["label_names"] = [data["id2label"][k] for k in sorted(data["id2label"], key=int)]
+            if data.get("problem_type") is not None:
+                info["problem_type"] = data["problem_type"]
     return info
 
 
@@ -475,6 +478,9 @@ def module_tree(summary: ModelSummary) -> str:
         **{name: summary.architecture[name] for name in EncoderConfig.__dataclass_fields__}
     )
     num_labels = len(summary.classifier.get("label_names") or []) or 2
+    problem_type = stored_problem_type(
+        summary.classifier.get("problem_type"), num_labels, summary.source
+    )
     with torch.device("meta"):
-        model = BertClassifier(config, num_labels)
+        model = BertClassifier(config, num_labels, problem_type=problem_type)
     return str(model)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bertfit.data.tasks import SplitLayout, TaskSpec
 from bertfit.errors import DataError
+from bertfit.problem import REGRESSION
 
 # Real GLUE rows are short, but csv's default field limit (128 KiB) is an arbitrary cap.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -141,7 +142,7 @@ def _layout_positions(path: Path, first: list[str], layout: SplitLayout) -> tupl
 
 def _parse_labels(path: Path, task: TaskSpec, raw: list[tuple[int, str]]) -> list:
     """Class ids (or floats for regression) from the label fields, with line-numbered errors."""
-    if task.regression:
+    if task.problem_type == REGRESSION:
         return [_parse_target(path, line, text) for line, text in raw]
     ids = {value: i for i, value in enumerate(task.label_values)}
     labels = []

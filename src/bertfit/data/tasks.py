@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bertfit.errors import ConfigError
+from bertfit.problem import REGRESSION, SINGLE_LABEL, ProblemType, num_outputs
 
 # A column is named by its header field, or by its position in files without a header.
 Column = str | int
@@ -28,9 +29,10 @@ class SplitLayout:
 class TaskSpec:
     """One classification (or regression) task in GLUE's file layout.
 
-    ``label_values`` are the label strings as written in the files and ``label_names`` the
-    human-readable names in the same order (class id = position). A regression task has no
-    label values and one output named by ``label_names[0]``.
+    ``problem_type`` says which (:mod:`bertfit.problem`). ``label_values`` are the label
+    strings as written in the files and ``label_names`` the human-readable names in the same
+    order (class id = position). A regression task has no label values and one output named
+    by ``label_names[0]``.
     """
 
     name: str
@@ -45,14 +47,14 @@ class TaskSpec:
     # Text fields of the label-less test split, which GLUE writes with other headers.
     test_text_columns: tuple[Column, ...] | None = None
     header: bool = True
-    regression: bool = False
+    problem_type: ProblemType = SINGLE_LABEL
     dev_splits: tuple[str, ...] = ("dev",)
     test_splits: tuple[str, ...] = ("test",)
 
     @property
     def num_classes(self) -> int:
         """Number of outputs of the classifier head (1 for regression)."""
-        return 1 if self.regression else len(self.label_names)
+        return num_outputs(self.problem_type, len(self.label_names))
 
     @property
     def main_metric(self) -> str:
@@ -125,7 +127,7 @@ GLUE_TASKS = (
         label_values=(),
         label_names=("score",),
         metrics=("pearson", "spearman"),
-        regression=True,
+        problem_type=REGRESSION,
     ),
     TaskSpec(
         name="qqp",

@@ -18,6 +18,7 @@ from pathlib import Path
 from bertfit.data.readers import TextExamples, iter_json_objects, open_text
 from bertfit.data.tasks import TaskSpec
 from bertfit.errors import DataError
+from bertfit.problem import REGRESSION, SINGLE_LABEL, ProblemType, task_type_of
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
 
@@ -125,21 +126,21 @@ def _field(path: Path, line: int, record: dict, name: str, text: bool) -> str:
     return value
 
 
-def infer_regression(labels: list[str]) -> tuple[bool, str]:
-    """Whether labels look like regression targets, and a sentence saying why.
+def infer_problem_type(labels: list[str]) -> tuple[ProblemType, str]:
+    """The problem type that labels look like, and a sentence saying why.
 
     Numbers with a fractional part, or more than 20 distinct integers, mean regression;
-    anything else is taken as class names.
+    anything else is taken as class names (single-label classification).
     """
     numbers = [_as_number(label) for label in labels]
     if any(value is None for value in numbers):
-        return False, "labels are not all numbers: classification"
+        return SINGLE_LABEL, "labels are not all numbers: classification"
     distinct = set(numbers)
     if any(not float(value).is_integer() for value in distinct):
-        return True, "labels are numbers with fractions: regression"
+        return REGRESSION, "labels are numbers with fractions: regression"
     if len(distinct) > 20:
-        return True, f"labels are {len(distinct)} distinct numbers: regression"
-    return False, f"labels are {len(distinct)} distinct integers: classification"
+        return REGRESSION, f"labels are {len(distinct)} distinct numbers: regression"
+    return SINGLE_LABEL, f"labels are {len(distinct)} distinct integers: classification"
 
 
 def _as_number(text: str) -> float | None:
@@ -153,25 +154,28 @@ def _as_number(text: str) -> float | None:
 def user_task(
     raw_train: RawExamples,
     columns: Columns,
-    regression: bool | None = None,
+    problem_type: ProblemType | None = None,
     label_names: list[str] | None = None,
 ) -> tuple[TaskSpec, str]:
-    """A :class:`TaskSpec` for the user's data, and a message saying how its kind was chosen."""
-    if regression is None:
-        regression, message = infer_regression(raw_train.labels)
+    """A :class:`TaskSpec` for the user's data, and a message saying how its kind was chosen
+    (``problem_type`` None: inferred from the labels)."""
+    if problem_type is None:
+        problem_type, message = infer_problem_type(raw_train.labels)
     else:
-        message = "regression (as asked)" if regression else "classification (as asked)"
-    if regression:
-        return build_user_task(columns, True, ()), message
+        message = f"{task_type_of(problem_type)} (as asked)"
+    if problem_type == REGRESSION:
+        return build_user_task(columns, REGRESSION, ()), message
     names = tuple(label_names) if label_names else tuple(_sorted_labels(raw_train.labels))
     if len(names) < 2:
         raise DataError(f"{raw_train.source}: only one label ({names[0]!r}) in the data")
-    return build_user_task(columns, False, names), message
+    return build_user_task(columns, problem_type, names), message
 
 
-def build_user_task(columns: Columns, regression: bool, label_names: Sequence[str]) -> TaskSpec:
-    """The :class:`TaskSpec` of user data whose kind and labels are known."""
-    if regression:
+def build_user_task(
+    columns: Columns, problem_type: ProblemType, label_names: Sequence[str]
+) -> TaskSpec:
+    """The :class:`TaskSpec` of user data whose problem type and labels are known."""
+    if problem_type == REGRESSION:
         values: tuple[str, ...] = ()
         names: tuple[str, ...] = ("score",)
         metrics: tuple[str, ...] = ("pearson", "spearman")
@@ -187,7 +191,7 @@ def build_user_task(columns: Columns, regression: bool, label_names: Sequence[st
         label_names=names,
         metrics=metrics,
         input_names=columns.texts,
-        regression=regression,
+        problem_type=problem_type,
     )
 
 
@@ -202,7 +206,7 @@ def _sorted_labels(labels: list[str]) -> list[str]:
 def label_examples(raw: RawExamples, task: TaskSpec, split: str) -> TextExamples:
     """Map label strings to class ids (or floats); a label unknown to the task is an error."""
     path = raw.source
-    if task.regression:
+    if task.problem_type == REGRESSION:
         labels: list = []
         for line, text in zip(raw.lines, raw.labels):
             value = _as_number(text)

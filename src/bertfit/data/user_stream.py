@@ -36,6 +36,7 @@ from bertfit.data.user_files import (
     user_task,
 )
 from bertfit.errors import DataError
+from bertfit.problem import REGRESSION, SINGLE_LABEL, ProblemType
 
 # Distinct label strings kept by name; past this the labels can only be regression targets.
 MAX_DISTINCT_LABELS = 100_000
@@ -123,25 +124,25 @@ def scan_user_file(path: str | Path, columns: Columns) -> LabelScan:
 def scan_task(
     scan: LabelScan,
     columns: Columns,
-    regression: bool | None = None,
+    problem_type: ProblemType | None = None,
     label_names: list[str] | None = None,
 ) -> tuple[TaskSpec, str]:
     """:func:`~bertfit.data.user_files.user_task` from scanned labels: the task, and how its
-    kind was chosen."""
+    problem type was chosen (``problem_type`` None: inferred from the labels)."""
     if scan.names is not None:
         # The decision depends on the distinct labels only, so they stand in for all of them.
         return user_task(
-            RawExamples([], scan.names, [], scan.source), columns, regression, label_names
+            RawExamples([], scan.names, [], scan.source), columns, problem_type, label_names
         )
-    if regression is False or np.isnan(scan.values).any():
+    if problem_type == SINGLE_LABEL or np.isnan(scan.values).any():
         raise _too_many_labels(scan.source)
-    if regression:
-        return build_user_task(columns, True, ()), "regression (as asked)"
+    if problem_type == REGRESSION:
+        return build_user_task(columns, REGRESSION, ()), "regression (as asked)"
     if not np.all(np.mod(scan.values, 1) == 0):
         message = "labels are numbers with fractions: regression"
     else:
         message = f"labels are {len(np.unique(scan.values))} distinct numbers: regression"
-    return build_user_task(columns, True, ()), message
+    return build_user_task(columns, REGRESSION, ()), message
 
 
 def _too_many_labels(source: str) -> DataError:
@@ -156,7 +157,7 @@ def scan_label_ids(scan: LabelScan, task: TaskSpec, split: str) -> np.ndarray:
 
     Raises the errors of :func:`~bertfit.data.user_files.label_examples`, at the first bad row.
     """
-    if task.regression:
+    if task.problem_type == REGRESSION:
         if scan.first_non_number is not None:
             line, text = scan.first_non_number
             raise DataError(f"{scan.source}:{line}: regression target {text!r} is not a number")

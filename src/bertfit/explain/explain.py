@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from bertfit.explain.explanation import Explanation, build_explanation
 from bertfit.explain.occlusion import LogitsOfPacked, occlusion
 from bertfit.explain.words import WordRow, mask_id
+from bertfit.problem import ProblemType
 from bertfit.text.packing import DEFAULT_TRUNCATOR
 from bertfit.text.tokenizer import WordpieceTokenizer
 
@@ -26,6 +27,7 @@ class Packing:
     stride: int | None
     input_names: list[str]
     label_names: list[str]
+    problem_type: ProblemType
     temperature: float = 1.0
     truncator: str = DEFAULT_TRUNCATOR
 
@@ -81,6 +83,7 @@ def _build(packing, row, method, logits, scores, target, difference=None) -> Exp
         row,
         packing.input_names,
         packing.label_names,
+        packing.problem_type,
         method,
         logits,
         scores,

@@ -17,6 +17,7 @@ import numpy as np
 from bertfit.errors import ConfigError
 from bertfit.explain.words import WordRow
 from bertfit.probabilities import softmax
+from bertfit.problem import REGRESSION, ProblemType
 
 METHODS = ("integrated_gradients", "occlusion")
 
@@ -88,6 +89,7 @@ def build_explanation(
     row: WordRow,
     input_names: list[str],
     label_names: list[str],
+    problem_type: ProblemType,
     method: str,
     logits: np.ndarray,
     scores: np.ndarray,
@@ -98,7 +100,7 @@ def build_explanation(
 ) -> Explanation:
     """Put a method's per-word ``scores`` and the row's ``logits`` into an :class:`Explanation`.
 
-    A regression model (one output) gets its ``score`` and no label or probabilities.
+    A regression model gets its ``score`` and no label or probabilities.
     """
     texts = [TextAttributions(name, text, []) for name, text in zip(input_names, row.texts)]
     for word, score, was_seen in zip(row.words, scores, seen):
@@ -109,7 +111,7 @@ def build_explanation(
             )
         )
     logits = np.asarray(logits, dtype=np.float64)
-    regression = len(logits) == 1
+    regression = problem_type == REGRESSION
     return Explanation(
         method=method,
         label=None if regression else label_names[target],

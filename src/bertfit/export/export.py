@@ -222,6 +222,7 @@ def classifier_spec(classifier, export_format: str, precision: str) -> Classifie
             precision=precision,
         ),
         temperature=info.temperature,
+        problem_type=classifier.problem_type,
     )
 
 

@@ -4,8 +4,8 @@
 ``classifier.json`` and opens the model with ONNX Runtime. The predictor takes text columns,
 sorts the examples by length, runs them in batches padded to each batch's longest example, and
 returns the logits, class ids and class names in input order, like the reference tutorial's
-exported module. Its imports are numpy, tokenizers and onnxruntime (and torch only for a
-``torch-export`` directory).
+exported module (the columns of :func:`bertfit.predictions.prediction_columns`). Its imports
+are numpy, tokenizers and onnxruntime (and torch only for a ``torch-export`` directory).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from bertfit.explain.explain import Packing, explain_by_occlusion
 from bertfit.explain.explanation import Explanation, check_method, row_texts
 from bertfit.export.manifest import CLASSIFIER_FILE, verify_directory
 from bertfit.export.spec import ClassifierSpec
-from bertfit.probabilities import mean_by_owner, note_uncalibrated, softmax
+from bertfit.predictions import prediction_columns
+from bertfit.probabilities import mean_by_owner, note_uncalibrated
+from bertfit.problem import REGRESSION, ProblemType
 from bertfit.text.packing import PackedExample, pad_packed
 from bertfit.text.processor import TextProcessor
 from bertfit.text.tokenizer import WordpieceTokenizer
@@ -87,7 +89,10 @@ class ExportedClassifier:
 
     and get a dict of numpy columns: ``logits`` [n, num_classes], ``probabilities``
     [n, num_classes] (calibrated with the run's temperature; ``calibrated=False`` gives the raw
-    softmax), ``class_id`` [n] (argmax over classes) and ``class`` [n] (label names).
+    softmax), ``class_id`` [n] (argmax over classes) and ``label`` [n] (label names), also
+    under the reference tutorial's name ``class``. A regression model gives ``score`` [n] and
+    ``logits`` [n, 1]. These are :func:`bertfit.predictions.prediction_columns`, the fields of
+    every ``predict`` row and server answer.
     Any number of examples may be passed; they are run in length-sorted batches of
     ``batch_size``. Over-long texts are trimmed exactly as in training.
     """
@@ -123,7 +128,7 @@ class ExportedClassifier:
         """The softmax temperature of calibrated probabilities (1, said once, when the model
         was exported before calibration)."""
         if self.spec.temperature is None:
-            if self.spec.model.num_classes > 1:
+            if self.problem_type != REGRESSION:
                 note_uncalibrated(str(self.directory), self)
             return 1.0
         return self.spec.temperature
@@ -132,6 +137,11 @@ class ExportedClassifier:
     def task(self) -> str:
         """Name of the task the model was fine-tuned on."""
         return self.spec.task
+
+    @property
+    def problem_type(self) -> ProblemType:
+        """What the model's outputs mean (:mod:`bertfit.problem`)."""
+        return self.spec.problem_type
 
     @property
     def input_names(self) -> list[str]:
@@ -216,6 +226,7 @@ class ExportedClassifier:
             stride=self.spec.packing.window_stride,
             input_names=self.input_names,
             label_names=self.label_names,
+            problem_type=self.problem_type,
             temperature=self.temperature,
             truncator=self.truncator,
         )
@@ -234,16 +245,13 @@ class ExportedClassifier:
         return logits
 
     def outputs(self, logits: np.ndarray, calibrated: bool = True) -> dict[str, np.ndarray]:
-        """The output columns for ``logits``: logits, probabilities (calibrated unless
-        ``calibrated`` is False), class_id and class."""
-        class_id = logits.argmax(axis=-1).astype(np.int64)
-        names = np.asarray(self.spec.label_names, dtype=np.str_)
-        return {
-            "logits": logits,
-            "probabilities": softmax(logits, self.temperature if calibrated else 1.0),
-            "class_id": class_id,
-            "class": names[class_id] if len(class_id) else np.asarray([], dtype=np.str_),
-        }
+        """The output columns for ``logits`` (see the class docstring); probabilities are
+        calibrated unless ``calibrated`` is False."""
+        temperature = self.temperature if calibrated else 1.0
+        columns = prediction_columns(logits, self.problem_type, self.label_names, temperature)
+        if "label" in columns:
+            columns["class"] = columns["label"]  # the reference tutorial's name for it
+        return columns
 
     def __repr__(self) -> str:
         model = self.spec.model

@@ -1,8 +1,8 @@
 """``classifier.json``: what an exported model needs besides its weights to classify raw strings.
 
-The task's text columns and label names, the tokenizer (vocabulary file and normalisation
-settings) and the packing settings, and the model file's inputs and output. Standard library
-only, like the rest of the runtime's imports.
+The task's text columns, label names and problem type, the tokenizer (vocabulary file and
+normalisation settings) and the packing settings, and the model file's inputs and output.
+Standard library only, like the rest of the runtime's imports.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from bertfit.config import dataclass_from_dict, read_json
 from bertfit.errors import CheckpointError, ConfigError
 from bertfit.probabilities import check_temperature
+from bertfit.problem import stored_problem_type
 from bertfit.text.tokenizer import VOCAB_FILE_NAME
 
 #: The three packed inputs every exported model takes, int64 [batch, sequence].
@@ -75,6 +76,9 @@ class ClassifierSpec:
     model: ModelSpec
     # Softmax temperature of calibrated probabilities (from the run); None: not calibrated.
     temperature: float | None = None
+    # What the logits mean (bertfit.problem). An export written before it was recorded has
+    # none: reading it fills in bertfit.problem.legacy_problem_type's answer.
+    problem_type: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -91,7 +95,8 @@ class ClassifierSpec:
         return spec
 
     def validate(self, where: str) -> None:
-        """Refuse settings this runtime cannot honour exactly as training did."""
+        """Refuse settings this runtime cannot honour exactly as training did (and fill in
+        the problem type of an export written before it was recorded)."""
         checks = [
             (self.tokenizer.type == "bert-wordpiece", "tokenizer.type must be 'bert-wordpiece'"),
             (self.tokenizer.max_input_chars_per_word == 100, "tokenizer.max_input_chars_per_word"
@@ -116,3 +121,4 @@ class ClassifierSpec:
             if not ok:
                 raise CheckpointError(f"{where}: {message}")
         check_temperature(self.temperature, f"{where}: temperature")
+        self.problem_type = stored_problem_type(self.problem_type, self.model.num_classes, where)

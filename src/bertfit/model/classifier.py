@@ -1,7 +1,8 @@
 """BERT classifier: an encoder plus dropout and one dense layer on its pooled output.
 
 The same head as Model Garden's ``BertClassifier`` and Hugging Face's
-``BertForSequenceClassification``; ``num_classes=1`` makes it a regressor (one score).
+``BertForSequenceClassification``; ``problem_type`` (:mod:`bertfit.problem`) says what its
+logits mean, a regression having one output (the score).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from bertfit.model.config import EncoderConfig
 from bertfit.model.dropout import Dropout
 from bertfit.model.encoder import BertEncoder, init_bert_weights
 from bertfit.model.packed import PackedBatch
+from bertfit.problem import SINGLE_LABEL, ProblemType, outputs_mismatch
 
 
 class ClassificationHead(nn.Module):
@@ -30,30 +32,35 @@ class ClassificationHead(nn.Module):
 
 
 class BertClassifier(nn.Module):
-    """Sequence classifier (or regressor when ``num_classes == 1``) on a :class:`BertEncoder`.
+    """Sequence classifier (or regressor) on a :class:`BertEncoder`.
 
+    ``num_classes`` is the number of logits (1 for a regression) and ``problem_type`` what
+    they mean (:mod:`bertfit.problem`; single-label classification unless given).
     ``dropout_rate`` is the head's dropout; ``None`` uses the encoder's ``dropout_rate`` as
     Model Garden and Hugging Face do. Weights start from BERT's initialization; restore a
     pretrained encoder with :func:`bertfit.model.weights.load_pretrained`.
     """
 
     def __init__(
-        self, config: EncoderConfig, num_classes: int, dropout_rate: float | None = None
+        self,
+        config: EncoderConfig,
+        num_classes: int,
+        dropout_rate: float | None = None,
+        problem_type: ProblemType = SINGLE_LABEL,
     ) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        mismatch = outputs_mismatch(problem_type, num_classes)
+        if mismatch is not None:
+            raise ValueError(mismatch)
         self.config = config
         self.num_classes = num_classes
+        self.problem_type = problem_type
         self.dropout_rate = config.dropout_rate if dropout_rate is None else dropout_rate
         self.encoder = BertEncoder(config)
         self.classifier = ClassificationHead(config.hidden_size, num_classes, self.dropout_rate)
         self.classifier.apply(functools.partial(init_bert_weights, std=config.initializer_range))
-
-    @property
-    def is_regression(self) -> bool:
-        """True when the model predicts one real-valued score rather than class logits."""
-        return self.num_classes == 1
 
     def forward(
         self,

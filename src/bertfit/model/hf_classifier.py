@@ -6,6 +6,10 @@ and ``model.safetensors`` in Hugging Face's names, so ``transformers`` loads the
 it loads its own; :func:`load_classifier` reads such a directory back (bertfit's or
 transformers'), and :func:`classifier_from_pretrained` builds a fresh classifier on a pretrained
 encoder. Tensors are renamed and checked by :mod:`bertfit.model.weights`.
+
+``problem_type`` is the classifier's own (:mod:`bertfit.problem`, whose values are Hugging
+Face's names); a ``config.json`` that leaves it unset is read as
+:func:`~bertfit.problem.legacy_problem_type` says.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from bertfit.errors import CheckpointError, ConfigError
 from bertfit.model.classifier import BertClassifier
 from bertfit.model.config import EncoderConfig
 from bertfit.model.weights import LoadReport, load_pretrained, to_hf_state_dict
+from bertfit.problem import SINGLE_LABEL, ProblemType, stored_problem_type
 
 
 def classifier_from_pretrained(
@@ -30,9 +35,11 @@ def classifier_from_pretrained(
     *,
     dropout_rate: float | None = None,
     strict: bool = True,
+    problem_type: ProblemType = SINGLE_LABEL,
 ) -> tuple[BertClassifier, LoadReport]:
     """A fresh classifier on the pretrained encoder of ``model_dir``, and the load report."""
-    model = BertClassifier(EncoderConfig.from_model_dir(model_dir), num_classes, dropout_rate)
+    config = EncoderConfig.from_model_dir(model_dir)
+    model = BertClassifier(config, num_classes, dropout_rate, problem_type)
     return model, load_pretrained(model, model_dir, strict=strict)
 
 
@@ -76,7 +83,9 @@ def load_classifier(directory: str | Path) -> BertClassifier:
     dropout = data.get("classifier_dropout")
     if dropout is not None and (isinstance(dropout, bool) or not isinstance(dropout, (int, float))):
         raise ConfigError(f"{config_path}.classifier_dropout: expected a number, got {dropout!r}")
-    model = BertClassifier(encoder_config, _num_labels(data, str(config_path)), dropout)
+    num_labels = _num_labels(data, str(config_path))
+    problem_type = stored_problem_type(data.get("problem_type"), num_labels, str(config_path))
+    model = BertClassifier(encoder_config, num_labels, dropout, problem_type)
     report = load_pretrained(model, directory, strict=True)
     if report.initialized:
         raise CheckpointError(
@@ -116,7 +125,7 @@ def _hf_classifier_config(
         num_labels=model.num_classes,
         id2label={str(i): label for i, label in enumerate(labels)},
         label2id={label: i for i, label in enumerate(labels)},
-        problem_type="regression" if model.is_regression else "single_label_classification",
+        problem_type=model.problem_type,
         classifier_dropout=model.dropout_rate,
     )
     for key, value in (extra_config or {}).items():

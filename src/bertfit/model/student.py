@@ -81,7 +81,9 @@ def build_student(teacher: BertClassifier, layers: list[int]) -> BertClassifier:
     ``layers[j]``), pooler and head. The student is in training mode on the CPU."""
     check_layer_indices(list(layers), teacher.config.num_layers)
     config = dataclasses.replace(teacher.config, num_layers=len(layers))
-    student = BertClassifier(config, teacher.num_classes, teacher.dropout_rate)
+    student = BertClassifier(
+        config, teacher.num_classes, teacher.dropout_rate, teacher.problem_type
+    )
     student.load_state_dict(student_state_dict(teacher.state_dict(), layers), strict=True)
     return student
 

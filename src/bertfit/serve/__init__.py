@@ -3,15 +3,17 @@
 Endpoints:
 
 * ``POST /predict`` with ``{"instances": [{"sentence1": ..., "sentence2": ...}, ...]}`` answers
-  ``{"predictions": [{"label", "class_id", "probabilities"}, ...]}`` in the same order; the
-  probabilities are calibrated with the model's temperature, or raw with ``"calibrated": false``
-  in the body;
+  ``{"predictions": [{"label", "class_id", "probabilities", "logits"}, ...]}`` in the same
+  order (a regression model: ``{"score", "logits"}``), the rows ``bertfit predict`` prints
+  (:func:`bertfit.predictions.prediction_rows`); the probabilities are calibrated with the
+  model's temperature, or raw with ``"calibrated": false`` in the body;
 * ``POST /explain`` with the same body answers ``{"explanations": [...]}``: each instance's
   label, probabilities and every input word's occlusion attribution
   (:class:`bertfit.explain.Explanation`), under the same limits and refusals as ``/predict``;
 * ``GET /`` is a page to try the model in a browser (:mod:`bertfit.serve.page`);
 * ``GET /health`` answers ``{"status": "ok"}`` once the model is loaded;
-* ``GET /metadata``: task, text columns, labels, export format, versions and the limits.
+* ``GET /metadata``: task, text columns, problem type, labels, export format, versions and the
+  limits.
 
 Instances from concurrent requests are put together into one model call
 (:class:`bertfit.serve.app.MicroBatcher`), up to ``max_batch_size`` instances or

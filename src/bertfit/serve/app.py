@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 import bertfit
+from bertfit.predictions import prediction_rows
 from bertfit.probabilities import softmax
 from bertfit.serve.config import ServeConfig
 from bertfit.serve.page import render_page
@@ -230,21 +231,6 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _predictions(
-    logits: np.ndarray, label_names: list[str], temperature: float
-) -> list[dict[str, Any]]:
-    probabilities = softmax(logits, temperature)
-    class_ids = logits.argmax(axis=-1)
-    return [
-        {
-            "label": label_names[int(class_id)],
-            "class_id": int(class_id),
-            "probabilities": [round(float(p), 6) for p in probs],
-        }
-        for class_id, probs in zip(class_ids, probabilities)
-    ]
-
-
 def explain_row(predictor, texts: list[str], calibrated: bool) -> dict[str, Any]:
     """The ``/explain`` answer for one instance: its occlusion explanation as a dict, with raw
     probabilities when ``calibrated`` is False."""
@@ -266,6 +252,7 @@ def metadata_of(predictor, config: ServeConfig) -> dict[str, Any]:
     return {
         "task": predictor.task,
         "input_names": predictor.input_names,
+        "problem_type": predictor.problem_type,
         "labels": predictor.label_names,
         "max_seq_length": predictor.max_seq_length,
         "truncator": predictor.truncator,
@@ -312,8 +299,8 @@ def create_app(predictor, config: ServeConfig | None = None) -> Starlette:
         except Overloaded as error:
             return _error(503, f"server busy: {error}; retry later")
         temperature = info["temperature"] if calibrated else 1.0
-        predictions = _predictions(logits, predictor.label_names, temperature)
-        return JSONResponse({"predictions": predictions})
+        rows = prediction_rows(logits, predictor.problem_type, predictor.label_names, temperature)
+        return JSONResponse({"predictions": rows})
 
     async def explain(request: Request) -> JSONResponse:
         try:

@@ -25,6 +25,7 @@ from bertfit.data.tasks import TaskSpec
 from bertfit.errors import ConfigError
 from bertfit.inference import TextClassifier
 from bertfit.paths import BERTFIT_FILE, RUN_MODEL_DIR, find_model_dir
+from bertfit.problem import REGRESSION
 from bertfit.train.evaluate import EncodedExamples, logits_of_encoded
 
 CALIBRATION_FILE = "calibration.json"
@@ -98,7 +99,7 @@ def calibrate_trained(
     model was chosen before a resume) the saved model is loaded and evaluated again, in fp32.
     None when there is nothing to calibrate: a regression task, or no dev set.
     """
-    if task.regression or not dev:
+    if task.problem_type == REGRESSION or not dev:
         return None
     model_dir = find_model_dir(run_dir)
     if best_logits is not None and set(best_logits) == set(dev):

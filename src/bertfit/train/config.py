@@ -13,6 +13,7 @@ from typing import Literal
 from bertfit.config import dataclass_from_dict, dataclass_to_dict, read_json
 from bertfit.errors import ConfigError
 from bertfit.precision import PRECISIONS
+from bertfit.problem import TaskType
 from bertfit.text.packing import DEFAULT_TRUNCATOR, Truncator, check_truncator
 from bertfit.train.optim import OptimizationConfig
 
@@ -102,7 +103,8 @@ class UserDataConfig:
 
     Used when ``train_file`` is set; the run's task is then ``custom``. ``task_type`` "auto"
     infers classification or regression from the training labels, and the resolved run config
-    records what was chosen, and the label names, so the run repeats exactly.
+    records what was chosen, and the label names, so the run repeats exactly. (The other
+    values are :data:`bertfit.problem.TaskType`'s, the user's words for a problem type.)
     """
 
     train_file: str | None = None
@@ -110,7 +112,7 @@ class UserDataConfig:
     text_a: str = "sentence1"
     text_b: str | None = None
     label: str = "label"
-    task_type: Literal["auto", "classification", "regression"] = "auto"
+    task_type: Literal["auto", TaskType] = "auto"
     label_names: list[str] | None = None
 
     def validate(self) -> None:

@@ -23,6 +23,7 @@ from bertfit.inference import TextClassifier, predicted_batches
 from bertfit.model.student import build_student
 from bertfit.model.taps import FirstTokenTap, TeacherShadow
 from bertfit.paths import find_model_dir
+from bertfit.problem import REGRESSION, task_type_of
 from bertfit.train.augment import augment_inputs
 from bertfit.train.config import RunConfig
 from bertfit.train.evaluate import EncodedExamples
@@ -39,6 +40,11 @@ def build_student_classifier(config: RunConfig, task: TaskSpec) -> TextClassifie
     ``distill.layers``, with the teacher's tokenizer and text settings, its ``bertfit.json``
     saying how it was distilled. Its temperature is fitted anew after training."""
     teacher = load_teacher(config)
+    if teacher.problem_type != task.problem_type:
+        raise ConfigError(
+            f"teacher {config.distill.teacher} is a {task_type_of(teacher.problem_type)} model "
+            f"but task {task.name} is a {task_type_of(task.problem_type)}"
+        )
     if teacher.model.num_classes != task.num_classes:
         raise ConfigError(
             f"teacher {config.distill.teacher} has {teacher.model.num_classes} outputs but task "
@@ -140,8 +146,8 @@ def with_augmented_copies(
         seed=config.trainer.seed,
     )
     added = len(inputs) - len(data.inputs)
-    regression = np.issubdtype(data.labels.dtype, np.floating)
-    no_label = np.full(added, np.nan if regression else NO_LABEL_CLASS, dtype=data.labels.dtype)
+    missing = np.nan if teacher.problem_type == REGRESSION else NO_LABEL_CLASS
+    no_label = np.full(added, missing, dtype=data.labels.dtype)
     labels = np.concatenate([data.labels, no_label])
     owners = None  # each copy is a text of its own, with its own (missing) label
     if data.owners is not None:
@@ -176,7 +182,7 @@ def training_loss(
     return DistillationLoss(
         distill.temperature,
         distill.alpha,
-        task.regression,
+        task.problem_type,
         distill.layer_weight,
         tap,
         distill.token_weight,

@@ -334,6 +334,8 @@ def gathered_model(model: torch.nn.Module) -> torch.nn.Module:
     if not current().is_main:
         return model
     with torch.random.fork_rng(devices=[]):  # building a module draws; the run must not notice
-        copy = BertClassifier(model.config, model.num_classes, model.dropout_rate)
+        copy = BertClassifier(
+            model.config, model.num_classes, model.dropout_rate, model.problem_type
+        )
     copy.load_state_dict(state)
     return copy

@@ -16,6 +16,7 @@ from bertfit.data.encoding import ChunkedTexts, encode_stream
 from bertfit.data.readers import TextExamples
 from bertfit.data.tasks import TaskSpec
 from bertfit.inference import Packed, TextClassifier, mean_by_owner, predict_logits
+from bertfit.problem import REGRESSION
 from bertfit.train.metrics import compute_metrics
 
 
@@ -58,7 +59,7 @@ def encode_examples(
     :func:`bertfit.data.encoding.encode_stream`), so a large file never lives in memory as
     Python strings or lists.
     """
-    dtype = np.float32 if task.regression else np.int64
+    dtype = np.float32 if task.problem_type == REGRESSION else np.int64
     labels = np.asarray(examples.labels, dtype=dtype)
     inputs, owners = encode_stream(
         classifier.processor, examples, classifier.info.window_stride, progress
@@ -96,7 +97,7 @@ def predict_encoded(
 
 def predictions_of(task: TaskSpec, logits: np.ndarray) -> np.ndarray:
     """Class ids of ``logits``, or the scores themselves for a regression task."""
-    return logits[:, 0] if task.regression else logits.argmax(axis=-1)
+    return logits[:, 0] if task.problem_type == REGRESSION else logits.argmax(axis=-1)
 
 
 def evaluate_encoded(
@@ -113,7 +114,7 @@ def evaluate_encoded(
     """
     logits = logits_of_encoded(classifier, data, batch_size)
     scores = compute_metrics(task.metrics, predictions_of(task, logits), data.labels)
-    if calibration and not task.regression:
+    if calibration and task.problem_type != REGRESSION:
         before = calibration_metrics(logits, data.labels)
         after = calibration_metrics(logits, data.labels, classifier.temperature)
         for name in ("ece", "nll"):

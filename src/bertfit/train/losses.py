@@ -13,21 +13,27 @@ import torch
 import torch.nn.functional as F
 
 from bertfit.model.taps import FirstTokenTap, LayerRows, TeacherShadow
+from bertfit.problem import REGRESSION, ProblemType
 
 #: The class id of a row with no gold label (augmented inputs), as PyTorch's ``ignore_index``.
 NO_LABEL_CLASS = -100
 
 
-def task_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
+def task_loss(
+    logits: torch.Tensor, labels: torch.Tensor, problem_type: ProblemType
+) -> torch.Tensor:
     """Mean cross-entropy of class ``logits`` [B, C] against class ids, or for a regression
     (``logits`` [B, 1]) the mean squared error against the target scores."""
-    if regression:
+    if problem_type == REGRESSION:
         return F.mse_loss(logits.squeeze(-1).float(), labels)
     return F.cross_entropy(logits.float(), labels)
 
 
 def soft_target_loss(
-    logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, regression: bool
+    logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    problem_type: ProblemType,
 ) -> torch.Tensor:
     """The student's loss against the teacher's outputs.
 
@@ -37,7 +43,7 @@ def soft_target_loss(
     as ``T`` changes (Hinton et al., 2015). Regression: the mean squared error between the
     student's and the teacher's scores (``temperature`` does not apply).
     """
-    if regression:
+    if problem_type == REGRESSION:
         return F.mse_loss(logits.float(), teacher_logits.float())
     student = F.log_softmax(logits.float() / temperature, dim=-1)
     teacher = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
@@ -51,7 +57,7 @@ def distillation_loss(
     teacher_logits: torch.Tensor,
     temperature: float,
     alpha: float,
-    regression: bool,
+    problem_type: ProblemType,
 ) -> torch.Tensor:
     """``alpha * task_loss(logits, labels) + (1 - alpha) * soft_target_loss(...)``, the task's
     loss over the rows that have a gold label (:func:`labelled_task_loss`).
@@ -61,27 +67,27 @@ def distillation_loss(
     teacher alone.
     """
     if alpha == 1:
-        return task_loss(logits, labels, regression)
-    soft = soft_target_loss(logits, teacher_logits, temperature, regression)
+        return task_loss(logits, labels, problem_type)
+    soft = soft_target_loss(logits, teacher_logits, temperature, problem_type)
     if alpha == 0:
         return soft
-    return alpha * labelled_task_loss(logits, labels, regression) + (1 - alpha) * soft
+    return alpha * labelled_task_loss(logits, labels, problem_type) + (1 - alpha) * soft
 
 
-def labelled_task_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool):
+def labelled_task_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: ProblemType):
     """:func:`task_loss` over the rows that have a gold label, 0 when none has.
 
     Rows without one (augmented inputs, see :mod:`bertfit.train.augment`) are marked by the
     class id ``NO_LABEL_CLASS`` or a NaN score. A batch whose rows all have labels gets exactly
     :func:`task_loss`.
     """
-    missing = labels.isnan() if regression else labels == NO_LABEL_CLASS
+    missing = labels.isnan() if problem_type == REGRESSION else labels == NO_LABEL_CLASS
     if not bool(missing.any()):
-        return task_loss(logits, labels, regression)
+        return task_loss(logits, labels, problem_type)
     keep = ~missing
     if not bool(keep.any()):
         return logits.float().sum() * 0.0  # no gold rows: nothing to learn, a graph to keep
-    return task_loss(logits[keep], labels[keep], regression)
+    return task_loss(logits[keep], labels[keep], problem_type)
 
 
 def layer_match_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -129,7 +135,7 @@ class DistillationLoss:
 
     temperature: float
     alpha: float
-    regression: bool
+    problem_type: ProblemType
     layer_weight: float = 0.0
     tap: FirstTokenTap | None = None
     token_weight: float = 0.0
@@ -142,7 +148,7 @@ class DistillationLoss:
             raise ValueError("distillation needs the teacher's logits with the training data")
         outputs = logits.shape[-1]
         loss = distillation_loss(
-            logits, labels, targets[:, :outputs], self.temperature, self.alpha, self.regression
+            logits, labels, targets[:, :outputs], self.temperature, self.alpha, self.problem_type
         )
         if self.layer_weight:
             if self.tap is None:

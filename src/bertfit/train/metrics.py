@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from bertfit.errors import ConfigError
+from bertfit.problem import REGRESSION, ProblemType
 
 DEV_PREFIX = "dev_"
 
@@ -163,7 +164,9 @@ def compute_metrics(names: Sequence[str], predictions, labels) -> dict[str, floa
     return {name: METRICS[name](predictions, labels) for name in names}
 
 
-def collapse_message(predictions, label_names: Sequence[str], regression: bool) -> str | None:
+def collapse_message(
+    predictions, label_names: Sequence[str], problem_type: ProblemType
+) -> str | None:
     """A plain warning when a model's predictions have collapsed, else None.
 
     Classification collapses when every example gets the same class (MRPC's "always
@@ -173,7 +176,7 @@ def collapse_message(predictions, label_names: Sequence[str], regression: bool) 
     values = np.asarray(predictions)
     if values.size == 0:
         return None
-    if regression:
+    if problem_type == REGRESSION:
         spread = float(np.std(values))
         if spread < max(1e-4, 0.01 * float(np.mean(np.abs(values)))):
             return (

@@ -39,6 +39,7 @@ from bertfit.model.sources import describe_source
 from bertfit.model.weights import load_pretrained
 from bertfit.paths import find_model_dir
 from bertfit.precision import resolve_device, resolve_precision
+from bertfit.problem import REGRESSION, TASK_TYPES, task_type_of
 from bertfit.text.tokenizer import WordpieceTokenizer
 from bertfit.train import distributed
 from bertfit.train.calibrate import (
@@ -81,7 +82,9 @@ def build_classifier(config: RunConfig, task: TaskSpec) -> TextClassifier:
             f"{encoder_config.max_position_embeddings} positions"
         )
     torch.manual_seed(config.trainer.seed)
-    model = BertClassifier(encoder_config, num_classes=task.num_classes)
+    model = BertClassifier(
+        encoder_config, num_classes=task.num_classes, problem_type=task.problem_type
+    )
     # Only the encoder is restored: a classifier directory's own head (possibly for other
     # labels) is ignored and the new head starts fresh, as fine-tuning expects.
     load_pretrained(model.encoder, model_dir, strict=True)
@@ -89,6 +92,7 @@ def build_classifier(config: RunConfig, task: TaskSpec) -> TextClassifier:
     tokenizer = WordpieceTokenizer(source.vocab, lower_case=lower_case)
     info = ClassifierInfo(
         task=config.task,
+        problem_type=task.problem_type,
         label_names=list(task.label_names),
         max_seq_length=config.max_seq_length,
         lower_case=lower_case,
@@ -128,14 +132,14 @@ def _load_user_data(config: RunConfig) -> tuple[TaskSpec, FileExamples, dict[str
     data = config.data
     columns = Columns(data.text_a, data.text_b, data.label)
     train_scan = scan_user_file(data.train_file, columns)
-    regression = {"auto": None, "regression": True, "classification": False}[data.task_type]
-    task, how = scan_task(train_scan, columns, regression, data.label_names)
+    asked = TASK_TYPES.get(data.task_type)  # None for "auto": inferred from the labels
+    task, how = scan_task(train_scan, columns, asked, data.label_names)
     if data.task_type == "auto":
         print(f"task type: {how}", file=sys.stderr)
     config.task = task.name
     data.train_file = str(Path(data.train_file).resolve())
-    data.task_type = "regression" if task.regression else "classification"
-    data.label_names = None if task.regression else list(task.label_names)
+    data.task_type = task_type_of(task.problem_type)
+    data.label_names = None if task.problem_type == REGRESSION else list(task.label_names)
     dev = {}
     if data.dev_file is not None:
         data.dev_file = str(Path(data.dev_file).resolve())
@@ -167,7 +171,7 @@ def task_of(config: RunConfig) -> TaskSpec:
     if data.train_file is None:
         return get_task(config.task)
     columns = Columns(data.text_a, data.text_b, data.label)
-    return build_user_task(columns, data.task_type == "regression", data.label_names or ())
+    return build_user_task(columns, TASK_TYPES[data.task_type], data.label_names or ())
 
 
 def read_split(
@@ -238,7 +242,7 @@ def evaluate_run(
     classifier, config, task = load_run_model(run)
     splits = task.dev_splits if split == "dev" else (split,)
     result = RunEvaluation(task.name)
-    if not task.regression:
+    if task.problem_type != REGRESSION:
         result.temperature = classifier.temperature
     for name in splits:
         examples = read_split(config, task, name, data_dir)
@@ -264,7 +268,7 @@ def calibrate_run(
     GLUE directory. Raises :class:`ConfigError` for a regression task or a split without labels.
     """
     classifier, config, task = load_run_model(run)
-    if task.regression:
+    if task.problem_type == REGRESSION:
         raise ConfigError(
             f"{task.name} is a regression task: it has no class probabilities to calibrate"
         )

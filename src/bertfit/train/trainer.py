@@ -444,7 +444,7 @@ class Trainer:
         (loss if self._scaler is None else self._scaler.scale(loss)).backward()
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return task_loss(logits, labels, self.task.regression)
+        return task_loss(logits, labels, self.task.problem_type)
 
     def evaluate(self, data: EncodedExamples) -> dict[str, float]:
         """The task's metrics on encoded examples."""
@@ -467,7 +467,7 @@ class Trainer:
             predictions = predictions_of(self.task, logits[split])
             metrics = compute_metrics(self.task.metrics, predictions, data.labels)
             record.update({metric_prefix(split) + name: value for name, value in metrics.items()})
-            warning = collapse_message(predictions, self.task.label_names, self.task.regression)
+            warning = collapse_message(predictions, self.task.label_names, self.task.problem_type)
             if warning:
                 record.setdefault("collapsed", []).append(split)
                 if self._context.is_main:

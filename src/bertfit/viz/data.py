@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from bertfit.errors import ConfigError
+from bertfit.problem import REGRESSION
 from bertfit.train.optim import OptimizationConfig, learning_rate_schedule
 from bertfit.train.tracking import STEP_LOG_FILE, read_jsonl
 
@@ -219,7 +220,7 @@ def confusion_data(classifier, examples, split: str = "dev", batch_size: int = 6
     from bertfit.inference import predict_logits  # torch: the data-only plots run without it
 
     names = list(classifier.info.label_names)
-    if classifier.model.is_regression:
+    if classifier.problem_type == REGRESSION:
         raise ConfigError(
             f"task {classifier.info.task} is a regression; a confusion matrix needs classes"
         )
