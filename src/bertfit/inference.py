@@ -37,7 +37,12 @@ from bertfit.model.hf_classifier import load_classifier, save_pretrained
 from bertfit.model.packed import PackedBatch, pack_arrays, pack_sequences
 from bertfit.paths import BERTFIT_FILE
 from bertfit.precision import autocast
-from bertfit.probabilities import check_temperature, mean_by_owner, note_uncalibrated, softmax
+from bertfit.probabilities import (
+    check_temperature,
+    mean_by_owner,
+    note_uncalibrated,
+    prediction_rows,
+)
 from bertfit.progress import bar as progress_bar
 from bertfit.text.packing import DEFAULT_TRUNCATOR, Truncator, pad_packed
 from bertfit.text.processor import TextProcessor
@@ -316,17 +321,7 @@ class TextClassifier:
         ``{"score": ...}`` instead.
         """
         logits = self.logits(columns, batch_size)
-        if self.model.is_regression:
-            return [{"score": float(row[0])} for row in logits]
-        probabilities = softmax(logits, self.temperature if calibrated else 1.0)
-        # argmax over classes (axis -1), one answer per example.
-        class_ids = logits.argmax(axis=-1)
-        return [
-            {
-                "label": self.info.label_names[int(class_id)],
-                "class_id": int(class_id),
-                "probabilities": [float(p) for p in probs],
-                "logits": [float(v) for v in row],
-            }
-            for class_id, probs, row in zip(class_ids, probabilities, logits)
-        ]
+        calibrate = calibrated and not self.model.is_regression
+        return prediction_rows(
+            logits, self.info.label_names, self.temperature if calibrate else 1.0
+        )

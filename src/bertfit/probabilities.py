@@ -22,6 +22,29 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
+def prediction_rows(
+    logits: np.ndarray, label_names: list[str], temperature: float = 1.0
+) -> list[dict]:
+    """One result dict per row of ``logits``, as ``bertfit predict`` prints them.
+
+    A classifier's rows hold ``label``, ``class_id`` (argmax over classes), ``probabilities``
+    (``softmax(logits / temperature)``) and ``logits``; a regressor's (one output) ``score``.
+    """
+    logits = np.asarray(logits)
+    if logits.shape[-1] == 1:
+        return [{"score": float(row[0])} for row in logits]
+    probabilities = softmax(logits, temperature)
+    return [
+        {
+            "label": label_names[int(class_id)],
+            "class_id": int(class_id),
+            "probabilities": [float(p) for p in probs],
+            "logits": [float(v) for v in row],
+        }
+        for class_id, probs, row in zip(logits.argmax(axis=-1), probabilities, logits)
+    ]
+
+
 def mean_by_owner(logits: np.ndarray, owners: np.ndarray | None, count: int) -> np.ndarray:
     """Average the logits of each text's windows (``owners[i]``: the text of row ``i``)."""
     if owners is None:
