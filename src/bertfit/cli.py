@@ -156,7 +156,9 @@ def _add_scale_arguments(parser) -> None:
 
 def _add_user_data_arguments(parser) -> None:
     group = parser.add_argument_group("your own data (instead of --task)")
-    group.add_argument("--train", help="training file: .csv, .tsv or .jsonl with a header")
+    group.add_argument(
+        "--train", help="training file: .csv, .tsv or .jsonl with a header, or .parquet"
+    )
     group.add_argument("--dev", help="evaluation file in the same layout")
     group.add_argument("--text-a", help="column of the (first) text (default: sentence1)")
     group.add_argument("--text-b", help="column of the second text, for pairs")
