@@ -215,3 +215,9 @@ def test_training_from_parquet_equals_training_from_the_same_csv(tmp_path, capsy
     for key, value in csv_record.items():
         if key.startswith("dev_"):
             assert parquet_record[key] == pytest.approx(value, abs=1e-6), key
+    evaluations = {}
+    for kind, run in runs.items():  # evaluate reads the run's dev file again, Parquet or CSV
+        assert main(["evaluate", str(run), "--json"]) == 0
+        evaluations[kind] = json.loads(capsys.readouterr().out)
+    assert evaluations["parquet"] == pytest.approx(evaluations["csv"], abs=1e-6)
+    assert evaluations["parquet"]["accuracy"] == pytest.approx(csv_record["dev_accuracy"])
