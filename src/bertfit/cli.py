@@ -193,7 +193,9 @@ def _add_scale_arguments(parser) -> None:
 
 def _add_user_data_arguments(parser) -> None:
     group = parser.add_argument_group("your own data (instead of --task)")
-    group.add_argument("--train", help="training file: .csv, .tsv or .jsonl with a header")
+    group.add_argument(
+        "--train", help="training file: .csv, .tsv or .jsonl with a header, or .parquet"
+    )
     group.add_argument("--dev", help="evaluation file in the same layout")
     group.add_argument("--text-a", help=f"column of the (first) text (default: {_DATA.text_a})")
     group.add_argument("--text-b", help="column of the second text, for pairs")
@@ -330,7 +332,7 @@ def _add_evaluate(commands) -> None:
 
 def _add_predict(commands) -> None:
     parser = commands.add_parser("predict", help="classify sentence pairs with a run's model")
-    parser.add_argument("run", help="run directory (or a saved model directory)")
+    parser.add_argument("run", help="run directory, saved model directory or exported model")
     parser.add_argument("--sentence1", help="first sentence")
     parser.add_argument("--sentence2", help="second sentence (pair tasks)")
     parser.add_argument("--input", help="TSV (one example per line) or JSON lines file")
@@ -532,10 +534,11 @@ def _run_evaluate(args) -> int:
 
 
 def _run_predict(args) -> int:
-    from bertfit.inference import TextClassifier  # torch: only to run models
+    # torch loads only for a run's model; an export predicts without it
+    from bertfit.predictors import load_predictor
 
-    classifier = TextClassifier.from_pretrained(find_model_dir(args.run))
-    names = tuple(classifier.info.input_names)
+    predictor = load_predictor(args.run)
+    names = tuple(predictor.input_names)
     if args.input:
         if args.sentence1 or args.sentence2:
             raise ConfigError("give either --input or --sentence1/--sentence2, not both")
@@ -546,7 +549,7 @@ def _run_predict(args) -> int:
             flags = " and ".join(f"--{name}" for name in names)
             raise ConfigError(f"give {flags}, or --input FILE")
         columns = [[text] for text in given]
-    for row in classifier.predict(columns, args.batch_size, not args.raw_probabilities):
+    for row in predictor.predict(columns, args.batch_size, not args.raw_probabilities):
         print(json.dumps(row))
     return 0
 
@@ -566,16 +569,16 @@ def _run_calibrate(args) -> int:
 
 def _run_explain(args) -> int:
     # torch loads only for a run's model; an export is explained without it
-    from bertfit.explain.load import default_method, load_explainer
+    from bertfit.predictors import default_explain_method, load_predictor
 
-    predictor = load_explainer(args.source)
+    predictor = load_predictor(args.source)
     names = predictor.input_names
     texts = [args.sentence1, args.sentence2][: len(names)]
     if any(text is None for text in texts):
         raise ConfigError(f"give {' and '.join(f'--{name}' for name in names)}")
     if len(names) == 1 and args.sentence2 is not None:
         raise ConfigError("this model takes one text: give --sentence1 only")
-    method = args.method or default_method(predictor)
+    method = args.method or default_explain_method(predictor)
     options = {"n_steps": args.steps} if args.steps else {}
     explanation = predictor.explain(texts, method=method, **options)
     if args.png:

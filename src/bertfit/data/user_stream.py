@@ -33,6 +33,7 @@ from bertfit.data.user_files import (
     _field,
     build_user_task,
     iter_records,
+    row_location,
     user_task,
 )
 from bertfit.errors import DataError
@@ -112,7 +113,7 @@ def scan_user_file(path: str | Path, columns: Columns) -> LabelScan:
     """
     path = Path(path)
     labels = _LabelCollector()
-    for line, record in iter_records(path):
+    for line, record in iter_records(path, (*columns.texts, columns.label)):
         for name in columns.texts:
             _field(path, line, record, name, text=True)
         labels.add(line, _field(path, line, record, columns.label, text=False))
@@ -160,7 +161,9 @@ def scan_label_ids(scan: LabelScan, task: TaskSpec, split: str) -> np.ndarray:
     if task.problem_type == REGRESSION:
         if scan.first_non_number is not None:
             line, text = scan.first_non_number
-            raise DataError(f"{scan.source}:{line}: regression target {text!r} is not a number")
+            raise DataError(
+                f"{row_location(scan.source, line)}: regression target {text!r} is not a number"
+            )
         return scan.values.astype(np.float32)
     if scan.names is None:
         raise _too_many_labels(scan.source)
@@ -173,7 +176,8 @@ def scan_label_ids(scan: LabelScan, task: TaskSpec, split: str) -> np.ndarray:
         text = scan.names[scan.codes[first]]
         where = "never seen in train" if split != "train" else "not among the given labels"
         raise DataError(
-            f"{scan.source}:{scan.lines[first]}: label {text!r} {where} ({', '.join(ids)})"
+            f"{row_location(scan.source, int(scan.lines[first]))}: label {text!r} {where} "
+            f"({', '.join(ids)})"
         )
     return labels
 
@@ -203,7 +207,7 @@ class FileExamples:
         """
         chunk: list[list[str]] = [[] for _ in self.fields.texts]
         seen = 0
-        for _line, record in iter_records(self.path):
+        for _line, record in iter_records(self.path, self.fields.texts):
             seen += 1
             if seen > len(self):
                 break

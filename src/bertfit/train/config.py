@@ -99,7 +99,7 @@ class TrainerConfig:
 
 @dataclass
 class UserDataConfig:
-    """The user's own files (CSV, TSV or JSON lines) instead of a GLUE task.
+    """The user's own files (CSV, TSV, JSON lines or Parquet) instead of a GLUE task.
 
     Used when ``train_file`` is set; the run's task is then ``custom``. ``task_type`` "auto"
     infers classification or regression from the training labels, and the resolved run config
