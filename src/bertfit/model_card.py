@@ -273,8 +273,8 @@ def _task_section(facts: CardFacts) -> str:
         labels = ", ".join(f"{i} `{name}`" for i, name in enumerate(info.get("label_names", [])))
         lines.append(f"- Labels (class id, name): {labels}.")
     lines.append(
-        f"- Inputs are cut to {info.get('max_seq_length')} tokens, [CLS] and [SEP] included "
-        f"({_casing(info)} WordPiece vocabulary)."
+        f"- Inputs are packed into at most {info.get('max_seq_length')} tokens, [CLS] and "
+        f"[SEP] included ({_casing(info)} WordPiece vocabulary)."
     )
     return "\n".join(lines)
 
