@@ -443,6 +443,22 @@ def test_distilled_run_is_a_run_that_says_how_it_was_made(student_run, tiny_run)
     assert "teacher outputs" in (student_run / "timings.json").read_text()
 
 
+def test_distilled_run_has_a_model_card_naming_its_teachers_base_model(student_run, tiny_run):
+    from huggingface_hub import ModelCard  # parses the card as the Hub does
+
+    card = ModelCard.load(student_run / "model" / "README.md")
+    teacher = ModelCard.load(tiny_run / "model" / "README.md")
+    assert card.data.base_model == teacher.data.base_model  # the encoder, not the teacher run
+    assert "distillation" in card.data.tags and "distillation" not in teacher.data.tags
+    best = json.loads((student_run / "results.json").read_text())["best"]
+    assert {r.metric_type: r.metric_value for r in card.data.eval_results} == {
+        "accuracy": best["dev_accuracy"],
+        "f1": best["dev_f1"],
+    }
+    assert card.text.lstrip().startswith(f"# {student_run.name}\n\nA text classifier distilled")
+    assert f"teacher run `{tiny_run.name}`" in card.text and "alpha 0.25" in card.text
+
+
 def test_distilled_run_evaluates_predicts_and_inspects(student_run, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(student_run), "--json", "--quiet"]) == 0

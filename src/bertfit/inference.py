@@ -2,8 +2,9 @@
 
 :class:`TextClassifier` is what a run saves in ``RUN/model/`` and what ``bertfit evaluate`` and
 ``bertfit predict`` load. The directory is a Hugging Face-compatible model directory
-(``config.json``, ``model.safetensors``, ``vocab.txt``) plus ``bertfit.json`` with the task,
-label names and text settings.
+(``config.json``, ``model.safetensors``, ``vocab.txt``, ``tokenizer_config.json``,
+``special_tokens_map.json``) plus ``bertfit.json`` with the task, label names and text
+settings, and, in a run, the model card ``README.md``.
 """
 
 from __future__ import annotations
@@ -245,7 +246,13 @@ class TextClassifier:
         return self.info.temperature
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write the model directory atomically: it is complete or left as it was."""
+        """Write the model directory atomically: it is complete or left as it was.
+
+        It holds Hugging Face's ``config.json`` and ``model.safetensors``, the vocabulary with
+        transformers' ``tokenizer_config.json`` and ``special_tokens_map.json``, and
+        ``bertfit.json``. A run adds its model card (``README.md``, see
+        :mod:`bertfit.model_card`) once its results are final.
+        """
         directory = Path(directory)
         staging = make_staging_dir(directory)
         try:
@@ -255,6 +262,8 @@ class TextClassifier:
                 id2label=dict(enumerate(self.info.label_names)),
             )
             self.tokenizer.save(staging)
+            # transformers' own tokenizer files, so that it tokenizes as bertfit does.
+            self.tokenizer.save_hf_settings(staging, self.info.max_seq_length)
             write_json(staging / BERTFIT_FILE, asdict(self.info))
             replace_directory(staging, directory)
         except BaseException:

@@ -24,11 +24,9 @@ from bertfit.config import read_json, write_json
 from bertfit.data.tasks import TaskSpec
 from bertfit.errors import ConfigError
 from bertfit.inference import TextClassifier
-from bertfit.paths import BERTFIT_FILE, RUN_MODEL_DIR, find_model_dir
+from bertfit.paths import BERTFIT_FILE, CALIBRATION_FILE, RUN_MODEL_DIR, find_model_dir
 from bertfit.problem import REGRESSION
 from bertfit.train.evaluate import EncodedExamples, logits_of_encoded
-
-CALIBRATION_FILE = "calibration.json"
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 ``RUN/`` receives ``config.json`` (the resolved configuration), ``history.jsonl`` (one record per
 evaluation), ``model/`` (the best model, see :mod:`bertfit.inference`, with the temperature
-fitted on the dev set, see :mod:`bertfit.train.calibrate`), ``calibration.json``,
-``results.json`` (the best record and the calibration), ``steps.jsonl`` and
+fitted on the dev set, see :mod:`bertfit.train.calibrate`, and last its model card
+``README.md``, see :mod:`bertfit.model_card`), ``calibration.json``, ``results.json`` (the
+best record, the calibration and the number of train and dev examples), ``steps.jsonl`` and
 ``checkpoints/step-N/`` (see :mod:`bertfit.train.checkpoint`). Every file is written
 atomically, so an interrupted run leaves complete files only, and :func:`resume_run` continues
 it from its latest checkpoint. Under ``torchrun`` every process runs :func:`train_run` and only
@@ -37,7 +38,8 @@ from bertfit.model.classifier import BertClassifier
 from bertfit.model.presets import resolve_model_dir
 from bertfit.model.sources import describe_source
 from bertfit.model.weights import load_pretrained
-from bertfit.paths import find_model_dir
+from bertfit.model_card import write_model_card
+from bertfit.paths import MODEL_CARD_FILE, find_model_dir
 from bertfit.precision import resolve_device, resolve_precision
 from bertfit.problem import REGRESSION, TASK_TYPES, task_type_of
 from bertfit.text.tokenizer import WordpieceTokenizer
@@ -280,6 +282,7 @@ def calibrate_run(
         dev[split] = encode_examples(classifier, task, examples)
     calibration = fit_calibration(classifier, dev, batch_size)
     record_calibration(find_model_dir(run), calibration)
+    write_model_card(run)  # it states the temperature
     return calibration
 
 
@@ -345,13 +348,17 @@ def train_run(
             print(f"resuming from step {step_of(Path(resume))} ({resume})")
     result = trainer.fit(train_data, dev_data, resume=resume)
     if context.is_main:
-        results = {"best": result.best, "steps": result.steps}
+        # Texts in the files (not windows, not augmented copies): what the model card reports.
+        examples = {"train": len(train_examples)}
+        examples.update({split: len(data) for split, data in dev_examples.items()})
+        results = {"best": result.best, "steps": result.steps, "examples": examples}
         with phases.phase("calibration"):
             calibration = calibrate_trained(output, task, dev_data, result.best_logits)
         if calibration is not None:
             results["calibration"] = calibration.to_dict()
             print(describe_calibration(calibration))
         write_json(output / "results.json", results)
+        write_model_card(output)  # last: it reports the final results and temperature
         write_json(output / TIMINGS_FILE, phases.to_dict(process_age()))
         print(f"time: {phases.summary()}")
     return result
@@ -413,6 +420,8 @@ def resume_run(run_dir: str | Path, progress: bool | None = None) -> TrainResult
     if context.is_main:
         if not (run_dir / "results.json").is_file():  # it stopped between the two writes
             write_json(run_dir / "results.json", {"best": state["best"], "steps": state["step"]})
+        if not (find_model_dir(run_dir) / MODEL_CARD_FILE).is_file():  # or before the card
+            write_model_card(run_dir)
         print(f"{run_dir}: the run already finished ({state['step']} steps); nothing to resume")
     return None
 
