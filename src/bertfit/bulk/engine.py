@@ -52,7 +52,10 @@ class BulkOptions:
     on_error: str = "fail"
     overwrite: bool = False
     chunk_rows: int = DEFAULT_CHUNK_ROWS
-    batch_size: int = 32
+    # `bertfit predict --batch-size`'s default (TrainerConfig.eval_batch_size), not imported
+    # from there: bertfit.train loads torch, which an export is run without (tests/test_bulk.py
+    # checks that the two agree).
+    batch_size: int = 64
     calibrated: bool = True
 
 
