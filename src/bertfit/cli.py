@@ -373,6 +373,17 @@ def _add_predict(commands) -> None:
         default=BULK_CHUNK_ROWS,
         help=f"rows per chunk and committed part (default: {BULK_CHUNK_ROWS})",
     )
+    bulk.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process (default); ray: Ray Data, an exported model in each worker "
+        "(the ray extra)",
+    )
+    bulk.add_argument("--ray-address", help="Ray cluster to run on (default: a local Ray)")
+    bulk.add_argument(
+        "--workers", type=_positive_int, default=2, help="--engine ray: predictor actors"
+    )
     parser.set_defaults(handler=_run_predict)
 
 
@@ -567,7 +578,9 @@ def _run_predict(args) -> int:
     if args.output:
         return _run_bulk_predict(args)
     bulk_only = {"--text-a": args.text_a, "--text-b": args.text_b, "--keep": args.keep,
-                 "--logits": args.logits, "--overwrite": args.overwrite}  # fmt: skip
+                 "--logits": args.logits, "--overwrite": args.overwrite,
+                 "--ray-address": args.ray_address,
+                 "--engine ray": args.engine == "ray"}  # fmt: skip
     given = [flag for flag, value in bulk_only.items() if value]
     if given:
         raise ConfigError(f"{given[0]} goes with --output (the bulk form of predict)")
@@ -616,7 +629,13 @@ def _run_bulk_predict(args) -> int:
         calibrated=not args.raw_probabilities,
     )
     try:
-        summary = predict_bulk(args.run, options)
+        if args.engine == "ray":
+            # ray[data], the ray extra: only for this engine
+            from bertfit.bulk.ray_engine import predict_bulk_ray
+
+            summary = predict_bulk_ray(args.run, options, args.ray_address, args.workers)
+        else:
+            summary = predict_bulk(args.run, options)
     except KeyboardInterrupt:
         print(
             f"bertfit: interrupted; the parts committed in {parts_dir(Path(args.output))} are "

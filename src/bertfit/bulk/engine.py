@@ -96,41 +96,20 @@ def predict_bulk(
         DataError: a bad row (unless ``on_error`` is ``"skip"``), a changed input or model.
         ConfigError: bad options, or an output that this command did not write.
     """
-    if options.on_error not in ON_ERROR:
-        raise ConfigError(
-            f"on_error must be one of {', '.join(ON_ERROR)}, got {options.on_error!r}"
-        )
-    output = Path(options.output).expanduser()
-    kind = output_format(output)
-    files = input_files(options.input)
-    if output.exists() and any(output.samefile(file) for file in files):
-        raise ConfigError(f"{output} is an input file; choose another --output")
-    model = source if isinstance(source, BulkModel) else load_model(source, options.batch_size)
-    layout = _layout(files, model, options)
-    renamed = _renamed_keep(layout.keep, model.regression, options.logits)
-    job = {
-        "inputs": input_fingerprint(files),
-        "model": {"source": model.source, "sha256": model.fingerprint},
-        # What decides the rows; --on-error is left out so that a run stopped by a bad row can
-        # go on with --on-error skip (the parts before it have no rejected rows).
-        "options": {
-            "texts": list(layout.texts),
-            "keep": list(layout.keep),
-            "logits": options.logits,
-            "calibrated": options.calibrated,
-            "chunk_rows": options.chunk_rows,
-            "batch_size": options.batch_size,
-            "format": kind,
-        },
-    }
-    store = PartStore.open(output, job, options.overwrite)
+    model = source if isinstance(source, BulkModel) else None
+    if model is None:
+        _check_options(options)
+        model = load_model(source, options.batch_size)
+    job = prepare(model, options)
+    store = PartStore.open(job.output, job_record(job, model, options), options.overwrite)
     if store.complete:
-        return _summary(store, already_complete=True)
+        return summary(store, already_complete=True)
     resumed = len(store.parts)
     temperature = model.temperature if options.calibrated and not model.regression else 1.0
+    files, layout, kind, renamed = job.files, job.layout, job.kind, job.renamed
     with progress_bar(
         desc="predicting",
-        total=count_rows(files),
+        total=job.total,
         unit="rows",
         show=progress,
         initial=store.committed_rows,
@@ -156,10 +135,61 @@ def predict_bulk(
     if chunks == 0:
         raise DataError(f"{options.input}: no rows to predict")
     if chunks < resumed:
-        raise DataError(f"the input has fewer chunks than {parts_dir(output)} committed")
+        raise DataError(f"the input has fewer chunks than {parts_dir(job.output)} committed")
     header = flat_names(store.parts[0]["columns"], model.label_names) if kind == "csv" else ()
     store.finish(kind, header)
-    return _summary(store, resumed_parts=resumed)
+    return summary(store, resumed_parts=resumed)
+
+
+@dataclass
+class Job:
+    """A bulk prediction resolved: files, columns, output format."""
+
+    output: Path
+    kind: str
+    files: list[Path]
+    layout: Layout
+    renamed: list[str]  # the kept columns' names in the output
+    total: int  # about how many rows, for the progress bar
+
+
+def _check_options(options: BulkOptions) -> None:
+    if options.on_error not in ON_ERROR:
+        choices = ", ".join(ON_ERROR)
+        raise ConfigError(f"on_error must be one of {choices}, got {options.on_error!r}")
+
+
+def prepare(model: BulkModel, options: BulkOptions) -> Job:
+    """Resolve the input files, the text and kept columns and the output format."""
+    _check_options(options)
+    output = Path(options.output).expanduser()
+    kind = output_format(output)
+    files = input_files(options.input)
+    if output.exists() and any(output.samefile(file) for file in files):
+        raise ConfigError(f"{output} is an input file; choose another --output")
+    layout = _layout(files, model, options)
+    renamed = _renamed_keep(layout.keep, model.regression, options.logits)
+    return Job(output, kind, files, layout, renamed, count_rows(files))
+
+
+def job_record(job: Job, model: BulkModel, options: BulkOptions, engine: str = "local") -> dict:
+    """What the parts' manifest records of a job, to refuse going on with another."""
+    return {
+        "inputs": input_fingerprint(job.files),
+        "model": {"source": model.source, "sha256": model.fingerprint},
+        # What decides the rows; --on-error is left out so that a run stopped by a bad row can
+        # go on with --on-error skip (the parts before it have no rejected rows).
+        "options": {
+            "texts": list(job.layout.texts),
+            "keep": list(job.layout.keep),
+            "logits": options.logits,
+            "calibrated": options.calibrated,
+            "chunk_rows": options.chunk_rows,
+            "batch_size": options.batch_size,
+            "format": job.kind,
+            "engine": engine,  # the engines cut the input into parts differently
+        },
+    }
 
 
 def _layout(files: list[Path], model: BulkModel, options: BulkOptions) -> Layout:
@@ -246,7 +276,8 @@ def _reject_record(reject: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in reject.items() if key != "where"}
 
 
-def _summary(store: PartStore, resumed_parts: int = 0, already_complete: bool = False):
+def summary(store: PartStore, resumed_parts: int = 0, already_complete: bool = False):
+    """The :class:`BulkSummary` of a store's job."""
     rejected = int(store.summary.get("rejected", 0))
     return BulkSummary(
         output=store.output,
