@@ -11,7 +11,7 @@ dozen bytes a row.
 
 Each actor asks Ray for :data:`ACTOR_CPUS` CPUs: at 1 CPU each, a pool of 2 actors on a 2-CPU
 local Ray leaves no CPU to the read tasks and never starts its first batch (measured with Ray
-2.60; see docs in DESIGN.md).
+2.60 on a 2-CPU machine).
 
 Differences from the in-process engine, where Ray Data decides: rows are located by their
 position in the whole input (Ray's readers keep no line numbers); a line that Ray's CSV or JSON
@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from bertfit.bulk.engine import BulkOptions, BulkSummary, job_record, prepare, summary
-from bertfit.bulk.model import BulkModel, is_export, load_model, result_columns
+from bertfit.bulk.model import is_export, load_model, result_columns
 from bertfit.bulk.parts import PartStore
 from bertfit.bulk.sinks import flat_names
 from bertfit.bulk.sources import input_format
@@ -210,4 +210,4 @@ def _read(files: list[Path], layout):
     )
 
 
-__all__ = ["ACTOR_CPUS", "BulkModel", "RowPredictor", "predict_bulk_ray"]
+__all__ = ["ACTOR_CPUS", "RowPredictor", "predict_bulk_ray"]
