@@ -43,6 +43,9 @@ _DISTILL = DistillConfig()
 _EVAL_BATCH_SIZE = TrainerConfig.eval_batch_size
 
 EXIT_USER_ERROR = 2
+# bertfit.bulk.engine.DEFAULT_CHUNK_ROWS, repeated so that `bertfit --help` needs no pyarrow
+# (tests/test_bulk.py checks that the two agree).
+BULK_CHUNK_ROWS = 10_000
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool whose reader left
@@ -335,7 +338,11 @@ def _add_predict(commands) -> None:
     parser.add_argument("run", help="run directory, saved model directory or exported model")
     parser.add_argument("--sentence1", help="first sentence")
     parser.add_argument("--sentence2", help="second sentence (pair tasks)")
-    parser.add_argument("--input", help="TSV (one example per line) or JSON lines file")
+    parser.add_argument(
+        "--input",
+        help="TSV (one example per line) or JSON lines file; with --output also CSV or Parquet, "
+        "or a folder or glob of such files",
+    )
     parser.add_argument("--batch-size", type=_positive_int, default=_EVAL_BATCH_SIZE)
     parser.add_argument(
         "--raw-probabilities",
@@ -343,6 +350,40 @@ def _add_predict(commands) -> None:
         help="softmax of the logits without the run's fitted temperature (default: calibrated)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    bulk = parser.add_argument_group(
+        "bulk (--input with --output: in chunks, committed in parts; rerun to resume)"
+    )
+    bulk.add_argument("--output", help="predictions file: .jsonl, .csv or .parquet")
+    bulk.add_argument("--text-a", help="column of the first text (default: the model's input)")
+    bulk.add_argument("--text-b", help="column of the second text, for pairs")
+    bulk.add_argument(
+        "--keep", help="columns to copy through, comma-separated (default: every non-text one)"
+    )
+    bulk.add_argument("--logits", action="store_true", help="write the logits too")
+    bulk.add_argument(
+        "--on-error",
+        choices=["fail", "skip"],
+        default="fail",
+        help="a row without its texts: stop (default) or write it to OUT's .rejects.jsonl",
+    )
+    bulk.add_argument("--overwrite", action="store_true", help="start over, replacing OUT")
+    bulk.add_argument(
+        "--chunk-rows",
+        type=_positive_int,
+        default=BULK_CHUNK_ROWS,
+        help=f"rows per chunk and committed part (default: {BULK_CHUNK_ROWS})",
+    )
+    bulk.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process (default); ray: Ray Data, an exported model in each worker "
+        "(the ray extra)",
+    )
+    bulk.add_argument("--ray-address", help="Ray cluster to run on (default: a local Ray)")
+    bulk.add_argument(
+        "--workers", type=_positive_int, default=2, help="--engine ray: predictor actors"
+    )
     parser.set_defaults(handler=_run_predict)
 
 
@@ -534,6 +575,15 @@ def _run_evaluate(args) -> int:
 
 
 def _run_predict(args) -> int:
+    if args.output:
+        return _run_bulk_predict(args)
+    bulk_only = {"--text-a": args.text_a, "--text-b": args.text_b, "--keep": args.keep,
+                 "--logits": args.logits, "--overwrite": args.overwrite,
+                 "--ray-address": args.ray_address,
+                 "--engine ray": args.engine == "ray"}  # fmt: skip
+    given = [flag for flag, value in bulk_only.items() if value]
+    if given:
+        raise ConfigError(f"{given[0]} goes with --output (the bulk form of predict)")
     # torch loads only for a run's model; an export predicts without it
     from bertfit.predictors import load_predictor
 
@@ -551,6 +601,50 @@ def _run_predict(args) -> int:
         columns = [[text] for text in given]
     for row in predictor.predict(columns, args.batch_size, not args.raw_probabilities):
         print(json.dumps(row))
+    return 0
+
+
+def _run_bulk_predict(args) -> int:
+    # pyarrow, and torch only for a run's model: an export is run without it
+    from bertfit.bulk import BulkOptions, predict_bulk
+    from bertfit.bulk.parts import parts_dir
+
+    if not args.input:
+        raise ConfigError("--output needs --input (the file, folder or glob to classify)")
+    if args.sentence1 or args.sentence2:
+        raise ConfigError("give either --input or --sentence1/--sentence2, not both")
+    keep = None
+    if args.keep is not None:
+        keep = [name.strip() for name in args.keep.split(",") if name.strip()]
+    options = BulkOptions(
+        input=args.input,
+        output=args.output,
+        text_a=args.text_a,
+        text_b=args.text_b,
+        keep=keep,
+        logits=args.logits,
+        on_error=args.on_error,
+        overwrite=args.overwrite,
+        chunk_rows=args.chunk_rows,
+        batch_size=args.batch_size,
+        calibrated=not args.raw_probabilities,
+    )
+    try:
+        if args.engine == "ray":
+            # ray[data], the ray extra: only for this engine
+            from bertfit.bulk.ray_engine import predict_bulk_ray
+
+            summary = predict_bulk_ray(args.run, options, args.ray_address, args.workers)
+        else:
+            summary = predict_bulk(args.run, options)
+    except KeyboardInterrupt:
+        print(
+            f"bertfit: interrupted; the parts committed in {parts_dir(Path(args.output))} are "
+            "kept, and the same command goes on from there",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    print(f"bertfit: {summary.describe()}", file=sys.stderr)
     return 0
 
 

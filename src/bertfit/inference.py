@@ -199,6 +199,11 @@ class TextClassifier:
         return list(self.info.input_names)
 
     @property
+    def label_names(self) -> list[str]:
+        """The class names in class order (the exported predictor has the same attribute)."""
+        return list(self.info.label_names)
+
+    @property
     def problem_type(self) -> ProblemType:
         """What the model's outputs mean (:mod:`bertfit.problem`)."""
         return self.model.problem_type

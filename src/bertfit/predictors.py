@@ -31,17 +31,22 @@ def source_kind(source: str | Path) -> str:
     return EXPORT if (Path(source).expanduser() / MANIFEST_FILE).is_file() else RUN
 
 
-def load_predictor(source: str | Path) -> TextClassifier | ExportedClassifier:
+def load_predictor(
+    source: str | Path, *, batch_size: int | None = None, threads: int | None = None
+) -> TextClassifier | ExportedClassifier:
     """The predictor of ``source``: an exported directory's
     :class:`~bertfit.export.runtime.ExportedClassifier` (no PyTorch needed), or the
     :class:`~bertfit.inference.TextClassifier` of a run or saved model directory.
+    ``batch_size`` sets an export's default batch; ``threads`` the threads either one uses
+    (ONNX Runtime's intra-op threads, or torch's).
 
     Raises :class:`~bertfit.errors.ConfigError` when ``source`` is neither, and
     :class:`~bertfit.errors.CheckpointError` when its files are damaged.
     """
     source = Path(source).expanduser()
     if source_kind(source) == EXPORT:
-        return load_exported(source)
+        options = {} if batch_size is None else {"batch_size": batch_size}
+        return load_exported(source, threads=threads, **options)
     try:
         model_dir = find_model_dir(source)
     except ConfigError:
@@ -50,8 +55,12 @@ def load_predictor(source: str | Path) -> TextClassifier | ExportedClassifier:
             f"(no {BERTFIT_FILE}) or export (no {MANIFEST_FILE})"
         ) from None
     # torch: an exported directory is used without it.
+    import torch
+
     from bertfit.inference import TextClassifier
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     return TextClassifier.from_pretrained(model_dir)
 
 
