@@ -181,6 +181,43 @@ def test_a_two_process_run_resumes_from_its_checkpoint(tmp_path, glue_and_model,
     assert resumed_with_one.returncode == 0  # finished now: says so whatever the process count
 
 
+@pytest.mark.slow
+def test_every_collective_runs_on_the_training_device(tmp_path):
+    # On GPUs the group is NCCL, which reduces CUDA tensors only: a collective handed a tensor
+    # on another device than the trainer's fails the first step. See collective_worker.py.
+    worker = Path(__file__).with_name("collective_worker.py")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         str(worker), str(tmp_path), "cpu"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for rank in (0, 1):
+        record = json.loads((tmp_path / f"collectives-{rank}.json").read_text())
+        calls, device = record["calls"], record["device"]
+        # The step's agreement, the checkpoint's outcome and its random generators all ran.
+        names = {call.get("collective") or call.get("helper") for call in calls}
+        assert {"all_reduce", "broadcast", "all_gather_object"} <= names, names
+        assert {"all_reduce_sum", "broadcast_flag"} <= names, names
+        for call in calls:
+            if "helper" in call:  # told the trainer's device, not left to a default
+                assert call["device"] == device, call
+            else:
+                assert all(found == device for found in call["devices"]), call
+
+
+def test_a_device_the_nccl_group_cannot_reduce_on_is_refused(monkeypatch):
+    from bertfit.errors import ConfigError
+    from bertfit.train import distributed
+
+    monkeypatch.setattr(distributed, "current", lambda: distributed.DistributedContext(0, 2))
+    monkeypatch.setattr(distributed.dist, "get_backend", lambda: "nccl")
+    with pytest.raises(ConfigError, match="trainer.device is cpu.*nccl.*CUDA tensors only"):
+        distributed.check_device("cpu")
+    monkeypatch.setattr(distributed.dist, "get_backend", lambda: "gloo")
+    distributed.check_device("cpu")  # gloo reduces CPU tensors
+
+
 def test_leaving_without_a_process_group_is_a_no_op():
     from bertfit.train.distributed import shutdown
 

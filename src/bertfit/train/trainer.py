@@ -240,6 +240,7 @@ class Trainer:
         if dev:
             self._main_key = metric_prefix(next(iter(dev))) + self.task.main_metric
         self._context = distributed.current()
+        distributed.check_device(self.device)  # before any collective would fail on it
         self._stop_signal, self._window = None, _Window()
         self._first_step_pending, self._step_seconds = True, []
         # Each process its own dropout masks; a single process is seeded as before.
@@ -362,7 +363,9 @@ class Trainer:
         """The global batch's mean loss and whether any process was asked to stop, agreed by
         all processes; a loss that is not finite stops before a bad step reaches the weights."""
         stop_requested = float(self._stop_signal is not None)
-        loss_value, stops = distributed.all_reduce_sum([local_loss, stop_requested])
+        loss_value, stops = distributed.all_reduce_sum(
+            [local_loss, stop_requested], device=self.device
+        )
         if not math.isfinite(loss_value):
             kept = f"; the last good checkpoint is {self._last_checkpoint}" * bool(
                 self._last_checkpoint
@@ -531,7 +534,7 @@ class Trainer:
                 )
             except CheckpointError as failure:
                 error = failure
-        if not distributed.broadcast_flag(error is None):
+        if not distributed.broadcast_flag(error is None, device=self.device):
             raise error or CheckpointError("process 0 could not write the checkpoint")
         self._last_checkpoint = directory / f"step-{position.step}"
 
