@@ -182,6 +182,33 @@ def test_a_two_process_run_resumes_from_its_checkpoint(tmp_path, glue_and_model,
 
 
 @pytest.mark.slow
+def test_a_restarted_job_resumes_by_itself_after_a_worker_dies(
+    tmp_path, glue_and_model, one_process_run
+):
+    # torchrun --max-restarts starts the same command again; --resume-if-exists makes that
+    # command continue the run. Rank 1 dies at step 5 (see die_once.py), after the step-4
+    # checkpoint: the second attempt must resume from it and end as the uninterrupted run.
+    run_dir, marker = tmp_path / "run", tmp_path / "died"
+    glue, model = glue_and_model
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "--max-restarts", "1", str(Path(__file__).with_name("die_once.py")),
+         "train", "--output", str(run_dir), "--data-dir", str(glue), "--model", str(model),
+         "--epochs", "2", "--batch-size", "8", "--max-seq-length", "32", "--learning-rate",
+         "3e-3", "--precision", "fp32", "--quiet", "--checkpoint-every", "2",
+         "--resume-if-exists"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "DIE_AT_STEP": "5", "DIE_MARKER": str(marker),
+             "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"},  # see distributed.restart_warning
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE" not in result.stderr  # no warning: it is set
+    assert marker.exists()  # the first attempt did die
+    assert result.stdout.count("resuming from step 4") == 1, result.stdout
+    _assert_same_training(run_dir, one_process_run)
+
+
+@pytest.mark.slow
 def test_every_collective_runs_on_the_training_device(tmp_path):
     # On GPUs the group is NCCL, which reduces CUDA tensors only: a collective handed a tensor
     # on another device than the trainer's fails the first step. See collective_worker.py.
@@ -216,6 +243,17 @@ def test_a_device_the_nccl_group_cannot_reduce_on_is_refused(monkeypatch):
         distributed.check_device("cpu")
     monkeypatch.setattr(distributed.dist, "get_backend", lambda: "gloo")
     distributed.check_device("cpu")  # gloo reduces CPU tensors
+
+
+def test_restarts_through_the_shared_rendezvous_store_are_warned_about():
+    from bertfit.train.distributed import restart_warning
+
+    # What torchrun puts in its workers' environment, with and without --max-restarts and
+    # with and without TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 (then the store is not shared).
+    shared = {"TORCHELASTIC_MAX_RESTARTS": "1", "TORCHELASTIC_USE_AGENT_STORE": "True"}
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1" in restart_warning(shared)
+    assert restart_warning({**shared, "TORCHELASTIC_MAX_RESTARTS": "0"}) is None
+    assert restart_warning({**shared, "TORCHELASTIC_USE_AGENT_STORE": "False"}) is None
 
 
 def test_leaving_without_a_process_group_is_a_no_op():

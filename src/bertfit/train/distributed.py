@@ -94,6 +94,9 @@ def init_from_env(device: torch.device | str = "cpu") -> DistributedContext:
         return current()
     if not dist.is_available():
         raise ConfigError("this PyTorch build has no torch.distributed; run one process")
+    warning = restart_warning(os.environ)
+    if warning and os.environ.get("RANK") == "0":
+        print(f"warning: {warning}", file=sys.stderr)
     if not dist.is_initialized():
         backend = backend_for(device)
         if backend == "nccl":
@@ -103,6 +106,26 @@ def init_from_env(device: torch.device | str = "cpu") -> DistributedContext:
         else:
             dist.init_process_group(backend=backend)
     return current()
+
+
+def restart_warning(environ) -> str | None:
+    """Why a job that ``torchrun`` restarts may fail to reconnect, or None.
+
+    By default ``torchrun``'s agent shares its rendezvous store with the workers, and the
+    workers' process group keeps its keys there without a per-attempt prefix: after a restart
+    the new workers can read the addresses of the dead ones and fail to connect ("Connection
+    refused", or a hang). PyTorch's own opt-out, ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` in
+    ``torchrun``'s environment, gives each attempt a fresh store (pytorch/pytorch#135712;
+    seen with PyTorch 2.13 and ``gloo``). It must be set for the launcher, not the workers,
+    so bertfit can only say so.
+    """
+    restarts = int(environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0)
+    if restarts > 0 and environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        return (
+            "torchrun --max-restarts with its shared rendezvous store: restarted workers may "
+            "fail to reconnect; start torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1"
+        )
+    return None
 
 
 def check_device(device: torch.device | str) -> None:
@@ -258,6 +281,18 @@ def gather_objects(value) -> list:
     values: list = [None] * context.world_size
     dist.all_gather_object(values, value)
     return values
+
+
+def broadcast_object(value):
+    """Rank 0's ``value`` (plain data) on every process: a decision one process makes for all.
+
+    An object collective, on the group's own device like :func:`gather_objects`.
+    """
+    if not current().enabled:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def barrier() -> None:
