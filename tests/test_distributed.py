@@ -233,6 +233,20 @@ def test_every_collective_runs_on_the_training_device(tmp_path):
                 assert all(found == device for found in call["devices"]), call
 
 
+@pytest.mark.slow
+def test_a_callback_on_one_process_stops_every_process_at_the_same_step(tmp_path):
+    worker = Path(__file__).with_name("stop_worker.py")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         str(worker), str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for rank in (0, 1):  # 5 steps per epoch: evaluations at 2 and 4, then a stop at 4
+        record = json.loads((tmp_path / f"stopped-{rank}.json").read_text())
+        assert record == {"steps": 4, "stopped_early": True, "evaluated_at": [2, 4]}
+
+
 def test_a_device_the_nccl_group_cannot_reduce_on_is_refused(monkeypatch):
     from bertfit.errors import ConfigError
     from bertfit.train import distributed
