@@ -169,6 +169,12 @@ def _add_scale_arguments(parser) -> None:
         help="continue RUN from its latest complete checkpoint, with its own saved settings",
     )
     group.add_argument(
+        "--resume-if-exists",
+        action="store_true",
+        help="with --output RUN: continue RUN from its latest checkpoint if it holds one, "
+        "else start it (for jobs restarted with the same command: torchrun --max-restarts)",
+    )
+    group.add_argument(
         "--checkpoint-every",
         type=_positive_int,
         metavar="N",
@@ -483,8 +489,14 @@ def _run_train(args) -> int:
     if args.output is None:
         raise ConfigError("give --output RUN (or --resume RUN to continue a run)")
     output = Path(args.output)
-    if (output / "config.json").exists() and not args.overwrite:
-        raise ConfigError(f"{output} already holds a run; choose another --output or --overwrite")
+    if args.resume_if_exists and (args.overwrite or args.seeds):
+        other = "--overwrite" if args.overwrite else "--seeds"
+        raise ConfigError(f"--resume-if-exists does not go with {other}")
+    if (output / "config.json").exists() and not (args.overwrite or args.resume_if_exists):
+        raise ConfigError(
+            f"{output} already holds a run; choose another --output, --overwrite, "
+            "or --resume-if-exists to continue it"
+        )
     # The file first, then the flags, then KEY=VALUE overrides: the last word wins.
     overrides = _train_flag_overrides(args) + parse_overrides(args.overrides)
     config = load_run_config(args.config, overrides)
@@ -498,7 +510,10 @@ def _run_train(args) -> int:
     started = process_age()  # the interpreter, imports and this config: the job's start-up
     if started is not None:
         phases.add("start-up", started)
-    return _print_best(train_run(config, output, progress=progress, phases=phases), output)
+    result = train_run(
+        config, output, progress=progress, phases=phases, resume_if_exists=args.resume_if_exists
+    )
+    return _print_best(result, output)
 
 
 def _print_best(result, output: Path) -> int:
@@ -518,8 +533,10 @@ def _resume_train(args) -> int:
     given = [flag for flag, value in _train_flag_overrides(args)] + list(args.overrides)
     if args.config:
         given.append("--config")
-    if args.seeds or args.overwrite:
-        given.append("--seeds" if args.seeds else "--overwrite")
+    if args.seeds or args.overwrite or args.resume_if_exists:
+        given.append(
+            "--seeds" if args.seeds else "--overwrite" if args.overwrite else "--resume-if-exists"
+        )
     if args.output is not None and Path(args.output).resolve() != Path(args.resume).resolve():
         given.append("--output")
     if given:

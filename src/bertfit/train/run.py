@@ -32,7 +32,7 @@ from bertfit.data.user_stream import (
     scan_task,
     scan_user_file,
 )
-from bertfit.errors import ConfigError
+from bertfit.errors import BertfitError, ConfigError
 from bertfit.inference import ClassifierInfo, TextClassifier
 from bertfit.model.classifier import BertClassifier
 from bertfit.model.presets import resolve_model_dir
@@ -292,13 +292,24 @@ def train_run(
     progress: bool | None = None,
     resume: str | Path | None = None,
     phases: PhaseTimer | None = None,
-) -> TrainResult:
+    resume_if_exists: bool = False,
+) -> TrainResult | None:
     """Train as ``config`` says and write the run directory ``output``.
 
     ``resume`` is a checkpoint of this run (``output/checkpoints/step-N``) to continue from;
     :func:`resume_run` finds the latest one. ``phases`` collects where the time goes (the
     caller may have timed its start-up into it); it is written to ``output/timings.json``.
+
+    ``resume_if_exists``: when ``output`` already holds this run with a checkpoint, continue
+    it from its latest one (as :func:`resume_run`; None if it had finished), else start it.
+    This is what a job that is started again with the same command needs (``torchrun
+    --max-restarts``, a scheduler requeueing a preempted job). A run of another config in
+    ``output`` is refused with :class:`ConfigError`.
     """
+    if resume_if_exists:
+        if resume is not None:
+            raise ConfigError("give resume or resume_if_exists, not both")
+        return _train_or_resume(config, Path(output), progress, phases)
     phases = phases if phases is not None else PhaseTimer()
     limit_kernel_caches()  # before anything here runs a matrix product (a teacher's, say)
     # The process group first (a no-op for one process): the step count depends on its size.
@@ -364,6 +375,65 @@ def train_run(
     return result
 
 
+def _train_or_resume(
+    config: RunConfig, output: Path, progress: bool | None, phases: PhaseTimer | None
+) -> TrainResult | None:
+    """``train_run(..., resume_if_exists=True)``: see there."""
+    context = distributed.init_from_env(resolve_device(config.trainer.device))
+    # Process 0 looks and every process follows its answer: one that looked later could find
+    # the files another had just begun to write for a fresh start.
+    decision = None
+    if context.is_main:
+        try:
+            decision = _existing_run(config, output)
+        except BertfitError as error:  # every process fails the same way, none waits
+            decision = ("error", str(error))
+    action, detail = distributed.broadcast_object(decision)
+    if action == "error":
+        raise ConfigError(detail)
+    if action == "resume":
+        return resume_run(output, progress, phases)
+    if detail and context.is_main:
+        print(detail)
+    return train_run(config, output, progress, phases=phases)
+
+
+def _existing_run(config: RunConfig, output: Path) -> tuple[str, str | None]:
+    """What ``output`` asks of a run of ``config``: ("start", note), ("resume", None) or
+    ("error", why)."""
+    if not (output / "config.json").is_file():
+        return "start", None
+    saved = RunConfig.from_json_file(output / "config.json").to_dict()
+    wanted = resolve_run_config(RunConfig.from_dict(config.to_dict())).to_dict()
+    # The step count also depends on the process count and on windows; a checkpoint checks it
+    # against this run's (with the data and the process count) when it is loaded.
+    saved["optimizer"].pop("total_steps", None)
+    wanted["optimizer"].pop("total_steps", None)
+    difference = _first_difference(saved, wanted)
+    if difference is not None:
+        key, there, here = difference
+        return "error", (
+            f"{output} holds a run of another config ({key} is {there!r} there, {here!r} "
+            "here); give another run directory, or remove this one"
+        )
+    if latest_checkpoint(checkpoints_dir(output), warn=lambda message: None) is not None:
+        return "resume", None
+    return "start", f"{output}: no complete checkpoint yet; starting the run again"
+
+
+def _first_difference(saved: dict, wanted: dict, prefix: str = ""):
+    """The first dotted key whose value differs, with both values; None when they agree."""
+    for key in sorted(saved.keys() | wanted.keys()):
+        there, here = saved.get(key), wanted.get(key)
+        if isinstance(there, dict) and isinstance(here, dict):
+            found = _first_difference(there, here, f"{prefix}{key}.")
+            if found is not None:
+                return found
+        elif there != here:
+            return f"{prefix}{key}", there, here
+    return None
+
+
 def describe_distillation(config: RunConfig) -> str:
     """One line about a distilled run, for the console."""
     distill = config.distill
@@ -396,7 +466,9 @@ def describe_calibration(calibration: Calibration) -> str:
     )
 
 
-def resume_run(run_dir: str | Path, progress: bool | None = None) -> TrainResult | None:
+def resume_run(
+    run_dir: str | Path, progress: bool | None = None, phases: PhaseTimer | None = None
+) -> TrainResult | None:
     """Continue the run in ``run_dir`` from its latest complete checkpoint, with its own
     ``config.json``; None (and a message) when the run had already finished.
 
@@ -416,7 +488,7 @@ def resume_run(run_dir: str | Path, progress: bool | None = None) -> TrainResult
         )
     state = read_json(checkpoint / STATE_FILE)
     if not state["finished"]:
-        return train_run(config, run_dir, progress, resume=checkpoint)
+        return train_run(config, run_dir, progress, resume=checkpoint, phases=phases)
     if context.is_main:
         if not (run_dir / "results.json").is_file():  # it stopped between the two writes
             write_json(run_dir / "results.json", {"best": state["best"], "steps": state["step"]})
