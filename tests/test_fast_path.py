@@ -76,7 +76,7 @@ def test_one_step_loss_and_gradients_match_the_padded_path(row_multiple, length_
     def loss_and_grads(fast: bool):
         model = small_classifier(seed=4).eval()  # eval: no dropout, so both see the same function
         if fast:  # with spare rows too: they change neither the loss nor a gradient
-            logits = model.forward_packed(pack_sequences(examples, row_multiple, length_multiple))
+            logits = model(packed=pack_sequences(examples, row_multiple, length_multiple))
         else:
             logits = model(**to_tensors(examples, 0, None))
         loss = F.cross_entropy(logits, labels)
@@ -236,7 +236,7 @@ def test_bf16_autocast_trains_on_the_fast_path():
     model = small_classifier().train()
     batch = pack_sequences(random_examples(8, seed=6))
     with precision.autocast("bf16", torch.device("cpu")):
-        logits = model.forward_packed(batch)
+        logits = model(packed=batch)
         loss = F.cross_entropy(logits.float(), torch.zeros(8, dtype=torch.long))
     assert logits.dtype == torch.bfloat16
     loss.backward()

@@ -16,7 +16,7 @@ import bertfit
 from bertfit import progress
 from bertfit.config import write_json
 from bertfit.data.readers import read_prediction_input
-from bertfit.errors import BertfitError, ConfigError
+from bertfit.errors import BertfitError, ConfigError, TrainingInterrupted
 from bertfit.paths import BERTFIT_FILE, find_model_dir
 from bertfit.serve import DEFAULT_HOST, DEFAULT_PORT, ServeConfig
 from bertfit.train.config import (
@@ -1065,7 +1065,7 @@ def _run_command(args: argparse.Namespace) -> int:
     progress.set_quiet(quiet_before or getattr(args, "quiet", False))
     try:
         return args.handler(args)
-    except _training_interrupted() as interrupted:
+    except TrainingInterrupted as interrupted:
         checkpoint = interrupted.checkpoint
         resume = f"; continue with: bertfit train --resume {checkpoint.parent.parent}"
         print(
@@ -1092,12 +1092,6 @@ def _run_command(args: argparse.Namespace) -> int:
         return EXIT_BROKEN_PIPE
     finally:
         progress.set_quiet(quiet_before)
-
-
-def _training_interrupted() -> tuple[type[BaseException], ...]:
-    """The trainer's interruption type, only when the trainer (and torch) is already loaded."""
-    trainer = sys.modules.get("bertfit.train.trainer")
-    return (trainer.TrainingInterrupted,) if trainer is not None else ()
 
 
 if __name__ == "__main__":

@@ -123,7 +123,6 @@ def packed_batch(examples: Sequence[Packed], indices) -> PackedBatch:
 def predict_logits(
     model: BertClassifier,
     examples: Sequence[Packed],
-    padding_id: int,
     batch_size: int = 64,
     progress: bool | None = None,
     precision: str = "fp32",
@@ -132,7 +131,7 @@ def predict_logits(
 
     Runs on the model's device, under autocast at a resolved ``precision`` (see
     :mod:`bertfit.precision`). ``progress`` None shows a bar when :mod:`bertfit.progress` says
-    so (and the work is slow). ``padding_id`` is kept for callers; packed batches need none.
+    so (and the work is slow).
     """
     logits = np.zeros((len(examples), model_num_outputs(model)), dtype=np.float32)
     for batch, batch_logits in predicted_batches(model, examples, batch_size, progress, precision):
@@ -306,7 +305,7 @@ class TextClassifier:
     def logits(self, columns: list[list[str]], batch_size: int = 64) -> np.ndarray:
         """Logits [n, num_classes] for n examples given as text columns."""
         inputs, owners = self.encode_texts(columns)
-        logits = predict_logits(self.model, inputs, self.padding_id, batch_size)
+        logits = predict_logits(self.model, inputs, batch_size)
         return mean_by_owner(logits, owners, len(columns[0]))
 
     def explain(
@@ -344,7 +343,7 @@ class TextClassifier:
 
     def logits_of_packed(self, examples: list[Packed], batch_size: int = 64) -> np.ndarray:
         """Logits of already packed inputs, in order."""
-        return predict_logits(self.model, examples, self.padding_id, batch_size)
+        return predict_logits(self.model, examples, batch_size)
 
     def predict(
         self, columns: list[list[str]], batch_size: int = 64, calibrated: bool = True

@@ -82,7 +82,3 @@ class BertClassifier(nn.Module):
             raise ValueError("give input_word_ids (a padded batch) or packed=")
         pooled = self.encoder(input_word_ids, input_mask, input_type_ids).pooled_output
         return self.classifier(pooled)
-
-    def forward_packed(self, batch: PackedBatch) -> torch.Tensor:
-        """The logits of a padding-free :class:`PackedBatch` (``self(packed=batch)``)."""
-        return self(packed=batch)

@@ -42,7 +42,7 @@ from bertfit.model.config import CONFIG_FILE_NAMES, EncoderConfig
 from bertfit.model.tf_checkpoint import (
     CheckpointReader,
     is_checkpoint_prefix,
-    latest_checkpoint,
+    latest_tf_checkpoint,
     parse_message,
 )
 from bertfit.model.tf_names import MappedCheckpoint, config_from_shapes, map_checkpoint
@@ -125,7 +125,7 @@ def find_weights(path: str | Path) -> tuple[str, Path, Path]:
         for name in WEIGHT_FILE_NAMES:
             if (path / name).is_file():
                 return HF, path / name, path
-        prefix = latest_checkpoint(path)
+        prefix = latest_tf_checkpoint(path)
         if prefix is None:
             raise CheckpointError(
                 f"{path}: no weights here ({' or '.join(WEIGHT_FILE_NAMES)}, a TensorFlow "

@@ -75,24 +75,8 @@ def logits_of_encoded(
     precision: str = "fp32",
 ) -> np.ndarray:
     """Logits of encoded examples, one row per text (a windowed text's windows averaged)."""
-    logits = predict_logits(
-        classifier.model, data.inputs, classifier.padding_id, batch_size, progress, precision
-    )
+    logits = predict_logits(classifier.model, data.inputs, batch_size, progress, precision)
     return mean_by_owner(logits, data.owners, len(data.labels))
-
-
-def predict_encoded(
-    classifier: TextClassifier,
-    task: TaskSpec,
-    data: EncodedExamples,
-    batch_size: int = 64,
-    progress: bool | None = None,
-    precision: str = "fp32",
-) -> np.ndarray:
-    """Predicted class ids (or scores, for regression) of encoded examples."""
-    return predictions_of(
-        task, logits_of_encoded(classifier, data, batch_size, progress, precision)
-    )
 
 
 def predictions_of(task: TaskSpec, logits: np.ndarray) -> np.ndarray:

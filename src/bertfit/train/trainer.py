@@ -1,8 +1,13 @@
 """The training loop: fit a :class:`TextClassifier` on a task, evaluate on dev after each epoch.
 
-The loop is deliberately plain PyTorch: length-grouped batches padded to their longest pair,
-forward, loss, backward, AdamW step, schedule step. Each evaluation appends a record to the
-metric history and, when the task's main metric improves, the model is saved.
+The loop is deliberately plain PyTorch: forward, loss, backward, AdamW step, schedule step.
+Batches group examples of similar length (random between epochs) and, by default, feed the
+model only their real tokens laid end to end (padding-free, :mod:`bertfit.model.packed`);
+``padding_free: false`` pads each batch to its longest example instead, and
+``pad_to_max_length`` to ``max_seq_length`` as the reference tutorial does. Each evaluation
+appends a record to the metric history; :class:`~bertfit.train.best_model.BestModel` keeps the
+best, what a checkpoint holds is :mod:`bertfit.train.training_state`'s, and callbacks
+(:mod:`bertfit.train.callbacks`) see every evaluation and may stop training.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from bertfit.config import atomic_write_text
 from bertfit.data.batching import length_grouped_batches, random_batches
 from bertfit.data.readers import TextExamples
 from bertfit.data.tasks import TaskSpec
+from bertfit.errors import TrainingInterrupted
 from bertfit.inference import Packed, TextClassifier, batch_tensors, packed_batch
 from bertfit.precision import autocast, grad_scaler, resolve_device, resolve_precision
 from bertfit.progress import bar as progress_bar
@@ -96,16 +102,6 @@ class _EpochBar:
             gnorm=f"{grad_norm:.2f}",
             refresh=False,
         )
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped training after a whole step, saved in ``checkpoint``."""
-
-    def __init__(self, signum: int, step: int, checkpoint: Path | None) -> None:
-        super().__init__(f"stopped by signal {signum} after step {step}")
-        self.signum = signum
-        self.step = step
-        self.checkpoint = checkpoint
 
 
 class Trainer:
