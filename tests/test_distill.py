@@ -27,7 +27,6 @@ from bertfit.model.student import build_student, choose_layers
 from bertfit.model.taps import FirstTokenTap, LayerRows, TeacherShadow, TokenTap
 from bertfit.problem import REGRESSION, SINGLE_LABEL
 from bertfit.train.config import TrainerConfig
-from bertfit.train.distill import distill_run
 from bertfit.train.distillation import teacher_outputs
 from bertfit.train.evaluate import EncodedExamples
 from bertfit.train.losses import (
@@ -37,6 +36,7 @@ from bertfit.train.losses import (
     token_match_loss,
 )
 from bertfit.train.optim import OptimizationConfig
+from bertfit.train.student_run import distill_run
 from bertfit.train.trainer import Trainer
 
 from conftest import make_tiny_classifier, synthetic_pairs, write_glue_task

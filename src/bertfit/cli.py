@@ -295,7 +295,7 @@ def _unit_float(text: str) -> float:
 
 
 def _run_distill(args) -> int:
-    from bertfit.train.distill import distill_run  # torch loads only for commands that train
+    from bertfit.train.student_run import distill_run  # torch loads only for commands that train
 
     overrides = {
         "trainer.max_steps": args.max_steps,

@@ -67,7 +67,7 @@ class ClassifierInfo:
     # How examples longer than max_seq_length are cut: "round_robin" or "waterfall" (see
     # bertfit.text.packing). Directories saved before it was recorded load as round robin.
     truncator: Truncator = DEFAULT_TRUNCATOR
-    # Softmax temperature fitted on the dev set after training (bertfit.calibration). None
+    # Softmax temperature fitted on the dev set after training (bertfit.temperature). None
     # for regression models and for runs trained before calibration: those use 1.
     temperature: float | None = None
     # A distilled model: its teacher run and how it was cut and trained (teacher, teacher_layers,

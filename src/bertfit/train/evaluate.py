@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bertfit.calibration import calibration_metrics
 from bertfit.data.encoding import ChunkedTexts, encode_stream
 from bertfit.data.readers import TextExamples
 from bertfit.data.tasks import TaskSpec
 from bertfit.inference import Packed, TextClassifier, mean_by_owner, predict_logits
 from bertfit.problem import REGRESSION
+from bertfit.temperature import calibration_metrics
 from bertfit.train.metrics import compute_metrics
 
 
