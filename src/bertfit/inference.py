@@ -35,7 +35,7 @@ from bertfit.explain.explain import (
 from bertfit.explain.explanation import METHODS, Explanation, check_method, row_texts
 from bertfit.model.classifier import BertClassifier
 from bertfit.model.hf_classifier import load_classifier, save_pretrained
-from bertfit.model.packed import PackedBatch, pack_arrays, pack_sequences
+from bertfit.model.padding_free import PaddingFreeBatch, batch_from_arrays, batch_from_sequences
 from bertfit.paths import BERTFIT_FILE
 from bertfit.precision import autocast
 from bertfit.predictions import prediction_rows
@@ -98,25 +98,25 @@ def batch_tensors(
 
 
 #: Packed batches' rows are rounded up to a multiple of this, so that their matrix products
-#: recur in a few shapes whose kernels oneDNN keeps (see bertfit.model.packed). Measured on a
+#: recur in a few shapes whose kernels oneDNN keeps (see bertfit.model.padding_free). Measured on a
 #: 2-core Xeon with AMX: bench/train_levers.py, variants row-multiple-N.
-PACKED_ROW_MULTIPLE = 128
+PADDING_FREE_ROW_MULTIPLE = 128
 
-#: Attention's padded width in packed batches is rounded up to a multiple of this, for the same
-#: reason (its batched products are shaped by the longest sequence). Measured with
+#: Attention's padded width in padding-free batches is rounded up to a multiple of this, for the
+#: same reason (its batched products are shaped by the longest sequence). Measured with
 #: bench/train_levers.py, variants length-multiple-N.
-PACKED_LENGTH_MULTIPLE = 16
+PADDING_FREE_LENGTH_MULTIPLE = 16
 
 
-def packed_batch(examples: Sequence[Packed], indices) -> PackedBatch:
-    """A padding-free :class:`PackedBatch` of ``examples[i] for i in indices``, its rows
-    rounded up to a multiple of :data:`PACKED_ROW_MULTIPLE` and attention's width to one of
-    :data:`PACKED_LENGTH_MULTIPLE`."""
-    rounding = (PACKED_ROW_MULTIPLE, PACKED_LENGTH_MULTIPLE)
+def padding_free_batch(examples: Sequence[Packed], indices) -> PaddingFreeBatch:
+    """A padding-free :class:`PaddingFreeBatch` of ``examples[i] for i in indices``, its rows
+    rounded up to a multiple of :data:`PADDING_FREE_ROW_MULTIPLE` and attention's width to one of
+    :data:`PADDING_FREE_LENGTH_MULTIPLE`."""
+    rounding = (PADDING_FREE_ROW_MULTIPLE, PADDING_FREE_LENGTH_MULTIPLE)
     if isinstance(examples, RaggedPacked):
         word_ids, type_ids, offsets = examples.gather_flat(indices)
-        return pack_arrays(word_ids, type_ids, np.diff(offsets), *rounding)
-    return pack_sequences([examples[i] for i in indices], *rounding)
+        return batch_from_arrays(word_ids, type_ids, np.diff(offsets), *rounding)
+    return batch_from_sequences([examples[i] for i in indices], *rounding)
 
 
 @torch.inference_mode()
@@ -157,9 +157,9 @@ def predicted_batches(
     batches = sorted_batches(example_lengths(examples), batch_size)
     try:
         for batch in progress_bar(batches, desc=desc, unit="batch", show=progress):
-            packed = packed_batch(examples, batch).to(device)
+            flat = padding_free_batch(examples, batch).to(device)
             with autocast(precision, device):
-                logits = model(packed=packed)
+                logits = model(padding_free=flat)
             yield batch, logits
     finally:
         model.train(was_training)

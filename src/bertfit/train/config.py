@@ -39,7 +39,7 @@ class TrainerConfig:
     # Also evaluate (and keep the best model) every this many steps, not only after each epoch;
     # an evaluation record's train_loss then covers the steps since the one before.
     eval_every_steps: int | None = None
-    # Feed the model only real tokens (see bertfit.model.packed); False pads every batch.
+    # Feed the model only real tokens (see bertfit.model.padding_free); False pads every batch.
     padding_free: bool = True
     # auto | fp32 | bf16 | fp16 (see bertfit.precision); a run's config.json records the
     # precision it resolved to.

@@ -2,7 +2,7 @@
 
 The loop is deliberately plain PyTorch: forward, loss, backward, AdamW step, schedule step.
 Batches group examples of similar length (random between epochs) and, by default, feed the
-model only their real tokens laid end to end (padding-free, :mod:`bertfit.model.packed`);
+model only their real tokens laid end to end (padding-free, :mod:`bertfit.model.padding_free`);
 ``padding_free: false`` pads each batch to its longest example instead, and
 ``pad_to_max_length`` to ``max_seq_length`` as the reference tutorial does. Each evaluation
 appends a record to the metric history; :class:`~bertfit.train.best_model.BestModel` keeps the
@@ -28,7 +28,7 @@ from bertfit.data.batching import length_grouped_batches, random_batches
 from bertfit.data.readers import TextExamples
 from bertfit.data.tasks import TaskSpec
 from bertfit.errors import TrainingInterrupted
-from bertfit.inference import Packed, TextClassifier, batch_tensors, packed_batch
+from bertfit.inference import Packed, TextClassifier, batch_tensors, padding_free_batch
 from bertfit.precision import autocast, grad_scaler, resolve_device, resolve_precision
 from bertfit.progress import bar as progress_bar
 from bertfit.progress import enabled as progress_enabled
@@ -437,7 +437,7 @@ class Trainer:
         """Mean training loss of the examples ``batch`` of ``data`` (forward under autocast).
 
         ``model`` is the module to call: the classifier, or its DDP/FSDP wrapper, whose
-        hooks run only when it is called (hence ``model(packed=...)``, not a method of it).
+        hooks run only when it is called (hence ``model(padding_free=...)``, not a method of it).
         """
         labels = torch.from_numpy(data.input_labels[batch]).to(self.device)
         targets = data.soft_targets
@@ -452,7 +452,7 @@ class Trainer:
     def _forward(self, model, examples: Sequence[Packed], batch: list[int]) -> torch.Tensor:
         config = self.config
         if config.padding_free and not config.pad_to_max_length:
-            return model(packed=packed_batch(examples, batch).to(self.device))
+            return model(padding_free=padding_free_batch(examples, batch).to(self.device))
         # The padded path: to each batch's longest example, or to max_seq_length as the
         # reference tutorial does (for comparisons).
         width = self.classifier.info.max_seq_length if config.pad_to_max_length else None
