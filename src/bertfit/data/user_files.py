@@ -124,12 +124,14 @@ def _json_records(path: Path, handle) -> Iterator[tuple[int, dict[str, str]]]:
 def _parquet_records(
     path: Path, fields: Sequence[str] | None
 ) -> Iterator[tuple[int, dict[str, object]]]:
-    try:  # pyarrow is the parquet extra, loaded only for a Parquet file
+    # pyarrow is a dependency, loaded only for a Parquet file; an install made with --no-deps
+    # (the torch-free runtime) may lack it.
+    try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise ConfigError(
-            f"{path}: reading Parquet needs pyarrow: pip install pyarrow (or bertfit[parquet])"
+            f"{path}: reading Parquet needs pyarrow: pip install pyarrow"
         ) from None
     if not path.is_file():
         raise DataError(f"{path}: file not found")
