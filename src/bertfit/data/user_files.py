@@ -130,9 +130,7 @@ def _parquet_records(
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise ConfigError(
-            f"{path}: reading Parquet needs pyarrow: pip install pyarrow"
-        ) from None
+        raise ConfigError(f"{path}: reading Parquet needs pyarrow: pip install pyarrow") from None
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
