@@ -361,3 +361,39 @@ def test_only_the_last_k_checkpoints_are_kept_and_load_safely(tmp_path):
     warnings: list[str] = []
     assert latest_checkpoint(tmp_path, warnings.append).name == "step-2"
     assert len(warnings) == 1
+
+
+# -- the fine-tuning levers (issue 30) survive a resume ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def levers_reference(setup) -> Path:
+    """An uninterrupted run like the reference, with layer decay and one re-initialized layer."""
+    reference = setup["root"] / "levers-reference"
+    result = subprocess.run(
+        train_command(reference, setup, "--keep-checkpoints", "100",
+                      "--layer-decay", "0.7", "--reinit-layers", "1"),
+        capture_output=True, text=True, env=_env(), timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return reference
+
+
+def test_a_run_with_both_levers_resumes_bit_identical(setup, levers_reference, tmp_path):
+    saved = json.loads((levers_reference / "config.json").read_text())
+    assert (saved["optimizer"]["layer_decay"], saved["reinit_layers"]) == (0.7, 1)
+    # The levers changed the run (else this test could not tell a resume that drops them).
+    plain, levered = final_weights(setup["reference"]), final_weights(levers_reference)
+    assert not torch.equal(
+        plain["encoder.pooler.dense.weight"], levered["encoder.pooler.dense.weight"]
+    )
+    run_dir = tmp_path / "run"
+    shutil.copytree(levers_reference, run_dir)
+    for path in list_checkpoints(run_dir / "checkpoints"):
+        if int(path.name.split("-")[1]) > 22:  # as if killed after step 22 of 64
+            shutil.rmtree(path)
+    (run_dir / "results.json").unlink()
+    result = bertfit("train", "--resume", str(run_dir), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "resuming from step 22" in result.stdout
+    assert_same_run(run_dir, levers_reference)

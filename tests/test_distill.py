@@ -36,7 +36,7 @@ from bertfit.train.losses import (
     token_match_loss,
 )
 from bertfit.train.optim import OptimizationConfig
-from bertfit.train.student_run import distill_run
+from bertfit.train.student_run import distill_config, distill_run
 from bertfit.train.trainer import Trainer
 
 from conftest import make_tiny_classifier, synthetic_pairs, write_glue_task
@@ -607,3 +607,22 @@ def test_an_interrupted_distilled_run_resumes_as_a_distilled_run(student_run, tm
     assert "distilling" in out and "resuming from step" in out
     resumed = json.loads((run / "results.json").read_text())
     assert resumed == json.loads((student_run / "results.json").read_text())
+
+
+def test_a_student_keeps_its_teachers_layer_decay_but_never_re_initializes(tiny_run, tmp_path):
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_run, teacher)
+    config = json.loads((teacher / "config.json").read_text())
+    config["reinit_layers"], config["optimizer"]["layer_decay"] = 1, 0.8
+    (teacher / "config.json").write_text(json.dumps(config))
+    student = distill_config(teacher, 1)
+    # The teacher's re-initialized layer was its own start; the student starts from its
+    # teacher's fine-tuned layers, and learns them at the teacher's decayed rates.
+    assert (student.reinit_layers, student.optimizer.layer_decay) == (0, 0.8)
+    with pytest.raises(ConfigError, match=r"^reinit_layers: a distilled student starts from"):
+        distill_config(teacher, 1, overrides=[("reinit_layers", 1)])
+    output = tmp_path / "student"
+    args = ["distill", str(teacher), "--output", str(output), "--layers", "1"]
+    assert main([*args, "--max-steps", "2", "--quiet"]) == 0
+    written = json.loads((output / "config.json").read_text())
+    assert (written["reinit_layers"], written["optimizer"]["layer_decay"]) == (0, 0.8)

@@ -294,3 +294,32 @@ def test_export_of_a_model_saved_without_a_card_writes_one(tiny_run, tmp_path):
         best["dev_f1"],
     }
     assert "The results above are the fp32 model's" in card.text
+
+
+def test_the_recipe_names_the_fine_tuning_levers_only_when_on():
+    def recipe(run: dict) -> str:
+        facts = CardFacts(
+            name="levers",
+            info={"task": "mrpc", "label_names": ["0", "1"], "input_names": ["a", "b"]},
+            encoder={"problem_type": "single_label_classification"},
+            run=run,
+            results={"best": {"epoch": 1}, "examples": {"train": 10}},
+        )
+        text = ModelCard(render_model_card(facts)).text
+        return next(line for line in text.splitlines() if line.startswith("- Recipe:"))
+
+    on = {
+        "reinit_layers": 2,
+        "trainer": {},
+        "optimizer": {"learning_rate": 1e-4, "layer_decay": 0.8},
+    }
+    assert recipe(on).startswith(
+        "- Recipe: top 2 layers and pooler re-initialized, AdamW, learning rate 0.0001, "
+        "layer-wise decay 0.8"
+    )
+    off = {
+        "reinit_layers": 0,
+        "trainer": {},
+        "optimizer": {"learning_rate": 1e-4, "layer_decay": 1.0},
+    }
+    assert "re-initialized" not in recipe(off) and "layer-wise" not in recipe(off)

@@ -23,6 +23,8 @@ from bertfit.train.optim import (
     parameter_groups,
 )
 
+from conftest import make_tiny_classifier
+
 
 def close(actual: float, expected: float) -> bool:
     """Equal to float64 rounding; an absolute tolerance far below the 1e-5 scale of BERT LRs."""
@@ -314,6 +316,10 @@ def test_wrong_types_are_refused_with_the_key_named(key, value):
         ("end_learning_rate", 1.0),
         ("clip_norm", 0.0),
         ("exclude_from_weight_decay", ["(unclosed"]),
+        ("layer_decay", 0.0),
+        ("layer_decay", -0.5),
+        ("layer_decay", 1.01),
+        ("layer_decay", float("nan")),
     ],
 )
 def test_out_of_range_values_are_refused_with_the_key_named(key, value):
@@ -514,3 +520,116 @@ def test_importing_optim_does_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+# --- layer-wise learning-rate decay ---------------------------------------------------------
+
+
+def bert_classifier(tmp_path):
+    """A 2-layer BertClassifier: embeddings, layers.0, layers.1, pooler, head."""
+    return make_tiny_classifier(tmp_path).model
+
+
+def expected_depth(name: str) -> int:
+    """Head and pooler 0, top layer (layers.1) 1, layers.0 2, embeddings 3 (BEiT's rule)."""
+    if name.startswith("encoder.embeddings."):
+        return 3
+    if name.startswith("encoder.layers."):
+        return 2 - int(name.split(".")[2])
+    assert name.startswith(("encoder.pooler.", "classifier.")), name
+    return 0
+
+
+def classifier_steps(model, optimizer, scheduler, steps: int) -> None:
+    ids = torch.tensor([[2, 5, 6, 3], [2, 7, 8, 3]])
+    for _ in range(steps):
+        loss = model(ids, torch.ones_like(ids)).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+
+
+def test_layer_decay_scales_every_group_by_its_depth_at_every_step(tmp_path):
+    decay = 0.6
+    config = OptimizationConfig(
+        learning_rate=1e-3, warmup_steps=4, total_steps=12, layer_decay=decay
+    )
+    schedule = learning_rate_schedule(config)
+    model = bert_classifier(tmp_path)
+    optimizer, scheduler = build_optimizer(model, config)
+    depths = []
+    for group in optimizer.param_groups:
+        (depth,) = {expected_depth(name) for name in group["param_names"]}  # one depth a group
+        depths.append(depth)
+    assert depths == [0, 0, 1, 1, 2, 2, 3, 3]  # head first: its group follows the schedule
+    for k in range(0, 15):  # warmup (0-3), decay (4-11) and after the horizon
+        if k:
+            classifier_steps(model, optimizer, scheduler, 1)
+        rates = [group["lr"] for group in optimizer.param_groups]
+        assert scheduler.get_last_lr() == rates
+        assert rates[0] == schedule(k), k
+        for rate, depth in zip(rates, depths):
+            assert close(rate, schedule(k) * decay**depth), (k, depth)
+            if schedule(k) > 0:
+                assert close(rate / rates[0], decay**depth), (k, depth)
+
+
+def test_layer_decay_keeps_the_no_decay_split(tmp_path):
+    model = bert_classifier(tmp_path)
+    plain = groups_by_decay(parameter_groups(model, OptimizationConfig()))
+    groups = parameter_groups(model, OptimizationConfig(layer_decay=0.8))
+    assert len(groups) == 8  # a weight-decay and a no-decay group at each of 4 depths
+    merged: dict[float, set[str]] = {}
+    for group in groups:
+        merged.setdefault(group["weight_decay"], set()).update(group["param_names"])
+    assert merged == plain
+    assert "encoder.layers.0.attention_norm.weight" in plain[0.0]
+    assert "encoder.embeddings.word_embeddings.weight" in plain[0.01]
+    names = [name for group in groups for name in group["param_names"]]
+    assert sorted(names) == sorted(plain[0.0] | plain[0.01])  # each parameter once
+
+
+def test_layer_decay_is_the_update_each_group_gets(tmp_path):
+    # With zero gradients AdamW moves a decayed weight only by p * (1 - lr * weight_decay):
+    # the lr each group really uses, not only the one it reports.
+    model = bert_classifier(tmp_path)
+    config = OptimizationConfig(
+        learning_rate=0.1, weight_decay=0.5, warmup_steps=0, total_steps=10, layer_decay=0.5
+    )
+    optimizer, _ = build_optimizer(model, config)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    named = dict(model.named_parameters())
+    for name in ("classifier.dense.weight", "encoder.layers.1.attention.qkv.weight",
+                 "encoder.layers.0.feed_forward.output.weight",
+                 "encoder.embeddings.word_embeddings.weight"):  # fmt: skip
+        rate = 0.1 * 0.5 ** expected_depth(name)
+        torch.testing.assert_close(named[name], before[name] * (1 - rate * 0.5))
+
+
+def test_layer_decay_resumes_from_a_weights_only_checkpoint(tmp_path):
+    config = OptimizationConfig(learning_rate=1e-3, total_steps=20, layer_decay=0.7)
+    model = bert_classifier(tmp_path)
+    optimizer, scheduler = build_optimizer(model, config)
+    classifier_steps(model, optimizer, scheduler, 5)
+    buffer = io.BytesIO()
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    resumed_opt, resumed_sched = build_optimizer(model, config)
+    resumed_opt.load_state_dict(state["optimizer"])
+    resumed_sched.load_state_dict(state["scheduler"])
+    assert resumed_sched.get_last_lr() == scheduler.get_last_lr()
+    classifier_steps(model, optimizer, scheduler, 1)
+    classifier_steps(model, resumed_opt, resumed_sched, 1)
+    assert resumed_sched.get_last_lr() == scheduler.get_last_lr()
+
+
+def test_layer_decay_needs_numbered_layers():
+    # TinyBert's layers are encoder.0 and encoder.1: no "layers.N" to count depths by.
+    with pytest.raises(ConfigError, match="layer_decay: the model has no numbered"):
+        parameter_groups(tiny_model(), OptimizationConfig(layer_decay=0.9))
+    assert len(parameter_groups(tiny_model(), OptimizationConfig(layer_decay=1.0))) == 2

@@ -90,6 +90,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _decay_factor(text: str) -> float:
+    value = _number(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
 def _recipe_default(key: str, fallback) -> str:
     """A help text's default for a key the task recipes set: each recipe's value, then the
     config's own for tasks without one."""
@@ -120,6 +127,20 @@ def _add_train(commands) -> None:
         type=_positive_float,
         help="peak learning rate "
         + _recipe_default("optimizer.learning_rate", _RUN.optimizer.learning_rate),
+    )
+    parser.add_argument(
+        "--layer-decay",
+        type=_decay_factor,
+        metavar="D",
+        help="each encoder layer learns at D x the rate of the layer above; the head at the "
+        f"full rate, the embeddings lowest (default: {_RUN.optimizer.layer_decay:g}, off)",
+    )
+    parser.add_argument(
+        "--reinit-layers",
+        type=_non_negative_int,
+        metavar="K",
+        help="re-initialize the top K encoder layers and the pooler before training "
+        f"(default: {_RUN.reinit_layers}, off)",
     )
     parser.add_argument(
         "--max-seq-length", type=_positive_int, help=f"(default: {_RUN.max_seq_length})"
@@ -463,6 +484,8 @@ def _train_flag_overrides(args) -> list[tuple[str, object]]:
         "trainer.precision": args.precision,
         "trainer.device": args.device,
         "optimizer.learning_rate": args.learning_rate,
+        "optimizer.layer_decay": args.layer_decay,
+        "reinit_layers": args.reinit_layers,
         "logging.tensorboard": True if args.tensorboard else None,
         "trainer.checkpoint_every_steps": args.checkpoint_every,
         "trainer.keep_checkpoints": args.keep_checkpoints,

@@ -364,8 +364,13 @@ def _recipe_line(run, trainer, optimizer, results) -> str:
     if batch is not None and (trainer.get("grad_accum_steps") or 1) > 1:
         batch = f"{batch} x {trainer['grad_accum_steps']} accumulated"
     steps = (results or {}).get("steps", optimizer.get("total_steps"))
+    # The fine-tuning levers are named only when on (layer decay 1 and 0 layers are off).
+    layer_decay = optimizer.get("layer_decay")
+    reinit = run.get("reinit_layers")
     parts = [
+        ("top {} layers and pooler re-initialized", reinit or None),
         ("AdamW, learning rate {:g}", optimizer.get("learning_rate")),
+        ("layer-wise decay {:g}", layer_decay if layer_decay not in (None, 1) else None),
         ("weight decay {:g}", optimizer.get("weight_decay")),
         ("linear warmup over {}", warmup),
         (f"then {decay} to {{:g}}", optimizer.get("end_learning_rate") if power else None),

@@ -286,6 +286,19 @@ class BertEncoder(nn.Module):
             x = layer(x, batch)
         return self.pooler(last(x, batch, first_tokens_only=True))
 
+    def reinit_top_layers(self, count: int) -> None:
+        """Start the top ``count`` layers and the pooler afresh (BERT's initialization with the
+        config's ``initializer_range``, drawn from torch's global generator), for fine-tuning
+        that re-learns them (Zhang et al. 2021). ``count`` 0 leaves every weight as it is."""
+        if not 0 <= count <= len(self.layers):
+            raise ValueError(f"count must be in 0..{len(self.layers)}, got {count}")
+        if count == 0:
+            return
+        init = functools.partial(init_bert_weights, std=self.config.initializer_range)
+        for layer in self.layers[len(self.layers) - count :]:
+            layer.apply(init)
+        self.pooler.apply(init)
+
     def _embed_padding_free(self, batch: PaddingFreeBatch) -> torch.Tensor:
         self._check_length(batch.longest_sequence)
         return self.embeddings(batch.input_word_ids, batch.input_type_ids, batch.positions)

@@ -212,6 +212,10 @@ class RunConfig:
     task: str = "mrpc"
     # A model directory or preset name; None means the packaged all-MiniLM-L6-v2.
     model: str | None = None
+    # Re-initialize the top this many encoder layers, and the pooler, after the pretrained
+    # weights are loaded (BERT's init, the model's initializer_range, the run's seed); 0 keeps
+    # them all. Top-level beside ``model`` because ``model`` is the model's path, not a section.
+    reinit_layers: int = 0
     data_dir: str | None = None
     max_seq_length: int = 128
     # Longer texts: None truncates them; a number trains and predicts on overlapping windows
@@ -238,6 +242,13 @@ class RunConfig:
                 f"window_stride must be in 1..{self.max_seq_length - 1}, got {self.window_stride}"
             )
         check_truncator(self.truncator)
+        if isinstance(self.reinit_layers, bool) or self.reinit_layers < 0:
+            raise ConfigError(f"reinit_layers must be 0 or more, got {self.reinit_layers}")
+        if self.reinit_layers and self.distill.teacher is not None:
+            raise ConfigError(
+                "reinit_layers: a distilled student starts from its teacher's fine-tuned "
+                "layers; re-initializing them is not supported (leave it at 0)"
+            )
         self.trainer.validate()
         self.logging.validate()
         self.data.validate()

@@ -76,6 +76,11 @@ class OptimizationConfig:
         implementation: torch's AdamW kernel: ``fused`` (the default: one pass over each
             parameter's weights, gradient and moments; measurably faster on a CPU), ``foreach``
             (batched elementwise ops) or ``for_loop`` (one parameter at a time).
+        layer_decay: layer-wise learning-rate decay, in (0, 1]; 1.0 (the default) is off. The
+            head and the pooler learn at the schedule's rate, the top encoder layer at
+            ``layer_decay`` times it, each layer below at ``layer_decay`` times the one above,
+            and the embeddings, below the lowest layer, at ``layer_decay ** (L + 1)`` of it
+            (``L`` layers; BEiT's convention, see :func:`layer_depths`).
     """
 
     learning_rate: float = 2e-5
@@ -95,6 +100,7 @@ class OptimizationConfig:
     end_learning_rate: float = 0.0
     clip_norm: float | None = 1.0
     implementation: Literal["foreach", "fused", "for_loop"] = "fused"
+    layer_decay: float = 1.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -114,6 +120,7 @@ class OptimizationConfig:
         _require(self, "warmup_steps", lambda v: v >= 0, ">= 0", integer=True, optional=True)
         _require(self, "total_steps", lambda v: v > 0, "> 0", integer=True, optional=True)
         _require(self, "clip_norm", lambda v: v > 0, "> 0", optional=True)
+        _require(self, "layer_decay", lambda v: 0 < v <= 1, "in (0, 1] (1 is off)")
         if (
             self.warmup_steps is not None
             and self.total_steps is not None
@@ -339,30 +346,82 @@ def _named_trainable_parameters(model: torch.nn.Module):
             yield (f"{module_name}.{leaf}" if module_name else leaf), param, module
 
 
+# Where a parameter sits in a BertClassifier (``encoder.layers.3.attention.qkv.weight``,
+# ``encoder.embeddings.word_embeddings.weight``); the head and the pooler match neither.
+_LAYER_NAME = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+_EMBEDDINGS_NAME = re.compile(r"(?:^|\.)embeddings\.")
+
+
+def layer_depths(names: list[str]) -> dict[str, int]:
+    """How many layers below the head each parameter sits: its learning rate's exponent of
+    ``layer_decay``.
+
+    With ``L`` encoder layers (parameters named ``...layers.N....``): the head, the pooler and
+    anything else outside the stack are at depth 0, layer ``N`` at depth ``L - N`` (the top
+    layer at 1), and the embeddings (``...embeddings....``) at depth ``L + 1``. This is BEiT's
+    convention (and timm's and data2vec's): the rule "each layer learns at the rate of the
+    layer above times the decay" holds all the way down, with the head as the layer above the
+    top one and the embeddings as the layer below the lowest. (ELECTRA's code also skips one
+    exponent between its head and top layer; Zhang et al. 2021 keep the top layer at the
+    full rate. Both fit the same range of decays with a slightly different value.)
+    """
+    indices = {name: _LAYER_NAME.search(name) for name in names}
+    found = [int(match.group(1)) for match in indices.values() if match]
+    if not found:
+        raise ConfigError(
+            f"{_WHERE}.layer_decay: the model has no numbered encoder layers "
+            "(parameters named ...layers.N...) to decay the learning rate over"
+        )
+    count = max(found) + 1
+    depths = {}
+    for name, match in indices.items():
+        if match:
+            depths[name] = count - int(match.group(1))
+        elif _EMBEDDINGS_NAME.search(name):
+            depths[name] = count + 1
+        else:
+            depths[name] = 0
+    return depths
+
+
 def parameter_groups(model: torch.nn.Module, config: OptimizationConfig) -> list[dict[str, Any]]:
     """Split ``model``'s trainable parameters into a weight-decay group and a no-decay group.
 
     Each group is a torch param-group dict: ``params``, ``weight_decay`` and ``param_names``
     (dotted names, for inspection and for torch's named optimizer state). Frozen parameters are
     left out; an empty group is dropped.
+
+    With ``config.layer_decay`` below 1 the split is per depth (see :func:`layer_depths`):
+    a weight-decay and a no-decay group for each depth, head first, each with ``lr`` its
+    scale ``layer_decay ** depth``, which :func:`build_optimizer`'s scheduler multiplies by
+    the schedule. So the first group always learns at the schedule's own rate.
     """
-    decay: list[tuple[str, Any]] = []
-    no_decay: list[tuple[str, Any]] = []
-    for name, param, module in _named_trainable_parameters(model):
-        excluded = _excluded_from_decay(name, param, module, config)
-        (no_decay if excluded else decay).append((name, param))
-    if not decay and not no_decay:
-        raise ConfigError("the model has no trainable parameters to optimize")
-    groups = [(decay, config.weight_decay), (no_decay, 0.0)]
-    return [
-        {
-            "params": [param for _, param in members],
-            "weight_decay": rate,
-            "param_names": [name for name, _ in members],
-        }
-        for members, rate in groups
-        if members
+    members = [
+        (name, param, _excluded_from_decay(name, param, module, config))
+        for name, param, module in _named_trainable_parameters(model)
     ]
+    if not members:
+        raise ConfigError("the model has no trainable parameters to optimize")
+    if config.layer_decay == 1.0:
+        # Exactly the groups bertfit always built: checkpoints of earlier runs still load.
+        depths = dict.fromkeys((name for name, _, _ in members), 0)
+    else:
+        depths = layer_depths([name for name, _, _ in members])
+    groups = []
+    for depth in sorted(set(depths.values())):
+        for excluded, rate in ((False, config.weight_decay), (True, 0.0)):
+            chosen = [(n, p) for n, p, ex in members if depths[n] == depth and ex == excluded]
+            if not chosen:
+                continue
+            group = {
+                "params": [param for _, param in chosen],
+                "weight_decay": rate,
+                "param_names": [name for name, _ in chosen],
+            }
+            if config.layer_decay != 1.0:
+                group["lr"] = config.layer_decay**depth
+            groups.append(group)
+    return groups
 
 
 def _implementation_kwargs(config: OptimizationConfig) -> dict[str, bool]:
@@ -378,7 +437,9 @@ def build_optimizer(
 
     Call ``optimizer.step()`` then ``scheduler.step()`` once per update; after ``k`` updates
     every group's learning rate, and ``scheduler.get_last_lr()``, equal
-    ``learning_rate_schedule(config)(k)`` exactly. Needs ``config.total_steps``.
+    ``learning_rate_schedule(config)(k)`` exactly, times the group's layer-decay scale
+    (``layer_decay ** depth``; 1 for every group when ``layer_decay`` is 1, and for the
+    first group always). Needs ``config.total_steps``.
     """
     import torch  # here, not at the top: run configs read OptimizationConfig without torch
 
@@ -386,6 +447,8 @@ def build_optimizer(
     # The scheduler owns the learning rate: LambdaLR multiplies each group's base rate by the
     # lambda, so a base of 1.0 makes the group rate schedule(step) bit for bit (a base of the
     # peak times schedule/peak can be off by one ulp). LambdaLR sets schedule(0) at once.
+    # Under layer decay a group's base is its scale (its own "lr"), so every group follows
+    # the same warmup and decay, in proportion.
     optimizer = torch.optim.AdamW(
         parameter_groups(model, config),
         lr=1.0,

@@ -90,6 +90,7 @@ def build_classifier(config: RunConfig, task: TaskSpec) -> TextClassifier:
     # Only the encoder is restored: a classifier directory's own head (possibly for other
     # labels) is ignored and the new head starts fresh, as fine-tuning expects.
     load_pretrained(model.encoder, model_dir, strict=True)
+    reinit_top_layers(model, config.reinit_layers)
     lower_case = source.lower_case
     tokenizer = WordpieceTokenizer(source.vocab, lower_case=lower_case)
     info = ClassifierInfo(
@@ -103,6 +104,20 @@ def build_classifier(config: RunConfig, task: TaskSpec) -> TextClassifier:
         truncator=config.truncator,
     )
     return TextClassifier(model, tokenizer, info)
+
+
+def reinit_top_layers(model: BertClassifier, count: int) -> None:
+    """Re-initialize the top ``count`` encoder layers and the pooler (``reinit_layers``).
+
+    Called after the pretrained weights are loaded, so the draws follow the head's from the
+    generator ``build_classifier`` seeded: the same seed gives the same weights, and the head
+    is the same with or without re-initialized layers. A resumed run builds its model this way
+    too, then takes every weight from its checkpoint.
+    """
+    layers = model.config.num_layers
+    if count > layers:
+        raise ConfigError(f"reinit_layers: {count} is more than the model's {layers} layers")
+    model.encoder.reinit_top_layers(count)
 
 
 def load_task_data(

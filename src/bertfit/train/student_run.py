@@ -64,6 +64,9 @@ def distill_config(
     chosen = choose_layers(teacher_layers, layers, init)
     distill = {
         "model": str(model_dir.resolve()),
+        # The teacher's re-initialized layers were its own start; the student starts from
+        # the teacher's fine-tuned layers (RunConfig refuses re-initializing them).
+        "reinit_layers": 0,
         "distill.teacher": str(teacher.resolve()),
         "distill.layers": chosen,
         "distill.init": init if init in LAYER_CHOICES else "custom",

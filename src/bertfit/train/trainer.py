@@ -368,7 +368,9 @@ class Trainer:
             local_loss += loss.item()
         loss_value, stop = self._agree_on_step(local_loss, step)
         grad_norm = self._clip_gradients(optimizer)
-        self._learning_rate = scheduler.get_last_lr()[0]  # the rate this update uses
+        # The rate this update uses: the first group's, the schedule's own (under layer decay
+        # the head's; lower layers learn at a fixed fraction of it).
+        self._learning_rate = scheduler.get_last_lr()[0]
         self._optimizer_step(optimizer)
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
