@@ -324,6 +324,13 @@ def _add_evaluate(commands) -> None:
     parser.add_argument("--data-dir", help="GLUE directory (default: the one the run used)")
     parser.add_argument("--batch-size", type=_positive_int, default=_EVAL_BATCH_SIZE)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="also each label's precision, recall, F1 and support, their macro and weighted "
+        "averages and the confusion matrix (--json: under the key 'report', per split; needs "
+        "scikit-learn, the report extra)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=_run_evaluate)
 
@@ -518,14 +525,21 @@ def _print_seed_summary(summary: dict, output: Path) -> int:
 def _run_evaluate(args) -> int:
     from bertfit.train.run import evaluate_run  # torch loads only for commands that run models
 
-    evaluation = evaluate_run(args.run, args.split, args.data_dir, args.batch_size)
+    evaluation = evaluate_run(args.run, args.split, args.data_dir, args.batch_size, args.report)
     if args.json:
-        print(json.dumps(evaluation.metrics))
+        output = dict(evaluation.metrics)
+        if args.report:  # one key, so that plain --json stays the flat object of metrics
+            output["report"] = {scores.split: scores.report for scores in evaluation.splits}
+        print(json.dumps(output))
         return 0
     for scores in evaluation.splits:
         print(f"{evaluation.task} {scores.split} ({scores.examples} examples)")
         for name, value in scores.metrics.items():
             print(f"  {name}: {value:.4f}")
+        if scores.report is not None:
+            from bertfit.train.report import format_report  # loaded already by evaluate_run
+
+            print(format_report(scores.report))
     if evaluation.temperature is not None:
         print(f"(_before: at temperature 1; _after: at the model's {evaluation.temperature:.4f})")
     return 0

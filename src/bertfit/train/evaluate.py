@@ -113,10 +113,22 @@ def evaluate_encoded(
     model's temperature: ``ece_before``, ``ece_after``, ``nll_before``, ``nll_after``.
     """
     logits = logits_of_encoded(classifier, data, batch_size)
-    scores = compute_metrics(task.metrics, predictions_of(task, logits), data.labels)
+    return score_logits(classifier, task, logits, data.labels, calibration)
+
+
+def score_logits(
+    classifier: TextClassifier,
+    task: TaskSpec,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    calibration: bool = False,
+) -> dict[str, float]:
+    """The task's metrics of ``logits`` (one row per text) against ``labels``; see
+    :func:`evaluate_encoded` for ``calibration``."""
+    scores = compute_metrics(task.metrics, predictions_of(task, logits), labels)
     if calibration and task.problem_type != REGRESSION:
-        before = calibration_metrics(logits, data.labels)
-        after = calibration_metrics(logits, data.labels, classifier.temperature)
+        before = calibration_metrics(logits, labels)
+        after = calibration_metrics(logits, labels, classifier.temperature)
         for name in ("ece", "nll"):
             scores[f"{name}_before"] = before[name]
             scores[f"{name}_after"] = after[name]

@@ -56,10 +56,16 @@ from bertfit.train.distillation import (
     training_loss,
     with_teacher_targets,
 )
-from bertfit.train.evaluate import encode_examples, evaluate_examples
+from bertfit.train.evaluate import (
+    encode_examples,
+    logits_of_encoded,
+    predictions_of,
+    score_logits,
+)
 from bertfit.train.memory import limit_kernel_caches
 from bertfit.train.metrics import dev_metrics, metric_prefix
 from bertfit.train.phases import TIMINGS_FILE, PhaseTimer, process_age
+from bertfit.train.report import classification_report
 from bertfit.train.trainer import Trainer, TrainResult
 
 
@@ -196,6 +202,8 @@ class SplitScores:
     split: str
     examples: int
     metrics: dict[str, float]
+    # The per-class report (bertfit.train.report), when asked for.
+    report: dict | None = None
 
 
 @dataclass
@@ -228,18 +236,25 @@ def load_run_model(run: str | Path) -> tuple[TextClassifier, RunConfig, TaskSpec
 
 
 def evaluate_run(
-    run: str | Path, split: str = "dev", data_dir: str | Path | None = None, batch_size: int = 64
+    run: str | Path,
+    split: str = "dev",
+    data_dir: str | Path | None = None,
+    batch_size: int = 64,
+    report: bool = False,
 ) -> RunEvaluation:
     """The metrics of a run's best model (or of a saved model directory) on a labelled split.
 
     Classification tasks also get their calibration: ``ece`` (15 bins) and ``nll`` before
-    (``_before``) and after (``_after``) the model's temperature.
+    (``_before``) and after (``_after``) the model's temperature. ``report`` adds each split's
+    per-class report (:func:`bertfit.train.report.classification_report`; needs scikit-learn).
 
     ``split`` "dev" means every dev file of the task; otherwise a split name such as
     ``train`` or ``dev_mismatched``. The data is the run's own (``RUN/config.json``) unless
     ``data_dir`` names another GLUE directory; a bare model directory knows only its task.
     """
     classifier, config, task = load_run_model(run)
+    if report and task.problem_type == REGRESSION:
+        raise ConfigError(f"--report needs classes; {task.name} is a regression")
     splits = task.dev_splits if split == "dev" else (split,)
     result = RunEvaluation(task.name)
     if task.problem_type != REGRESSION:
@@ -248,8 +263,15 @@ def evaluate_run(
         examples = read_split(config, task, name, data_dir)
         if examples.labels is None:
             raise ConfigError(f"split {name!r} has no labels to evaluate against; use predict")
-        scores = evaluate_examples(classifier, task, examples, batch_size, calibration=True)
-        result.splits.append(SplitScores(name, len(examples), scores))
+        data = encode_examples(classifier, task, examples)
+        logits = logits_of_encoded(classifier, data, batch_size)
+        scores = score_logits(classifier, task, logits, data.labels, calibration=True)
+        table = None
+        if report:
+            table = classification_report(
+                predictions_of(task, logits), data.labels, task.label_names, task.problem_type
+            )
+        result.splits.append(SplitScores(name, len(examples), scores, table))
         if len(splits) == 1:
             result.metrics.update(scores)
         else:  # named after the file, as a run's records name them, less the "dev_"
