@@ -148,6 +148,16 @@ def test_two_processes_with_accumulation_train_as_one_big_batch(
 
 
 @pytest.mark.slow
+def test_class_weights_on_two_processes_train_as_one_process(tmp_path, glue_and_model):
+    """Balanced weights come from the whole training set on every process, and weighted
+    losses of two shards add up to the weighted loss of their batch."""
+    weights = ("--class-weights", "balanced")
+    _train(tmp_path / "one", glue_and_model, 16, 1, *weights)
+    _train(tmp_path / "two", glue_and_model, 8, 2, *weights)
+    _assert_same_training(tmp_path / "two", tmp_path / "one")
+
+
+@pytest.mark.slow
 def test_fsdp_on_two_processes_trains_as_one_process(tmp_path, glue_and_model, one_process_run):
     _train(tmp_path / "run", glue_and_model, 8, 2, "--fsdp")
     _assert_same_training(tmp_path / "run", one_process_run)

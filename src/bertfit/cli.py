@@ -136,6 +136,14 @@ def _add_train(commands) -> None:
     parser.add_argument("--seed", type=int, help=f"(default: {_TRAINER.seed})")
     parser.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
     parser.add_argument(
+        "--class-weights",
+        type=_class_weights,
+        metavar="balanced|NAME=W,...",
+        help="weigh the labels in the loss: balanced (inverse frequency in the training set; "
+        "multi-label: each label's negatives / positives) or weights by label name, e.g. "
+        "yes=3,no=1 (others 1); default: none",
+    )
+    parser.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16", "fp16"],
         help="auto (default): bf16 autocast where the device does bf16 natively, else fp32",
@@ -418,6 +426,7 @@ def _train_flag_overrides(args) -> list[tuple[str, object]]:
         "trainer.batch_size": args.batch_size,
         "trainer.seed": args.seed,
         "trainer.max_steps": args.max_steps,
+        "trainer.class_weights": args.class_weights,
         "trainer.precision": args.precision,
         "trainer.device": args.device,
         "optimizer.learning_rate": args.learning_rate,
@@ -501,6 +510,20 @@ def _name_list(text: str) -> list[str]:
     if len(names) < 2 or len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"expected distinct names like neg,pos, got {text!r}")
     return names
+
+
+def _class_weights(text: str) -> str | dict[str, float]:
+    if text.strip() == "balanced":
+        return "balanced"
+    weights: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(
+                f"expected balanced or NAME=WEIGHT pairs like yes=3,no=1, got {text!r}"
+            )
+        weights[name.strip()] = _positive_float(value)
+    return weights
 
 
 def _seed_list(text: str) -> list[int]:

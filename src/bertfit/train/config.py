@@ -15,6 +15,7 @@ from bertfit.errors import ConfigError
 from bertfit.precision import PRECISIONS
 from bertfit.problem import TaskType
 from bertfit.text.packing import DEFAULT_TRUNCATOR, Truncator, check_truncator
+from bertfit.train.class_weights import check_class_weights
 from bertfit.train.optim import OptimizationConfig
 
 DEFAULT_LEARNING_RATE = 5e-5
@@ -61,9 +62,14 @@ class TrainerConfig:
     # Under torchrun: "ddp" (a whole model per process) or "fsdp" (parameters, gradients and
     # optimizer state sharded between processes, for encoders that do not fit one device).
     parallel: Literal["ddp", "fsdp"] = "ddp"
+    # Weights of the labels in the loss (bertfit.train.class_weights): None, "balanced"
+    # (inverse frequency in the training set), or {label name: weight} (others weigh 1).
+    # Multi-label: each label's positive weight.
+    class_weights: Literal["balanced"] | dict[str, float] | None = None
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid setting."""
+        check_class_weights(self.class_weights)
         names = ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "keep_checkpoints")
         for name in names:
             if getattr(self, name) <= 0:

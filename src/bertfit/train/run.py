@@ -49,6 +49,7 @@ from bertfit.train.calibrate import (
     record_calibration,
 )
 from bertfit.train.checkpoint import STATE_FILE, checkpoints_dir, latest_checkpoint, step_of
+from bertfit.train.class_weights import class_weight_vector
 from bertfit.train.config import RunConfig
 from bertfit.train.distillation import (
     build_student_classifier,
@@ -324,6 +325,8 @@ def train_run(
     context = distributed.init_from_env(resolve_device(config.trainer.device))
     with phases.phase("reading data"):
         task, train_examples, dev_examples = load_task_data(config)
+    # Checked before the model is built: a weight naming an unknown label is a user's mistake.
+    class_weights = class_weight_vector(config.trainer.class_weights, task, train_examples.labels)
     with phases.phase("building model"):
         classifier = build_classifier(config, task)
     config.model = str(resolve_model_dir(config.model).resolve())  # repeatable from any cwd
@@ -337,7 +340,7 @@ def train_run(
         progress,
         config.logging,
         phases=phases,
-        loss_function=training_loss(config, task, classifier),
+        loss_function=training_loss(config, task, classifier, class_weights),
     )
     with phases.phase("tokenizing"):
         train_data = trainer.encode(train_examples)
@@ -361,6 +364,9 @@ def train_run(
             f"{config.trainer.global_batch_size(context.world_size)} examples{processes}, "
             f"{trainer.device.type} {trainer.precision}, model {config.model}"
         )
+        if class_weights is not None:
+            weights = ", ".join(f"{n} {w:.4g}" for n, w in zip(task.label_names, class_weights))
+            print(f"class weights ({_describe_setting(config.trainer.class_weights)}): {weights}")
         if config.distill.teacher is not None:
             print(describe_distillation(config))
         if resume is not None:
@@ -377,6 +383,10 @@ def train_run(
         write_json(output / TIMINGS_FILE, phases.to_dict(process_age()))
         print(f"time: {phases.summary()}")
     return result
+
+
+def _describe_setting(setting) -> str:
+    return setting if isinstance(setting, str) else "as given"
 
 
 def describe_distillation(config: RunConfig) -> str:

@@ -40,6 +40,7 @@ from bertfit.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from bertfit.train.class_weights import class_weight_vector
 from bertfit.train.config import LoggingConfig, TrainerConfig
 from bertfit.train.evaluate import (
     EncodedExamples,
@@ -194,6 +195,9 @@ class Trainer:
         self.phases = phases if phases is not None else PhaseTimer()
         self._step_seconds: list[float] = []  # this fit's steps after the first
         self._first_step_pending = True
+        # The loss's per-label weights (trainer.class_weights), from fit's training set.
+        self.class_weights: np.ndarray | None = None
+        self._class_weights: torch.Tensor | None = None
 
     @property
     def _write_dir(self) -> Path | None:
@@ -245,6 +249,10 @@ class Trainer:
         # Each process its own dropout masks; a single process is seeded as before.
         torch.manual_seed(self.config.seed + self._context.rank)
         model = self.classifier.model.to(self.device)
+        # From the whole training set, which every process holds: the same weights on each.
+        self.class_weights = class_weight_vector(self.config.class_weights, self.task, train.labels)
+        if self.class_weights is not None:
+            self._class_weights = torch.from_numpy(self.class_weights).to(self.device)
         self._scaler = grad_scaler(self.precision, self.device)
         total_steps = self.plan_steps(len(train))
         # The run's own copy: the caller's config keeps the horizon it had.
@@ -444,7 +452,7 @@ class Trainer:
         (loss if self._scaler is None else self._scaler.scale(loss)).backward()
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return task_loss(logits, labels, self.task.problem_type)
+        return task_loss(logits, labels, self.task.problem_type, self._class_weights)
 
     def evaluate(self, data: EncodedExamples) -> dict[str, float]:
         """The task's metrics on encoded examples."""
