@@ -207,9 +207,27 @@ def _add_user_data_arguments(parser) -> None:
     group.add_argument("--text-b", help="column of the second text, for pairs")
     group.add_argument("--label", help=f"column of the label (default: {_DATA.label})")
     group.add_argument("--labels", type=_name_list, help="label names in class order, a,b,c")
+    group.add_argument(
+        "--label-separator",
+        metavar="SEP",
+        help="multi-label CSV/TSV: what separates the names in one label field "
+        f"(default: {_DATA.label_separator}; JSON lines hold an array)",
+    )
+    group.add_argument(
+        "--label-columns",
+        type=_column_list,
+        metavar="A,B,...",
+        help="multi-label: one 0/1 column per label instead of --label",
+    )
     kind = group.add_mutually_exclusive_group()
     kind.add_argument("--regression", action="store_true", help="numeric targets (MSE loss)")
     kind.add_argument("--classification", action="store_true", help="labels are classes")
+    kind.add_argument(
+        "--multi-label",
+        action="store_true",
+        help="any number of labels per row, none included (sigmoid, binary cross-entropy); "
+        "inferred from lists of labels unless a flag says",
+    )
 
 
 def _add_config_arguments(parser) -> None:
@@ -441,11 +459,9 @@ def _train_flag_overrides(args) -> list[tuple[str, object]]:
         "data.text_b": args.text_b,
         "data.label": args.label,
         "data.label_names": args.labels,
-        "data.task_type": "regression"
-        if args.regression
-        else "classification"
-        if args.classification
-        else None,
+        "data.label_separator": args.label_separator,
+        "data.label_columns": args.label_columns,
+        "data.task_type": _task_type_flag(args),
     }
     return [(key, value) for key, value in flags.items() if value is not None]
 
@@ -503,6 +519,20 @@ def _resume_train(args) -> int:
 
     progress = False if args.quiet else None
     return _print_best(resume_run(args.resume, progress=progress), Path(args.resume))
+
+
+def _task_type_flag(args) -> str | None:
+    for word in ("regression", "classification", "multi_label"):
+        if getattr(args, word):
+            return word
+    return None
+
+
+def _column_list(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected distinct column names like a,b, got {text!r}")
+    return names
 
 
 def _name_list(text: str) -> list[str]:

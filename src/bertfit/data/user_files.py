@@ -18,18 +18,32 @@ from pathlib import Path
 from bertfit.data.readers import TextExamples, iter_json_objects, open_text
 from bertfit.data.tasks import TaskSpec
 from bertfit.errors import DataError
-from bertfit.problem import REGRESSION, SINGLE_LABEL, ProblemType, task_type_of
+from bertfit.problem import MULTI_LABEL, REGRESSION, SINGLE_LABEL, ProblemType, task_type_of
+
+#: A multi-label task's metrics; the first (micro F1) picks the best model.
+MULTI_LABEL_METRICS = ("micro_f1", "macro_f1", "subset_accuracy")
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
 
 
+#: What separates label names in one CSV/TSV field of a multi-label column, unless told.
+DEFAULT_LABEL_SEPARATOR = ";"
+
+
 @dataclass(frozen=True)
 class Columns:
-    """Which fields hold the texts (one or two) and the label."""
+    """Which fields hold the texts (one or two) and the labels.
+
+    The labels are one column (``label``): a class name, a number, or for multi-label data a
+    list of names (a JSON array in JSON lines, names joined by ``separator`` in CSV/TSV).
+    Multi-label data may instead name several 0/1 columns (``label_columns``), one per label.
+    """
 
     text_a: str
     text_b: str | None
     label: str
+    label_columns: tuple[str, ...] = ()
+    separator: str = DEFAULT_LABEL_SEPARATOR
 
     @property
     def texts(self) -> tuple[str, ...]:
@@ -46,17 +60,21 @@ def file_format(path: Path) -> str:
         ) from None
 
 
-def iter_records(path: str | Path) -> Iterator[tuple[int, dict[str, str]]]:
+def iter_records(
+    path: str | Path, keep_lists: bool = False
+) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, record) for every record of a CSV/TSV (with header) or JSON lines file.
 
-    Streams the file: memory does not grow with its size.
+    Streams the file: memory does not grow with its size. JSON values that are not strings
+    arrive as their JSON text, except arrays with ``keep_lists`` (label lists), which stay
+    Python lists.
     """
     path = Path(path)
     kind = file_format(path)
     with open_text(path) as handle:
         try:
             if kind == "jsonl":
-                yield from _json_records(path, handle)
+                yield from _json_records(path, handle, keep_lists)
             else:
                 yield from _table_records(path, handle, kind)
         except UnicodeDecodeError:
@@ -83,10 +101,18 @@ def _table_records(path: Path, handle, kind: str) -> Iterator[tuple[int, dict[st
         yield reader.line_num, dict(zip(header, row))
 
 
-def _json_records(path: Path, handle) -> Iterator[tuple[int, dict[str, str]]]:
+def _json_records(path: Path, handle, keep_lists: bool) -> Iterator[tuple[int, dict[str, str]]]:
     for number, record in iter_json_objects(path, handle):
         # Non-string values (numeric labels) are kept as their JSON text.
-        yield number, {k: v if isinstance(v, str) else json.dumps(v) for k, v in record.items()}
+        yield (
+            number,
+            {
+                k: v
+                if isinstance(v, str) or (keep_lists and isinstance(v, list))
+                else json.dumps(v)
+                for k, v in record.items()
+            },
+        )
 
 
 @dataclass
@@ -119,6 +145,8 @@ def _field(path: Path, line: int, record: dict, name: str, text: bool) -> str:
     if name not in record:
         found = ", ".join(record) or "none"
         raise DataError(f"{path}:{line}: missing column {name!r} (found: {found})")
+    if not isinstance(record[name], str):  # a JSON array where a text belongs
+        raise DataError(f"{path}:{line}: column {name!r} must hold text, not a list")
     value = record[name].strip() if not text else record[name]
     if not value.strip():
         kind = "text" if text else "label"
@@ -179,6 +207,9 @@ def build_user_task(
         values: tuple[str, ...] = ()
         names: tuple[str, ...] = ("score",)
         metrics: tuple[str, ...] = ("pearson", "spearman")
+    elif problem_type == MULTI_LABEL:
+        values = names = tuple(label_names)
+        metrics = MULTI_LABEL_METRICS
     else:
         values = names = tuple(label_names)
         metrics = ("accuracy", "f1") if len(values) == 2 else ("accuracy",)
@@ -186,7 +217,7 @@ def build_user_task(
         name="custom",
         glue_dir="",
         text_columns=columns.texts,
-        label_column=columns.label,
+        label_column=columns.label_columns[0] if columns.label_columns else columns.label,
         label_values=values,
         label_names=names,
         metrics=metrics,

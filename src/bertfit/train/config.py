@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bertfit.config import dataclass_from_dict, dataclass_to_dict, read_json
+from bertfit.data.user_files import DEFAULT_LABEL_SEPARATOR, Columns
 from bertfit.errors import ConfigError
 from bertfit.precision import PRECISIONS
 from bertfit.problem import TaskType
@@ -120,13 +121,45 @@ class UserDataConfig:
     label: str = "label"
     task_type: Literal["auto", TaskType] = "auto"
     label_names: list[str] | None = None
+    # Multi-label data: label names in one CSV/TSV field are separated by this (JSON lines
+    # hold an array), or label_columns names one 0/1 column per label instead of `label`.
+    label_separator: str = DEFAULT_LABEL_SEPARATOR
+    label_columns: list[str] | None = None
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid setting."""
         if self.train_file is None and self.dev_file is not None:
             raise ConfigError("data.dev_file is set but data.train_file is not")
-        if self.label_names is not None and len(set(self.label_names)) < 2:
-            raise ConfigError(f"data.label_names needs two distinct names, got {self.label_names}")
+        if self.label_names is not None:
+            fewest = 1 if self.task_type == "multi_label" else 2
+            if len(set(self.label_names)) < fewest or len(set(self.label_names)) != len(
+                self.label_names
+            ):
+                raise ConfigError(
+                    f"data.label_names needs {fewest} or more distinct names, "
+                    f"got {self.label_names}"
+                )
+        if not self.label_separator.strip():
+            raise ConfigError("data.label_separator must be a visible character or string")
+        if self.label_columns is not None:
+            if not self.label_columns or len(set(self.label_columns)) != len(self.label_columns):
+                raise ConfigError(
+                    f"data.label_columns needs distinct column names, got {self.label_columns}"
+                )
+            if self.label_names is not None and self.label_names != self.label_columns:
+                raise ConfigError(
+                    "data.label_names: with data.label_columns the labels are the columns"
+                )
+
+    def columns(self) -> Columns:
+        """Where the texts and labels are in the files."""
+        return Columns(
+            self.text_a,
+            self.text_b,
+            self.label,
+            tuple(self.label_columns or ()),
+            self.label_separator,
+        )
 
 
 @dataclass

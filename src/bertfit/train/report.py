@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bertfit.errors import ConfigError
-from bertfit.problem import REGRESSION, ProblemType
+from bertfit.problem import MULTI_LABEL, REGRESSION, ProblemType
 
 FIELDS = ("precision", "recall", "f1", "support")
 
@@ -46,7 +46,8 @@ def classification_report(
 ) -> dict:
     """The report of ``predictions`` against ``labels``, JSON-ready.
 
-    ``predictions`` and ``labels`` are class ids [n] for single-label classification. Returns
+    ``predictions`` and ``labels`` are class ids [n] for single-label classification (0/1
+    rows [n, labels] for multi-label: see :func:`_multi_label_report`). Returns
     ``{"labels": {name: {precision, recall, f1, support}}, "averages": {"macro": ...,
     "weighted": ...}, "accuracy": ..., "confusion_matrix": {"labels": [...], "matrix":
     [[...]]}}``; the matrix's rows are the true labels and its columns the predicted ones.
@@ -55,6 +56,8 @@ def classification_report(
         raise ConfigError("--report needs classes; this model is a regression")
     metrics = _sklearn_metrics()
     predictions, labels = np.asarray(predictions), np.asarray(labels)
+    if problem_type == MULTI_LABEL:
+        return _multi_label_report(metrics, predictions, labels, label_names)
     ids = list(range(len(label_names)))
     per_label = metrics.precision_recall_fscore_support(
         labels, predictions, labels=ids, zero_division=0
@@ -75,6 +78,31 @@ def classification_report(
     return report
 
 
+def _multi_label_report(metrics, predictions, labels, label_names) -> dict:
+    """The multi-label report: each label as a binary decision, the micro average (every
+    decision pooled) besides macro and weighted, subset accuracy, and one 2 x 2 confusion
+    matrix per label."""
+    predictions, labels = predictions.astype(np.int64), labels.astype(np.int64)
+    per_label = metrics.precision_recall_fscore_support(labels, predictions, zero_division=0)
+    report: dict = {
+        "labels": {name: _row(*values) for name, *values in zip(label_names, *per_label)}
+    }
+    averages = {}
+    for average in ("micro", "macro", "weighted"):
+        precision, recall, f1, _ = metrics.precision_recall_fscore_support(
+            labels, predictions, average=average, zero_division=0
+        )
+        averages[average] = _row(precision, recall, f1, int(labels.sum()))
+    report["averages"] = averages
+    report["subset_accuracy"] = float(metrics.accuracy_score(labels, predictions))
+    matrices = metrics.multilabel_confusion_matrix(labels, predictions)
+    report["confusion_matrices"] = {
+        name: {"tn": int(m[0, 0]), "fp": int(m[0, 1]), "fn": int(m[1, 0]), "tp": int(m[1, 1])}
+        for name, m in zip(label_names, matrices)
+    }
+    return report
+
+
 def format_report(report: dict) -> str:
     """The report as a table and a confusion matrix, for the console."""
     names = list(report["labels"])
@@ -85,8 +113,15 @@ def format_report(report: dict) -> str:
     lines.append("")
     for average, row in report["averages"].items():
         lines.append(_format_row(f"{average} avg", row, width))
-    if "accuracy" in report:
-        lines.append(f"{'accuracy':<{width}}{'':>22}{report['accuracy']:>11.4f}")
+    for name in ("accuracy", "subset_accuracy"):
+        if name in report:
+            lines.append(f"{name.replace('_', ' '):<{width}}{'':>22}{report[name]:>11.4f}")
+    matrices = report.get("confusion_matrices")
+    if matrices is not None:
+        lines += ["", "confusion per label (tn: neither, fp: predicted only, fn: missed, tp: both)"]
+        lines.append(f"{'':<{width}}" + "".join(f"{key:>9}" for key in ("tn", "fp", "fn", "tp")))
+        for name, counts in matrices.items():
+            lines.append(f"{name:<{width}}" + "".join(f"{count:>9}" for count in counts.values()))
     confusion = report.get("confusion_matrix")
     if confusion is not None:
         lines += ["", "confusion matrix (rows: true label, columns: predicted label)"]

@@ -23,7 +23,7 @@ from bertfit.config import read_json, write_json
 from bertfit.data.readers import TextExamples, read_glue_split
 from bertfit.data.sources import resolve_task_dir
 from bertfit.data.tasks import TaskSpec, get_task
-from bertfit.data.user_files import Columns, build_user_task
+from bertfit.data.user_files import build_user_task
 from bertfit.data.user_stream import (
     FileExamples,
     read_user_examples,
@@ -58,9 +58,9 @@ from bertfit.train.distillation import (
     with_teacher_targets,
 )
 from bertfit.train.evaluate import (
+    decisions_of,
     encode_examples,
     logits_of_encoded,
-    predictions_of,
     score_logits,
 )
 from bertfit.train.memory import limit_kernel_caches
@@ -137,7 +137,7 @@ def load_task_data(
 
 def _load_user_data(config: RunConfig) -> tuple[TaskSpec, FileExamples, dict[str, FileExamples]]:
     data = config.data
-    columns = Columns(data.text_a, data.text_b, data.label)
+    columns = data.columns()
     train_scan = scan_user_file(data.train_file, columns)
     asked = TASK_TYPES.get(data.task_type)  # None for "auto": inferred from the labels
     task, how = scan_task(train_scan, columns, asked, data.label_names)
@@ -147,6 +147,8 @@ def _load_user_data(config: RunConfig) -> tuple[TaskSpec, FileExamples, dict[str
     data.train_file = str(Path(data.train_file).resolve())
     data.task_type = task_type_of(task.problem_type)
     data.label_names = None if task.problem_type == REGRESSION else list(task.label_names)
+    if data.label_columns is not None:
+        data.label_names = None  # the columns name them
     dev = {}
     if data.dev_file is not None:
         data.dev_file = str(Path(data.dev_file).resolve())
@@ -177,8 +179,9 @@ def task_of(config: RunConfig) -> TaskSpec:
     data = config.data
     if data.train_file is None:
         return get_task(config.task)
-    columns = Columns(data.text_a, data.text_b, data.label)
-    return build_user_task(columns, TASK_TYPES[data.task_type], data.label_names or ())
+    columns = data.columns()
+    names = data.label_columns or data.label_names or ()
+    return build_user_task(columns, TASK_TYPES[data.task_type], names)
 
 
 def read_split(
@@ -192,8 +195,7 @@ def read_split(
     files = {"train": data.train_file, "dev": data.dev_file}
     if files.get(split) is None:
         raise ConfigError(f"this run has no {split} file (its splits: train, dev when given)")
-    columns = Columns(data.text_a, data.text_b, data.label)
-    return read_user_examples(files[split], columns, task, split)
+    return read_user_examples(files[split], data.columns(), task, split)
 
 
 @dataclass
@@ -270,7 +272,10 @@ def evaluate_run(
         table = None
         if report:
             table = classification_report(
-                predictions_of(task, logits), data.labels, task.label_names, task.problem_type
+                decisions_of(classifier, task, logits),
+                data.labels,
+                task.label_names,
+                task.problem_type,
             )
         result.splits.append(SplitScores(name, len(examples), scores, table))
         if len(splits) == 1:
@@ -414,11 +419,20 @@ def describe_distillation(config: RunConfig) -> str:
 def describe_calibration(calibration: Calibration) -> str:
     """One line about a temperature fit, for the console."""
     before, after = calibration.before, calibration.after
-    return (
+    line = (
         f"calibrated: temperature {calibration.temperature:.4f} on {calibration.examples} dev "
         f"examples; ece {before['ece']:.4f} -> {after['ece']:.4f}, "
         f"nll {before['nll']:.4f} -> {after['nll']:.4f}"
     )
+    if calibration.thresholds is not None:
+        cuts = ", ".join(f"{name} {value:.3f}" for name, value in calibration.thresholds.items())
+        at_half, fitted = calibration.decisions["at_0.5"], calibration.decisions["fitted"]
+        line += (
+            f"\nthresholds fitted on dev: {cuts}; micro F1 {at_half['micro_f1']:.4f} -> "
+            f"{fitted['micro_f1']:.4f}, macro F1 {at_half['macro_f1']:.4f} -> "
+            f"{fitted['macro_f1']:.4f} (at 0.5 -> fitted)"
+        )
+    return line
 
 
 def resume_run(run_dir: str | Path, progress: bool | None = None) -> TrainResult | None:
