@@ -393,3 +393,78 @@ def test_class_weights_naming_an_unknown_label_in_multi_label_data(multi_run, tm
     args = _train_args(multi_run, train, train, tmp_path / "run", "--label", "tags")
     assert main([*args, "--class-weights", "pets=2"]) == 2
     assert "trainer.class_weights: unknown label 'pets'" in capsys.readouterr().err
+
+
+# -- thresholds and calibration, unit by unit ----------------------------------------------------
+
+
+def _f1_at(probabilities: np.ndarray, labels: np.ndarray, cut: float) -> float:
+    chosen, gold = probabilities >= cut, labels.astype(bool)
+    total = chosen.sum() + gold.sum()
+    return 2 * (chosen & gold).sum() / total if total else 0.0
+
+
+def test_best_threshold_is_the_best_cut_and_lies_between_examples():
+    from bertfit.thresholds import best_threshold
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        labels = (rng.random(50) < 0.2).astype(int)
+        probabilities = np.round(np.clip(0.3 * labels + rng.random(50) * 0.7, 0, 1), 2)  # ties
+        if not labels.any():
+            continue
+        threshold = best_threshold(probabilities, labels)
+        best = max(_f1_at(probabilities, labels, cut) for cut in np.unique(probabilities))
+        assert _f1_at(probabilities, labels, threshold) == pytest.approx(best)
+        assert threshold not in probabilities
+
+
+def test_a_label_without_positives_keeps_one_half():
+    from bertfit.thresholds import best_threshold, fit_thresholds
+
+    assert best_threshold(np.array([0.9, 0.2]), np.array([0, 0])) == 0.5
+    assert fit_thresholds(np.array([[0.9, 0.8]]), np.array([[1, 0]])).tolist() == [0.45, 0.5]
+
+
+def test_the_multi_label_temperature_minimizes_the_binary_cross_entropy():
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+    from bertfit.calibration import fit_temperature, multi_label_metrics
+    from bertfit.probabilities import sigmoid
+
+    rng = np.random.default_rng(1)
+    labels = (rng.random((300, 4)) < 0.3).astype(np.float32)
+    logits = (labels * 2 - 1) * rng.gamma(2.0, 2.0, size=labels.shape)  # over-confident
+    logits[rng.random(labels.shape) < 0.15] *= -1  # and sometimes wrong
+
+    def bce(t: float) -> float:
+        p = np.clip(sigmoid(logits, t), 1e-12, 1 - 1e-12)
+        return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+
+    fitted = fit_temperature(logits, labels)
+    reference = scipy_optimize.minimize_scalar(bce, bounds=(0.05, 20), method="bounded").x
+    assert fitted == pytest.approx(reference, rel=1e-3)
+    assert fitted > 1  # over-confident logits are softened
+    before, after = multi_label_metrics(logits, labels), multi_label_metrics(logits, labels, fitted)
+    assert after["nll"] < before["nll"]
+    assert before["nll"] == pytest.approx(bce(1.0), rel=1e-6)
+
+
+def test_sigmoid_does_not_overflow():
+    from bertfit.probabilities import sigmoid
+
+    values = sigmoid(np.array([-1000.0, 0.0, 1000.0]))
+    assert values.tolist() == [0.0, 0.5, 1.0]
+
+
+def test_stored_thresholds_are_checked(multi_run, tmp_path):
+    import shutil
+
+    from bertfit.errors import CheckpointError
+
+    model = tmp_path / "model"
+    shutil.copytree(multi_run["run"] / "model", model)
+    info = json.loads((model / "bertfit.json").read_text())
+    for bad in ([0.5, 0.5], [0.5, 1.0, 0.5]):
+        (model / "bertfit.json").write_text(json.dumps({**info, "thresholds": bad}))
+        with pytest.raises(CheckpointError, match="bertfit.json: thresholds must"):
+            TextClassifier.from_pretrained(model)
