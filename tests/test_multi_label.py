@@ -468,3 +468,10 @@ def test_stored_thresholds_are_checked(multi_run, tmp_path):
         (model / "bertfit.json").write_text(json.dumps({**info, "thresholds": bad}))
         with pytest.raises(CheckpointError, match="bertfit.json: thresholds must"):
             TextClassifier.from_pretrained(model)
+
+
+def test_a_multi_label_run_is_not_distilled(multi_run, tmp_path, capsys):
+    run = multi_run["run"]
+    assert main(["distill", str(run), "--output", str(tmp_path / "student"), "--layers", "1"]) == 2
+    assert "distilling a multi-label model is not supported" in capsys.readouterr().err
+    assert not (tmp_path / "student").exists()
