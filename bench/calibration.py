@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bertfit.calibration import ece
 from bertfit.config import read_json
 from bertfit.probabilities import softmax
+from bertfit.temperature import ece
 from bertfit.train.run import calibrate_run, load_run_model, read_split
 
 DRAWS = 2000

@@ -55,8 +55,8 @@ from bertfit.data.tasks import MRPC
 from bertfit.inference import TextClassifier
 from bertfit.model.student import build_student, choose_layers
 from bertfit.train.config_file import load_run_config
-from bertfit.train.distill import distill_run
 from bertfit.train.run import build_classifier, train_run
+from bertfit.train.student_run import distill_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from export_inference import (  # noqa: E402

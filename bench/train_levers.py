@@ -17,9 +17,9 @@ each timing ``--steps`` optimizer steps after ``--warmup-steps``:
 * ``keep-activations``: autograd keeps the GELU outputs and dropped attention probabilities
   rather than rebuilding them in backward (``bertfit.model.recompute``);
 * ``row-multiple-N``: packed batches' rows rounded up to a multiple of N instead of
-  ``bertfit.inference.PACKED_ROW_MULTIPLE`` (``row-multiple-1``: not rounded);
+  ``bertfit.inference.PADDING_FREE_ROW_MULTIPLE`` (``row-multiple-1``: not rounded);
 * ``length-multiple-N``: attention's padded width rounded up to a multiple of N instead of
-  ``bertfit.inference.PACKED_LENGTH_MULTIPLE`` (``length-multiple-1``: not rounded);
+  ``bertfit.inference.PADDING_FREE_LENGTH_MULTIPLE`` (``length-multiple-1``: not rounded);
 * ``onednn-cache-N``: oneDNN's primitive cache at N entries instead of bertfit's bound;
 * ``compiled`` (a lever *added*, not removed): each Transformer layer compiled by
   ``torch.compile`` (inductor, dynamic shapes), with torch's dropout inside the compiled code so
@@ -68,11 +68,13 @@ def apply_variant(variant: str, config) -> None:
     if variant.startswith("row-multiple-"):
         import bertfit.inference
 
-        bertfit.inference.PACKED_ROW_MULTIPLE = int(variant.removeprefix("row-multiple-"))
+        bertfit.inference.PADDING_FREE_ROW_MULTIPLE = int(variant.removeprefix("row-multiple-"))
     elif variant.startswith("length-multiple-"):
         import bertfit.inference
 
-        bertfit.inference.PACKED_LENGTH_MULTIPLE = int(variant.removeprefix("length-multiple-"))
+        bertfit.inference.PADDING_FREE_LENGTH_MULTIPLE = int(
+            variant.removeprefix("length-multiple-")
+        )
     elif variant.startswith("onednn-cache-"):
         import os
 
@@ -80,8 +82,8 @@ def apply_variant(variant: str, config) -> None:
     elif variant == "padded":
         config.trainer.padding_free = False
     elif variant == "full-last-layer":
-        encoder_module.BertEncoder.pool_packed = lambda self, batch: (
-            self.forward_packed(batch).pooled_output
+        encoder_module.BertEncoder.pool_padding_free = lambda self, batch: (
+            self.forward_padding_free(batch).pooled_output
         )
     elif variant == "torch-dropout":
 

@@ -41,6 +41,8 @@ TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + [
     "red", "blue", "green", "yellow", "purple", "orange",
     "the", "a", "cat", "dog", "sat", "ran", "on", "mat", "big", "small", "and", "saw", "it",
 ]  # fmt: skip
+# A cased vocabulary: upper-case and accented words, and a CJK character, as their own tokens.
+CASED_VOCAB = TINY_VOCAB + ["Red", "Blue", "The", "Cat", "café", "cafe", "Über", "uber", "猫"]
 WARM = ["red", "yellow", "orange"]
 COOL = ["blue", "green", "purple"]
 FILLERS = TINY_VOCAB[13:]
@@ -89,9 +91,11 @@ def make_tiny_classifier(
     tokens: list[str] | None = None,
     max_seq_length: int = 32,
     problem_type: str = "single_label_classification",
+    lower_case: bool = True,
 ):
     """A randomly initialised 2-layer, hidden-32 classifier with its tokenizer (over
-    ``tokens``, by default :data:`TINY_VOCAB`)."""
+    ``tokens``, by default :data:`TINY_VOCAB`; ``lower_case`` False for a cased vocabulary
+    such as :data:`CASED_VOCAB`)."""
     import torch
 
     from bertfit.data.tasks import MRPC
@@ -119,10 +123,10 @@ def make_tiny_classifier(
         task="mrpc",
         label_names=list(MRPC.label_names),
         max_seq_length=max_seq_length,
-        lower_case=True,
+        lower_case=lower_case,
         input_names=list(MRPC.input_names),
     )
-    return TextClassifier(model, WordpieceTokenizer(vocab, lower_case=True), info)
+    return TextClassifier(model, WordpieceTokenizer(vocab, lower_case=lower_case), info)
 
 
 @pytest.fixture

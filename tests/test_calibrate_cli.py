@@ -9,12 +9,12 @@ import shutil
 import numpy as np
 import pytest
 
-from bertfit.calibration import calibration_metrics, fit_temperature
 from bertfit.cli import main
 from bertfit.data.readers import read_glue_split
 from bertfit.data.tasks import MRPC
 from bertfit.inference import TextClassifier
 from bertfit.probabilities import softmax
+from bertfit.temperature import calibration_metrics, fit_temperature
 
 from conftest import write_glue_task
 

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
 
-from bertfit.calibration import (
+from bertfit.errors import ConfigError
+from bertfit.probabilities import softmax
+from bertfit.temperature import (
     ECE_BINS,
     MAX_TEMPERATURE,
     MIN_TEMPERATURE,
@@ -15,8 +17,6 @@ from bertfit.calibration import (
     fit_temperature,
     nll,
 )
-from bertfit.errors import ConfigError
-from bertfit.probabilities import softmax
 
 
 def _calibrated_sample(n: int, classes: int, seed: int):

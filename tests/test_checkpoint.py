@@ -209,6 +209,67 @@ def test_resume_mistakes_are_one_line_errors(setup, tmp_path, capsys):
     assert "--output" in capsys.readouterr().err
 
 
+# -- --resume-if-exists: the same command again continues the run ----------------------------
+
+
+def _same_command(setup: dict, run_dir: Path, *extra: str) -> list[str]:
+    """The reference's own ``train`` arguments, for ``main``, writing to ``run_dir``."""
+    return train_command(run_dir, setup, "--keep-checkpoints", "100", *extra)[3:]
+
+
+@pytest.mark.slow
+def test_resume_if_exists_continues_a_run_from_its_latest_checkpoint(setup, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(setup["reference"], run_dir)
+    for path in list_checkpoints(run_dir / "checkpoints"):
+        if int(path.name.split("-")[1]) > 20:
+            shutil.rmtree(path)
+    (run_dir / "results.json").unlink()
+    result = bertfit(*_same_command(setup, run_dir, "--resume-if-exists"))
+    assert result.returncode == 0, result.stderr
+    assert "resuming from step 20" in result.stdout
+    assert_same_run(run_dir, setup["reference"])
+
+
+@pytest.mark.slow
+def test_resume_if_exists_starts_a_run_that_has_no_checkpoint_yet(setup, tmp_path):
+    run_dir = tmp_path / "run"  # killed before its first checkpoint: a config and a log
+    run_dir.mkdir()
+    shutil.copy(setup["reference"] / "config.json", run_dir)
+    (run_dir / "steps.jsonl").write_text('{"step": 1}\n')
+    result = bertfit(*_same_command(setup, run_dir, "--resume-if-exists"))
+    assert result.returncode == 0, result.stderr
+    assert "no complete checkpoint yet; starting the run again" in result.stdout
+    assert_same_run(run_dir, setup["reference"])
+
+
+def test_resume_if_exists_on_a_finished_run_says_so(setup, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(setup["reference"], run_dir)
+    assert main(_same_command(setup, run_dir, "--resume-if-exists")) == 0
+    assert "already finished (64 steps)" in capsys.readouterr().out
+
+
+def test_resume_if_exists_refuses_a_run_of_another_config(setup, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(setup["reference"], run_dir)
+    before = sorted(p.name for p in run_dir.rglob("*"))
+    command = _same_command(setup, run_dir, "--resume-if-exists", "--learning-rate", "1e-3")
+    assert main(command) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert f"{run_dir} holds a run of another config (optimizer.learning_rate" in error
+    assert "0.003 there, 0.001 here" in error
+    assert sorted(p.name for p in run_dir.rglob("*")) == before  # nothing touched
+    # Without the flag an existing run is refused as before, pointing at the flag.
+    assert main(_same_command(setup, run_dir)) == 2
+    assert "--resume-if-exists to continue it" in capsys.readouterr().err
+    assert main(_same_command(setup, run_dir, "--resume-if-exists", "--overwrite")) == 2
+    assert "--resume-if-exists does not go with --overwrite" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run_dir), "--resume-if-exists"]) == 2
+    assert "leave out --resume-if-exists" in capsys.readouterr().err
+
+
 # -- in-process faults ------------------------------------------------------------------------
 
 

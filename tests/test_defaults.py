@@ -14,8 +14,8 @@ from bertfit.train.config import (
     TrainerConfig,
     UserDataConfig,
 )
-from bertfit.train.distill import distill_config, distill_run
 from bertfit.train.recipes import TASK_RECIPES
+from bertfit.train.student_run import distill_config, distill_run
 
 # distill's flags and keywords that set a DistillConfig field of the same name.
 DISTILL_OPTIONS = (

@@ -22,12 +22,11 @@ from bertfit.export.runtime import load_exported
 from bertfit.inference import TextClassifier, batch_tensors
 from bertfit.model.classifier import BertClassifier
 from bertfit.model.config import EncoderConfig
-from bertfit.model.packed import pack_sequences
+from bertfit.model.padding_free import batch_from_sequences
 from bertfit.model.student import build_student, choose_layers
 from bertfit.model.taps import FirstTokenTap, LayerRows, TeacherShadow, TokenTap
 from bertfit.problem import REGRESSION, SINGLE_LABEL
 from bertfit.train.config import TrainerConfig
-from bertfit.train.distill import distill_run
 from bertfit.train.distillation import teacher_outputs
 from bertfit.train.evaluate import EncodedExamples
 from bertfit.train.losses import (
@@ -37,6 +36,7 @@ from bertfit.train.losses import (
     token_match_loss,
 )
 from bertfit.train.optim import OptimizationConfig
+from bertfit.train.student_run import distill_run
 from bertfit.train.trainer import Trainer
 
 from conftest import make_tiny_classifier, synthetic_pairs, write_glue_task
@@ -204,8 +204,8 @@ def test_tap_reads_each_layers_first_tokens_on_the_padded_and_packed_paths(tmp_p
             x = layer(x, mask)
             expected.append(x[:, 0].clone())
         torch.testing.assert_close(tap.stacked(), torch.stack(expected, dim=1))
-        # The packed path, whose last layer computes first tokens only: the same vectors.
-        encoder.pool_packed(pack_sequences(list(examples)))
+        # The padding-free path, whose last layer computes first tokens only: the same vectors.
+        encoder.pool_padding_free(batch_from_sequences(list(examples)))
         torch.testing.assert_close(tap.stacked(), torch.stack(expected, dim=1))
     assert not any(layer._forward_hooks for layer in encoder.layers)  # removed on exit
 
@@ -221,13 +221,13 @@ def test_layer_match_loss_equals_the_hand_computed_value():
 def test_layer_weight_adds_the_layer_term_to_the_output_loss(tmp_path):
     classifier = make_tiny_classifier(tmp_path, seed=3)
     model = classifier.model.eval()
-    batch = pack_sequences(list(classifier.encode(COLUMNS)))
+    batch = batch_from_sequences(list(classifier.encode(COLUMNS)))
     labels = torch.tensor([0, 1, 1])
     teacher_logits = torch.randn(3, 2)
     teacher_vectors = torch.randn(3, 2, model.config.hidden_size)
     targets = torch.cat([teacher_logits, teacher_vectors.flatten(1)], dim=1)
     with torch.no_grad(), FirstTokenTap(model.encoder, [0, 1]) as tap:
-        logits = model(packed=batch)
+        logits = model(padding_free=batch)
         loss = DistillationLoss(2.0, 0.5, SINGLE_LABEL, layer_weight=10.0, tap=tap)
         expected = distillation_loss(logits, labels, teacher_logits, 2.0, 0.5, SINGLE_LABEL)
         expected = expected + 10.0 * layer_match_loss(tap.stacked(), teacher_vectors)
@@ -244,7 +244,7 @@ def test_teacher_outputs_carry_the_chosen_layers_first_tokens(tmp_path):
     assert logits.shape == (3, 2) and rows.shape == (3, 2 + hidden)
     np.testing.assert_allclose(rows[:, :2], logits, rtol=1e-6)
     with torch.no_grad(), FirstTokenTap(teacher.model.encoder, [1]) as tap:
-        teacher.model.eval()(packed=pack_sequences(list(data.inputs)))
+        teacher.model.eval()(padding_free=batch_from_sequences(list(data.inputs)))
         np.testing.assert_allclose(rows[:, 2:], tap.stacked()[:, 0].numpy(), rtol=1e-5)
 
 
@@ -290,14 +290,14 @@ def test_token_tap_reads_every_real_token_on_the_padded_and_packed_paths(tmp_pat
             torch.testing.assert_close(rows.tokens, tokens)
             torch.testing.assert_close(rows.first, first)
         # Packed with spare rows: the same real tokens, the spare rows left out.
-        batch = pack_sequences(list(examples), row_multiple=64)
+        batch = batch_from_sequences(list(examples), row_multiple=64)
         assert batch.spare_rows > 0
-        encoder.forward_packed(batch)
+        encoder.forward_padding_free(batch)
         for rows, (tokens, first) in zip(tap.readings(), expected, strict=True):
             torch.testing.assert_close(rows.tokens, tokens)
             torch.testing.assert_close(rows.first, first)
         # Packed, pooled only: the last layer computes first tokens, and says so.
-        encoder.pool_packed(batch)
+        encoder.pool_padding_free(batch)
         last = tap.readings()[-1]
         assert last.tokens is None
         torch.testing.assert_close(last.first, expected[-1][1])
@@ -321,15 +321,15 @@ def test_teacher_shadow_runs_the_teacher_on_training_batches_only(tmp_path):
     shadow = TeacherShadow(student, teacher.model, [1])
     calls = []
     teacher.model.register_forward_hook(lambda *_: calls.append(1))
-    batch = pack_sequences(list(teacher.encode(COLUMNS)))
-    student.eval()(packed=batch)
+    batch = batch_from_sequences(list(teacher.encode(COLUMNS)))
+    student.eval()(padding_free=batch)
     assert calls == []  # evaluating the student needs no teacher
     student.train()
-    logits = student(packed=batch)
+    logits = student(padding_free=batch)
     assert calls == [1]
     ((student_rows, teacher_rows),) = shadow.pairs()
     with torch.no_grad(), FirstTokenTap(teacher.model.encoder, [1]) as tap:
-        teacher.model(packed=batch)  # the teacher alone, in evaluation mode
+        teacher.model(padding_free=batch)  # the teacher alone, in evaluation mode
         torch.testing.assert_close(teacher_rows.first, tap.stacked()[:, 0])
     assert not teacher_rows.first.requires_grad and student_rows.first.requires_grad
     # The loss hook adds the weighted term; its gradient reaches the student only.
@@ -345,7 +345,7 @@ def test_teacher_shadow_runs_the_teacher_on_training_batches_only(tmp_path):
     assert len(student.state_dict()) == len(build_student(teacher.model, [1]).state_dict())
     calls.clear()
     shadow.remove()
-    student(packed=batch)
+    student(padding_free=batch)
     assert calls == [] and not student._forward_pre_hooks
 
 
@@ -355,7 +355,7 @@ def test_a_student_identical_to_its_teacher_matches_every_token_exactly(tmp_path
     shadow = TeacherShadow(student, teacher.model, [0, 1])
     examples = list(teacher.encode(COLUMNS))
     padded = batch_tensors(examples, [0, 1, 2], teacher.padding_id, None)
-    for inputs in ({"packed": pack_sequences(examples, row_multiple=64)}, padded):
+    for inputs in ({"padding_free": batch_from_sequences(examples, row_multiple=64)}, padded):
         student(**inputs)
         pairs = shadow.pairs()
         assert pairs[0][0].tokens.shape[0] == sum(len(ids) for ids, _ in examples)
@@ -441,6 +441,22 @@ def test_distilled_run_is_a_run_that_says_how_it_was_made(student_run, tiny_run)
     assert json.loads((student_run / "model" / "config.json").read_text())["num_hidden_layers"] == 1
     assert len(json.loads((student_run / "results.json").read_text())["best"]) > 0
     assert "teacher outputs" in (student_run / "timings.json").read_text()
+
+
+def test_distilled_run_has_a_model_card_naming_its_teachers_base_model(student_run, tiny_run):
+    from huggingface_hub import ModelCard  # parses the card as the Hub does
+
+    card = ModelCard.load(student_run / "model" / "README.md")
+    teacher = ModelCard.load(tiny_run / "model" / "README.md")
+    assert card.data.base_model == teacher.data.base_model  # the encoder, not the teacher run
+    assert "distillation" in card.data.tags and "distillation" not in teacher.data.tags
+    best = json.loads((student_run / "results.json").read_text())["best"]
+    assert {r.metric_type: r.metric_value for r in card.data.eval_results} == {
+        "accuracy": best["dev_accuracy"],
+        "f1": best["dev_f1"],
+    }
+    assert card.text.lstrip().startswith(f"# {student_run.name}\n\nA text classifier distilled")
+    assert f"teacher run `{tiny_run.name}`" in card.text and "alpha 0.25" in card.text
 
 
 def test_distilled_run_evaluates_predicts_and_inspects(student_run, capsys):

@@ -191,6 +191,95 @@ def test_a_two_process_run_resumes_from_its_checkpoint(tmp_path, glue_and_model,
     assert resumed_with_one.returncode == 0  # finished now: says so whatever the process count
 
 
+@pytest.mark.slow
+def test_a_restarted_job_resumes_by_itself_after_a_worker_dies(
+    tmp_path, glue_and_model, one_process_run
+):
+    # torchrun --max-restarts starts the same command again; --resume-if-exists makes that
+    # command continue the run. Rank 1 dies at step 5 (see die_once.py), after the step-4
+    # checkpoint: the second attempt must resume from it and end as the uninterrupted run.
+    run_dir, marker = tmp_path / "run", tmp_path / "died"
+    glue, model = glue_and_model
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "--max-restarts", "1", str(Path(__file__).with_name("die_once.py")),
+         "train", "--output", str(run_dir), "--data-dir", str(glue), "--model", str(model),
+         "--epochs", "2", "--batch-size", "8", "--max-seq-length", "32", "--learning-rate",
+         "3e-3", "--precision", "fp32", "--quiet", "--checkpoint-every", "2",
+         "--resume-if-exists"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "DIE_AT_STEP": "5", "DIE_MARKER": str(marker),
+             "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"},  # see distributed.restart_warning
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE" not in result.stderr  # no warning: it is set
+    assert marker.exists()  # the first attempt did die
+    assert result.stdout.count("resuming from step 4") == 1, result.stdout
+    _assert_same_training(run_dir, one_process_run)
+
+
+@pytest.mark.slow
+def test_every_collective_runs_on_the_training_device(tmp_path):
+    # On GPUs the group is NCCL, which reduces CUDA tensors only: a collective handed a tensor
+    # on another device than the trainer's fails the first step. See collective_worker.py.
+    worker = Path(__file__).with_name("collective_worker.py")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         str(worker), str(tmp_path), "cpu"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for rank in (0, 1):
+        record = json.loads((tmp_path / f"collectives-{rank}.json").read_text())
+        calls, device = record["calls"], record["device"]
+        # The step's agreement, the checkpoint's outcome and its random generators all ran.
+        names = {call.get("collective") or call.get("helper") for call in calls}
+        assert {"all_reduce", "broadcast", "all_gather_object"} <= names, names
+        assert {"all_reduce_sum", "broadcast_flag"} <= names, names
+        for call in calls:
+            if "helper" in call:  # told the trainer's device, not left to a default
+                assert call["device"] == device, call
+            else:
+                assert all(found == device for found in call["devices"]), call
+
+
+@pytest.mark.slow
+def test_a_callback_on_one_process_stops_every_process_at_the_same_step(tmp_path):
+    worker = Path(__file__).with_name("stop_worker.py")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         str(worker), str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for rank in (0, 1):  # 5 steps per epoch: evaluations at 2 and 4, then a stop at 4
+        record = json.loads((tmp_path / f"stopped-{rank}.json").read_text())
+        assert record == {"steps": 4, "stopped_early": True, "evaluated_at": [2, 4]}
+
+
+def test_a_device_the_nccl_group_cannot_reduce_on_is_refused(monkeypatch):
+    from bertfit.errors import ConfigError
+    from bertfit.train import distributed
+
+    monkeypatch.setattr(distributed, "current", lambda: distributed.DistributedContext(0, 2))
+    monkeypatch.setattr(distributed.dist, "get_backend", lambda: "nccl")
+    with pytest.raises(ConfigError, match="trainer.device is cpu.*nccl.*CUDA tensors only"):
+        distributed.check_device("cpu")
+    monkeypatch.setattr(distributed.dist, "get_backend", lambda: "gloo")
+    distributed.check_device("cpu")  # gloo reduces CPU tensors
+
+
+def test_restarts_through_the_shared_rendezvous_store_are_warned_about():
+    from bertfit.train.distributed import restart_warning
+
+    # What torchrun puts in its workers' environment, with and without --max-restarts and
+    # with and without TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 (then the store is not shared).
+    shared = {"TORCHELASTIC_MAX_RESTARTS": "1", "TORCHELASTIC_USE_AGENT_STORE": "True"}
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1" in restart_warning(shared)
+    assert restart_warning({**shared, "TORCHELASTIC_MAX_RESTARTS": "0"}) is None
+    assert restart_warning({**shared, "TORCHELASTIC_USE_AGENT_STORE": "False"}) is None
+
+
 def test_leaving_without_a_process_group_is_a_no_op():
     from bertfit.train.distributed import shutdown
 

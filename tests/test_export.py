@@ -72,7 +72,7 @@ def copy_of(directory: Path, tmp_path: Path) -> Path:
 
 def test_export_writes_model_tokenizer_settings_and_manifest(onnx_dir, tiny):
     assert sorted(p.name for p in onnx_dir.iterdir()) == [
-        "classifier.json", "manifest.json", "model.onnx", "vocab.txt",
+        "README.md", "classifier.json", "manifest.json", "model.onnx", "vocab.txt",
     ]  # fmt: skip
     spec = json.loads((onnx_dir / "classifier.json").read_text())
     assert spec["task"] == "mrpc"
@@ -86,7 +86,7 @@ def test_export_writes_model_tokenizer_settings_and_manifest(onnx_dir, tiny):
     assert manifest["format"] == "bertfit-export" and manifest["format_version"] == 1
     assert {"bertfit", "torch", "onnx", "onnxruntime", "tokenizers"} <= set(manifest["versions"])
     assert manifest["export"]["format"] == "onnx" and manifest["export"]["precision"] == "fp32"
-    assert sorted(manifest["files"]) == ["classifier.json", "model.onnx", "vocab.txt"]
+    assert sorted(manifest["files"]) == ["README.md", "classifier.json", "model.onnx", "vocab.txt"]
     for name, entry in manifest["files"].items():
         assert entry["sha256"] == sha256_file(onnx_dir / name)
         assert entry["bytes"] == (onnx_dir / name).stat().st_size
@@ -338,7 +338,7 @@ def test_torch_export_format_has_the_same_interface_and_results(tiny, tmp_path):
     assert result.check.max_abs_diff <= 1e-5
     directory = result.directory
     assert sorted(p.name for p in directory.iterdir()) == [
-        "classifier.json", "manifest.json", "model.pt2", "vocab.txt",
+        "README.md", "classifier.json", "manifest.json", "model.pt2", "vocab.txt",
     ]  # fmt: skip
     out = load_exported(directory)(PAIRS)
     np.testing.assert_allclose(out["logits"], tiny.logits(_columns(PAIRS)), atol=1e-5)

@@ -18,7 +18,7 @@ from bertfit.model import dropout as dropout_module
 from bertfit.model.classifier import BertClassifier
 from bertfit.model.config import EncoderConfig
 from bertfit.model.dropout import Dropout, dropout, keep_mask
-from bertfit.model.packed import gather_rows, pack_sequences
+from bertfit.model.padding_free import batch_from_sequences, gather_rows
 
 
 def random_examples(count: int, seed: int, vocab: int = 90) -> list[tuple[list[int], list[int]]]:
@@ -50,13 +50,13 @@ def test_packed_encoder_matches_the_padded_one(row_multiple, length_multiple):
     model = small_classifier().eval()
     examples = random_examples(12, seed=1)
     padded = to_tensors(examples, 0, None)
-    batch = pack_sequences(examples, row_multiple, length_multiple)
+    batch = batch_from_sequences(examples, row_multiple, length_multiple)
     # (a width of 96 is past max_position_embeddings, 64: only real lengths are checked)
     assert batch.max_length % length_multiple == 0
     with torch.no_grad():
         reference = model.encoder(**padded)
-        packed = model.encoder.forward_packed(batch)
-        pooled_only = model.encoder.pool_packed(batch)
+        packed = model.encoder.forward_padding_free(batch)
+        pooled_only = model.encoder.pool_padding_free(batch)
     real = padded["input_mask"].bool()
     tokens = int(real.sum())
     rows = -(-tokens // row_multiple) * row_multiple
@@ -76,7 +76,9 @@ def test_one_step_loss_and_gradients_match_the_padded_path(row_multiple, length_
     def loss_and_grads(fast: bool):
         model = small_classifier(seed=4).eval()  # eval: no dropout, so both see the same function
         if fast:  # with spare rows too: they change neither the loss nor a gradient
-            logits = model.forward_packed(pack_sequences(examples, row_multiple, length_multiple))
+            logits = model(
+                padding_free=batch_from_sequences(examples, row_multiple, length_multiple)
+            )
         else:
             logits = model(**to_tensors(examples, 0, None))
         loss = F.cross_entropy(logits, labels)
@@ -94,7 +96,7 @@ def test_one_step_loss_and_gradients_match_the_padded_path(row_multiple, length_
 
 
 def test_packed_batch_layout():
-    batch = pack_sequences([([7, 8, 9], [0, 0, 1]), ([5], [0]), ([1, 2], [0, 1])])
+    batch = batch_from_sequences([([7, 8, 9], [0, 0, 1]), ([5], [0]), ([1, 2], [0, 1])])
     assert batch.input_word_ids.tolist() == [7, 8, 9, 5, 1, 2]
     assert batch.positions.tolist() == [0, 1, 2, 0, 0, 1]
     assert batch.first_token.tolist() == [0, 3, 4]
@@ -109,17 +111,17 @@ def test_packed_batch_layout():
 
 
 def test_packed_batch_rounds_its_rows_up_with_spare_rows_after_the_real_tokens():
-    batch = pack_sequences([([7, 8, 9], [0, 0, 1]), ([5], [0])], row_multiple=8)
+    batch = batch_from_sequences([([7, 8, 9], [0, 0, 1]), ([5], [0])], row_multiple=8)
     assert batch.input_word_ids.tolist() == [7, 8, 9, 5, 0, 0, 0, 0]
     assert batch.input_type_ids.tolist() == [0, 0, 1, 0, 0, 0, 0, 0]
     assert batch.positions.tolist() == [0, 1, 2, 0, 0, 0, 0, 0]
     assert batch.token_index.tolist() == [0, 1, 2, 3]  # real tokens only
     assert (batch.num_tokens, batch.num_rows, batch.spare_rows) == (4, 8, 4)
-    assert pack_sequences([([1, 2, 3, 4], [0] * 4)], row_multiple=4).spare_rows == 0
+    assert batch_from_sequences([([1, 2, 3, 4], [0] * 4)], row_multiple=4).spare_rows == 0
 
 
 def test_packed_batch_rounds_attentions_width_up_with_masked_keys():
-    batch = pack_sequences([([7, 8, 9], [0, 0, 1]), ([5], [0])], length_multiple=4)
+    batch = batch_from_sequences([([7, 8, 9], [0, 0, 1]), ([5], [0])], length_multiple=4)
     assert (batch.max_length, batch.longest_sequence, batch.num_tokens) == (4, 3, 4)
     assert batch.to("cpu").longest_sequence == 3  # the length travels with the tensors
     assert batch.token_index.tolist() == [0, 1, 2, 4]  # rows of a [2, 4] padded layout
@@ -234,9 +236,9 @@ def test_precision_auto_follows_native_bf16(monkeypatch):
 
 def test_bf16_autocast_trains_on_the_fast_path():
     model = small_classifier().train()
-    batch = pack_sequences(random_examples(8, seed=6))
+    batch = batch_from_sequences(random_examples(8, seed=6))
     with precision.autocast("bf16", torch.device("cpu")):
-        logits = model.forward_packed(batch)
+        logits = model(padding_free=batch)
         loss = F.cross_entropy(logits.float(), torch.zeros(8, dtype=torch.long))
     assert logits.dtype == torch.bfloat16
     loss.backward()
@@ -247,7 +249,7 @@ def test_bf16_autocast_trains_on_the_fast_path():
 def _training_step_grads(model, batch, seed):
     torch.manual_seed(seed)
     model.zero_grad()
-    logits = model(packed=batch)
+    logits = model(padding_free=batch)
     F.cross_entropy(logits, torch.arange(len(logits)) % 3).backward()
     return {name: p.grad.clone() for name, p in model.named_parameters()}
 
@@ -258,7 +260,7 @@ def test_rebuilt_activations_give_identical_gradients(monkeypatch):
     from bertfit.model import dropout, encoder, recompute
 
     model = small_classifier(seed=3, layers=3).train()
-    batch = pack_sequences(random_examples(12, seed=9))
+    batch = batch_from_sequences(random_examples(12, seed=9))
     rebuilds = []
     real = recompute.recompute_when_saved
 

@@ -3,7 +3,13 @@
 The graph is read from the source with :mod:`ast`: imports at module level and inside functions
 (``TYPE_CHECKING`` blocks left out), so a cycle papered over by importing inside a function is
 found too, and so is one that today's import order happens to survive.
-``python tests/test_imports.py`` prints the graph, one module per line with what it imports.
+
+The same holds one level up: the packages (``bertfit.explain``, ``bertfit.export``) and the
+top-level modules (``bertfit.inference``, ``bertfit.cli``) form a graph of their own, in which
+no package may import a package that imports it back, even when no two modules do.
+
+``python tests/test_imports.py`` prints both graphs: each package with the packages it imports,
+then each module with what it imports, and any cycle.
 """
 
 from __future__ import annotations
@@ -78,6 +84,22 @@ def import_graph() -> dict[str, set[str]]:
             edges |= _targets(node, name, modules)
         graph[name] = edges
     return graph
+
+
+def package_of(module: str) -> str:
+    """The package-level unit of a module: ``bertfit.X`` (a subpackage or a top-level module)."""
+    return ".".join(module.split(".")[:2])
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Package -> the other packages its modules import (from a module graph)."""
+    packages: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        source = package_of(module)
+        packages.setdefault(source, set()).update(
+            package_of(target) for target in targets if package_of(target) != source
+        )
+    return packages
 
 
 def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -159,6 +181,36 @@ def test_cycle_finder_sees_a_cycle():
     assert sorted(find_cycles(graph)) == [["a", "b"], ["c", "d", "e"]]
 
 
+def test_no_package_imports_a_package_that_imports_it_back():
+    cycles = find_cycles(package_graph(import_graph()))
+    assert not cycles, "package-level import cycles under src/bertfit:\n" + "\n".join(
+        " <-> ".join(cycle) for cycle in cycles
+    )
+
+
+def test_a_package_cycle_without_a_module_cycle_is_seen():
+    """The shape ``explain/load.py`` once had: explain.load imports export.runtime and
+    inference, which import explain.explain; no two modules import each other, but the
+    packages explain, export and the module inference do."""
+    graph = {
+        "bertfit.explain.load": {"bertfit.export.runtime", "bertfit.inference"},
+        "bertfit.explain.explain": set(),
+        "bertfit.export.runtime": {"bertfit.explain.explain"},
+        "bertfit.inference": {"bertfit.explain.explain"},
+        "bertfit.cli": {"bertfit.explain.load"},
+    }
+    assert find_cycles(graph) == []
+    assert package_graph(graph) == {
+        "bertfit.cli": {"bertfit.explain"},
+        "bertfit.explain": {"bertfit.export", "bertfit.inference"},
+        "bertfit.export": {"bertfit.explain"},
+        "bertfit.inference": {"bertfit.explain"},
+    }
+    assert find_cycles(package_graph(graph)) == [
+        ["bertfit.explain", "bertfit.export", "bertfit.inference"]
+    ]
+
+
 def test_every_function_level_import_gives_its_reason():
     problems = unexplained_function_imports()
     assert not problems, "imports inside functions without a reason:\n" + "\n".join(problems)
@@ -186,9 +238,16 @@ def test_every_module_imports_on_its_own():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-if __name__ == "__main__":
-    graph = import_graph()
-    for module in sorted(graph):
-        print(f"{module} -> {', '.join(sorted(graph[module])) or '-'}")
+def _print_graph(title: str, graph: dict[str, set[str]]) -> None:
+    print(f"# {title}")
+    for node in sorted(graph):
+        print(f"{node} -> {', '.join(sorted(graph[node])) or '-'}")
     for cycle in find_cycles(graph):
         print("cycle:", " <-> ".join(cycle))
+
+
+if __name__ == "__main__":
+    modules = import_graph()
+    _print_graph("packages", package_graph(modules))
+    print()
+    _print_graph("modules", modules)

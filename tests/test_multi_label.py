@@ -72,17 +72,42 @@ def label_matrix(rows) -> np.ndarray:
 TAGS = Columns("text", None, "tags")
 
 
-@pytest.mark.parametrize("layout", ["jsonl", "csv", "columns"])
-def test_the_three_layouts_read_as_the_same_multi_label_task(tmp_path, layout):
+def write_parquet(path: Path, rows, indicators: type | None = None) -> Path:
+    """Rows as Parquet: the labels a list<string> column, or (``indicators`` int or bool)
+    one column per label of that type."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    table = {"text": [text for text, _ in rows]}
+    if indicators is None:
+        table["tags"] = pa.array([labels for _, labels in rows], pa.list_(pa.string()))
+    else:
+        for name in NAMES:
+            table[name] = [indicators(name in labels) for _, labels in rows]
+    pq.write_table(pa.table(table), path)
+    return path
+
+
+COLUMNS = Columns("text", None, "label", tuple(NAMES))
+
+
+@pytest.mark.parametrize(
+    "layout", ["jsonl", "csv", "columns", "parquet", "parquet-int-columns", "parquet-bool-columns"]
+)
+def test_the_layouts_read_as_the_same_multi_label_task(tmp_path, layout):
     rows = tagged_texts(40, 1)
     assert any(not labels for _, labels in rows) and any(len(labels) > 1 for _, labels in rows)
     if layout == "jsonl":
         path, columns = write_jsonl(tmp_path / "t.jsonl", rows), TAGS
     elif layout == "csv":
         path, columns = write_csv(tmp_path / "t.csv", rows), TAGS
+    elif layout == "columns":
+        path, columns = write_columns(tmp_path / "t.csv", rows), COLUMNS
+    elif layout == "parquet":
+        path, columns = write_parquet(tmp_path / "t.parquet", rows), TAGS
     else:
-        path = write_columns(tmp_path / "t.csv", rows)
-        columns = Columns("text", None, "label", tuple(NAMES))
+        kind = int if layout == "parquet-int-columns" else bool
+        path, columns = write_parquet(tmp_path / "t.parquet", rows, kind), COLUMNS
     scan = scan_user_file(path, columns)
     task, how = scan_task(scan, columns)
     assert task.problem_type == "multi_label_classification"
@@ -132,7 +157,7 @@ def test_one_label_per_row_stays_single_label(tmp_path):
         (['{"text": "a", "x": 1}'], Columns("text", None, "label", ("x", "y")), None,
          r"t.jsonl:1: missing column 'y' \(found: text, x\)"),
         (['{"text": ["a"], "tags": ["x"]}'], TAGS, None,
-         "t.jsonl:1: column 'text' must hold text, not a list"),
+         r"t.jsonl:1: text in column 'text' is list \['a'\], not a string"),
     ],
 )  # fmt: skip
 def test_bad_multi_label_input_names_file_line_and_column(tmp_path, lines, columns, asked, message):
@@ -140,6 +165,27 @@ def test_bad_multi_label_input_names_file_line_and_column(tmp_path, lines, colum
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match=message):
         scan_task(scan_user_file(path, columns), columns, asked)
+
+
+def test_bad_parquet_labels_name_the_row(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    path = tmp_path / "t.parquet"
+    tags = pa.array([[], [3]], pa.list_(pa.int64()))  # Parquet lists hold one type
+    pq.write_table(pa.table({"text": ["a", "b"], "tags": tags}), path)
+    with pytest.raises(DataError, match="t.parquet, row 2: column 'tags': a label list holds 3"):
+        scan_user_file(path, TAGS)
+    pq.write_table(pa.table({"text": ["a", "b"], "tags": ["x", "y;z"]}), path)
+    with pytest.raises(DataError, match="t.parquet, row 1: column 'tags' must hold a list of"):
+        scan_task(scan_user_file(path, TAGS), TAGS, "multi_label_classification")
+    pq.write_table(
+        pa.table({"text": ["a", "b"], "cool": [0, 2], "pet": [1, 0], "warm": [0, 0]}), path
+    )
+    with pytest.raises(
+        DataError, match="t.parquet, row 2: column 'cool' must hold 0 or 1, got '2'"
+    ):
+        scan_user_file(path, COLUMNS)
 
 
 def test_a_label_only_in_dev_is_refused_with_its_line(tmp_path):
@@ -298,6 +344,13 @@ def test_exports_carry_the_thresholds_and_answer_like_predict(multi_run, tmp_pat
     assert [list(labels) for labels in columns["labels"]] == [row["labels"] for row in rows]
     expected = np.array([list(row["probabilities"].values()) for row in rows])
     np.testing.assert_allclose(columns["probabilities"], expected, atol=1e-4)
+    # predict() gives predict's rows, and its labels obey the stored thresholds.
+    exported_rows = predictor.predict([texts])
+    assert [row["labels"] for row in exported_rows] == [row["labels"] for row in rows]
+    assert {"pet", "warm"} <= set(exported_rows[0]["labels"])
+    predictor.spec.thresholds = [1e-9] * 3  # as if fitted that low: every label is chosen
+    assert [row["labels"] for row in predictor.predict([texts])] == [NAMES] * 3
+    assert [list(labels) for labels in predictor({"text": texts})["labels"]] == [NAMES] * 3
 
 
 def test_the_server_answers_with_the_same_rows(multi_run, tmp_path):
@@ -328,6 +381,80 @@ def test_the_server_answers_with_the_same_rows(multi_run, tmp_path):
     assert explanation["probabilities"] == pytest.approx(
         list(expected["probabilities"].values()), abs=1e-4
     )
+
+
+def test_the_model_card_reports_micro_and_macro_f1_and_the_thresholds(multi_run):
+    from huggingface_hub import ModelCard
+
+    run = multi_run["run"]
+    card = ModelCard.load(run / "model" / "README.md")
+    best = json.loads((run / "results.json").read_text())["best"]
+    info = json.loads((run / "model" / "bertfit.json").read_text())
+    assert card.data.metrics == ["f1", "accuracy"]
+    found = {(r.metric_type, r.metric_config): r.metric_value for r in card.data.eval_results}
+    assert found == {
+        ("f1", "micro"): best["dev_micro_f1"],
+        ("f1", "macro"): best["dev_macro_f1"],
+        ("accuracy", None): best["dev_subset_accuracy"],
+    }
+    body = card.text
+    assert body.count("A multi-label text classifier") == 1
+    for name, threshold in zip(NAMES, info["thresholds"]):
+        assert f"`{name}` {threshold:.4f}" in body
+    assert f"| {best['dev_micro_f1']:.4f} | {best['dev_macro_f1']:.4f} |" in body
+    assert "before each sigmoid" in body and "sigmoid(logits)" in body
+    assert "softmax" not in body
+
+
+@pytest.fixture(scope="module")
+def low_thresholds(multi_run, tmp_path_factory) -> Path:
+    """The run's model with every threshold at 1e-9, so that every label is chosen."""
+    import shutil
+
+    model = tmp_path_factory.mktemp("low") / "model"
+    shutil.copytree(multi_run["run"] / "model", model)
+    info = json.loads((model / "bertfit.json").read_text())
+    (model / "bertfit.json").write_text(json.dumps({**info, "thresholds": [1e-9] * 3}))
+    return model
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_bulk_predict_writes_the_chosen_labels_and_each_probability(
+    multi_run, low_thresholds, tmp_path, suffix
+):
+    texts = [text for text, _ in multi_run["dev_rows"][:12]]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": t, "id": i}) + "\n" for i, t in enumerate(texts)))
+    expected = TextClassifier.from_pretrained(multi_run["run"] / "model").predict([texts])
+    for model, chosen in ((multi_run["run"], [row["labels"] for row in expected]),
+                          (low_thresholds, [NAMES] * len(texts))):  # fmt: skip
+        out = tmp_path / f"out-{model.name}{suffix}"
+        args = ["predict", str(model), "--input", str(source), "--output", str(out)]
+        assert main([*args, "--keep", "id", "--quiet"]) == 0
+        rows = _read_bulk(out)
+        assert [row["id"] for row in rows] == list(range(len(texts)))
+        assert [row["labels"] for row in rows] == chosen
+        probabilities = [list(row["probabilities"].values()) for row in expected]
+        np.testing.assert_allclose([row["probs"] for row in rows], probabilities, atol=1e-5)
+
+
+def _read_bulk(path: Path) -> list[dict]:
+    """A bulk output's rows: ``id``, ``labels`` (a list) and ``probs`` (in label order)."""
+    if path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as handle:
+            records = list(csv.DictReader(handle))
+        assert list(records[0]) == ["id", "labels", *(f"probability_{n}" for n in NAMES)]
+        return [
+            {"id": int(r["id"]), "labels": [n for n in r["labels"].split(";") if n],
+             "probs": [float(r[f"probability_{n}"]) for n in NAMES]}
+            for r in records
+        ]  # fmt: skip
+    if path.suffix == ".parquet":
+        records = pytest.importorskip("pyarrow.parquet").read_table(path).to_pylist()
+    else:
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert list(records[0]) == ["id", "labels", "probabilities"]
+    return [{**r, "probs": r["probabilities"]} for r in records]
 
 
 def test_calibrate_refits_the_temperature_and_the_thresholds(multi_run, tmp_path, capsys):
@@ -428,8 +555,8 @@ def test_a_label_without_positives_keeps_one_half():
 
 def test_the_multi_label_temperature_minimizes_the_binary_cross_entropy():
     scipy_optimize = pytest.importorskip("scipy.optimize")
-    from bertfit.calibration import fit_temperature, multi_label_metrics
     from bertfit.probabilities import sigmoid
+    from bertfit.temperature import fit_temperature, multi_label_metrics
 
     rng = np.random.default_rng(1)
     labels = (rng.random((300, 4)) < 0.3).astype(np.float32)

@@ -169,7 +169,7 @@ def test_confusion_plot_counts_the_models_predictions(run, tmp_path):
     classifier = TextClassifier.from_pretrained(run / "model")
     glue = json.loads((run / "config.json").read_text())["data_dir"]
     dev = read_glue_split(f"{glue}/dev.tsv", MRPC, "dev")
-    logits = predict_logits(classifier.model, classifier.encode(dev.columns), 0)
+    logits = predict_logits(classifier.model, classifier.encode(dev.columns))
     expected = np.zeros((2, 2), dtype=int)
     for truth, predicted in zip(dev.labels, logits.argmax(axis=-1)):
         expected[truth, predicted] += 1

@@ -19,7 +19,7 @@ from bertfit.model.tf_checkpoint import (
     CheckpointReader,
     encode_slice_key,
     is_checkpoint_prefix,
-    latest_checkpoint,
+    latest_tf_checkpoint,
     masked_crc32c,
     read_table,
 )
@@ -220,17 +220,17 @@ def test_compressed_index_is_refused_clearly(tmp_path):
 
 
 def test_latest_checkpoint_finds_the_one_to_read(tmp_path):
-    assert latest_checkpoint(FIXTURES / "tf1") == FIXTURES / "tf1" / "bert_model.ckpt"
-    assert latest_checkpoint(FIXTURES / "hub") == FIXTURES / "hub" / "variables" / "variables"
-    assert latest_checkpoint(tmp_path) is None
+    assert latest_tf_checkpoint(FIXTURES / "tf1") == FIXTURES / "tf1" / "bert_model.ckpt"
+    assert latest_tf_checkpoint(FIXTURES / "hub") == FIXTURES / "hub" / "variables" / "variables"
+    assert latest_tf_checkpoint(tmp_path) is None
     for step in (1, 2):
         write_bundle(tmp_path / f"ckpt-{step}", {"a": np.zeros(1, np.float32)})
     with pytest.raises(CheckpointError, match="several checkpoints"):
-        latest_checkpoint(tmp_path)
+        latest_tf_checkpoint(tmp_path)
     (tmp_path / "checkpoint").write_text(
         'model_checkpoint_path: "/elsewhere/ckpt-1"\nall_model_checkpoint_paths: "ckpt-2"\n'
     )
-    assert latest_checkpoint(tmp_path) == tmp_path / "ckpt-1"
+    assert latest_tf_checkpoint(tmp_path) == tmp_path / "ckpt-1"
     assert is_checkpoint_prefix(tmp_path / "ckpt-2")
     assert is_checkpoint_prefix(tmp_path / "ckpt-2.index")
     assert not is_checkpoint_prefix(tmp_path / "ckpt-3")

@@ -97,3 +97,46 @@ def test_nan_loss_stops_with_the_step(tmp_path):
         patch.setattr(Trainer, "_loss", lambda self, logits, labels: logits.sum() * float("nan"))
         with pytest.raises(FloatingPointError, match="step 1"):
             trainer.fit(train, None)
+
+
+def test_callbacks_see_every_evaluation_and_can_stop_training(tmp_path):
+    seen = []
+
+    def stop_at_the_third(evaluation):
+        seen.append(evaluation)
+        return len(seen) == 3  # asks to stop; None and False let training go on
+
+    trainer = _trainer(tmp_path, output=tmp_path / "run", epochs=3, eval_every_steps=3)
+    trainer.callbacks.append(lambda evaluation: None)  # a second callback changes nothing
+    trainer.callbacks.append(stop_at_the_third)
+    train, dev = trainer.encode(_examples(256, 1)), trainer.encode(_examples(64, 2))
+    result = trainer.fit(train, dev)  # 8 steps per epoch: evaluations at 3, 6, 8, 9, ...
+    assert [e.step for e in seen] == [r["step"] for r in result.history] == [3, 6, 8]
+    assert [e.epoch for e in seen] == [1, 1, 1]
+    assert seen[-1].record is result.history[-1] and seen[-1].history == tuple(result.history)
+    assert seen[-1].best == result.best
+    assert [e.improved for e in seen][0] is True
+    assert result.stopped_early and result.steps == 8
+    # The run ended as a finished one: its last checkpoint says so, and resume would not go on.
+    state = json.loads((tmp_path / "run/checkpoints/step-8/trainer.json").read_text())
+    assert state["finished"] is True and state["step"] == 8
+
+
+def test_a_callback_stopping_inside_an_epoch_ends_the_run_there(tmp_path):
+    trainer = _trainer(tmp_path, output=tmp_path / "run", epochs=2, eval_every_steps=3)
+    trainer.callbacks.append(lambda evaluation: evaluation.step == 6)
+    train, dev = trainer.encode(_examples(256, 1)), trainer.encode(_examples(64, 2))
+    result = trainer.fit(train, dev)
+    assert result.stopped_early and result.steps == 6
+    assert [r["step"] for r in result.history] == [3, 6]  # no end-of-epoch evaluation after it
+    assert [r["step"] for r in result.step_records] == list(range(1, 7))
+    state = json.loads((tmp_path / "run/checkpoints/step-6/trainer.json").read_text())
+    assert state["finished"] is True
+    assert not _trainer(tmp_path, epochs=1).fit(train, None).stopped_early
+
+
+def test_fit_creates_no_attribute_that_init_did_not(tmp_path):
+    trainer = _trainer(tmp_path, output=tmp_path / "run", epochs=1)
+    before = set(vars(trainer))
+    trainer.fit(trainer.encode(_examples(64, 1)), trainer.encode(_examples(16, 2)))
+    assert set(vars(trainer)) == before

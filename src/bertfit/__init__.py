@@ -34,7 +34,7 @@ _PUBLIC = {
     "load_run_config": "bertfit.train.config_file",
     "inspect_model": "bertfit.inspect",
     "train_run": "bertfit.train.run",
-    "distill_run": "bertfit.train.distill",
+    "distill_run": "bertfit.train.student_run",
     "TextClassifier": "bertfit.inference",
     "ClassifierInfo": "bertfit.inference",
     "BertfitError": "bertfit.errors",

@@ -16,7 +16,7 @@ import bertfit
 from bertfit import progress
 from bertfit.config import write_json
 from bertfit.data.readers import read_prediction_input
-from bertfit.errors import BertfitError, ConfigError
+from bertfit.errors import BertfitError, ConfigError, TrainingInterrupted
 from bertfit.paths import BERTFIT_FILE, find_model_dir
 from bertfit.serve import DEFAULT_HOST, DEFAULT_PORT, ServeConfig
 from bertfit.train.config import (
@@ -43,6 +43,9 @@ _DISTILL = DistillConfig()
 _EVAL_BATCH_SIZE = TrainerConfig.eval_batch_size
 
 EXIT_USER_ERROR = 2
+# bertfit.bulk.engine.DEFAULT_CHUNK_ROWS, repeated so that `bertfit --help` needs no pyarrow
+# (tests/test_bulk.py checks that the two agree).
+BULK_CHUNK_ROWS = 10_000
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool whose reader left
@@ -174,6 +177,12 @@ def _add_scale_arguments(parser) -> None:
         help="continue RUN from its latest complete checkpoint, with its own saved settings",
     )
     group.add_argument(
+        "--resume-if-exists",
+        action="store_true",
+        help="with --output RUN: continue RUN from its latest checkpoint if it holds one, "
+        "else start it (for jobs restarted with the same command: torchrun --max-restarts)",
+    )
+    group.add_argument(
         "--checkpoint-every",
         type=_positive_int,
         metavar="N",
@@ -201,7 +210,9 @@ def _add_scale_arguments(parser) -> None:
 
 def _add_user_data_arguments(parser) -> None:
     group = parser.add_argument_group("your own data (instead of --task)")
-    group.add_argument("--train", help="training file: .csv, .tsv or .jsonl with a header")
+    group.add_argument(
+        "--train", help="training file: .csv, .tsv or .jsonl with a header, or .parquet"
+    )
     group.add_argument("--dev", help="evaluation file in the same layout")
     group.add_argument("--text-a", help=f"column of the (first) text (default: {_DATA.text_a})")
     group.add_argument("--text-b", help="column of the second text, for pairs")
@@ -310,7 +321,7 @@ def _unit_float(text: str) -> float:
 
 
 def _run_distill(args) -> int:
-    from bertfit.train.distill import distill_run  # torch loads only for commands that train
+    from bertfit.train.student_run import distill_run  # torch loads only for commands that train
 
     overrides = {
         "trainer.max_steps": args.max_steps,
@@ -363,10 +374,14 @@ def _add_evaluate(commands) -> None:
 
 def _add_predict(commands) -> None:
     parser = commands.add_parser("predict", help="classify sentence pairs with a run's model")
-    parser.add_argument("run", help="run directory (or a saved model directory)")
+    parser.add_argument("run", help="run directory, saved model directory or exported model")
     parser.add_argument("--sentence1", help="first sentence")
     parser.add_argument("--sentence2", help="second sentence (pair tasks)")
-    parser.add_argument("--input", help="TSV (one example per line) or JSON lines file")
+    parser.add_argument(
+        "--input",
+        help="TSV (one example per line) or JSON lines file; with --output also CSV or Parquet, "
+        "or a folder or glob of such files",
+    )
     parser.add_argument("--batch-size", type=_positive_int, default=_EVAL_BATCH_SIZE)
     parser.add_argument(
         "--raw-probabilities",
@@ -374,6 +389,40 @@ def _add_predict(commands) -> None:
         help="softmax of the logits without the run's fitted temperature (default: calibrated)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    bulk = parser.add_argument_group(
+        "bulk (--input with --output: in chunks, committed in parts; rerun to resume)"
+    )
+    bulk.add_argument("--output", help="predictions file: .jsonl, .csv or .parquet")
+    bulk.add_argument("--text-a", help="column of the first text (default: the model's input)")
+    bulk.add_argument("--text-b", help="column of the second text, for pairs")
+    bulk.add_argument(
+        "--keep", help="columns to copy through, comma-separated (default: every non-text one)"
+    )
+    bulk.add_argument("--logits", action="store_true", help="write the logits too")
+    bulk.add_argument(
+        "--on-error",
+        choices=["fail", "skip"],
+        default="fail",
+        help="a row without its texts: stop (default) or write it to OUT's .rejects.jsonl",
+    )
+    bulk.add_argument("--overwrite", action="store_true", help="start over, replacing OUT")
+    bulk.add_argument(
+        "--chunk-rows",
+        type=_positive_int,
+        default=BULK_CHUNK_ROWS,
+        help=f"rows per chunk and committed part (default: {BULK_CHUNK_ROWS})",
+    )
+    bulk.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process (default); ray: Ray Data, an exported model in each worker "
+        "(the ray extra)",
+    )
+    bulk.add_argument("--ray-address", help="Ray cluster to run on (default: a local Ray)")
+    bulk.add_argument(
+        "--workers", type=_positive_int, default=2, help="--engine ray: predictor actors"
+    )
     parser.set_defaults(handler=_run_predict)
 
 
@@ -472,8 +521,14 @@ def _run_train(args) -> int:
     if args.output is None:
         raise ConfigError("give --output RUN (or --resume RUN to continue a run)")
     output = Path(args.output)
-    if (output / "config.json").exists() and not args.overwrite:
-        raise ConfigError(f"{output} already holds a run; choose another --output or --overwrite")
+    if args.resume_if_exists and (args.overwrite or args.seeds):
+        other = "--overwrite" if args.overwrite else "--seeds"
+        raise ConfigError(f"--resume-if-exists does not go with {other}")
+    if (output / "config.json").exists() and not (args.overwrite or args.resume_if_exists):
+        raise ConfigError(
+            f"{output} already holds a run; choose another --output, --overwrite, "
+            "or --resume-if-exists to continue it"
+        )
     # The file first, then the flags, then KEY=VALUE overrides: the last word wins.
     overrides = _train_flag_overrides(args) + parse_overrides(args.overrides)
     config = load_run_config(args.config, overrides)
@@ -487,7 +542,10 @@ def _run_train(args) -> int:
     started = process_age()  # the interpreter, imports and this config: the job's start-up
     if started is not None:
         phases.add("start-up", started)
-    return _print_best(train_run(config, output, progress=progress, phases=phases), output)
+    result = train_run(
+        config, output, progress=progress, phases=phases, resume_if_exists=args.resume_if_exists
+    )
+    return _print_best(result, output)
 
 
 def _print_best(result, output: Path) -> int:
@@ -507,8 +565,10 @@ def _resume_train(args) -> int:
     given = [flag for flag, value in _train_flag_overrides(args)] + list(args.overrides)
     if args.config:
         given.append("--config")
-    if args.seeds or args.overwrite:
-        given.append("--seeds" if args.seeds else "--overwrite")
+    if args.seeds or args.overwrite or args.resume_if_exists:
+        given.append(
+            "--seeds" if args.seeds else "--overwrite" if args.overwrite else "--resume-if-exists"
+        )
     if args.output is not None and Path(args.output).resolve() != Path(args.resume).resolve():
         given.append("--output")
     if given:
@@ -599,10 +659,20 @@ def _run_evaluate(args) -> int:
 
 
 def _run_predict(args) -> int:
-    from bertfit.inference import TextClassifier  # torch: only to run models
+    if args.output:
+        return _run_bulk_predict(args)
+    bulk_only = {"--text-a": args.text_a, "--text-b": args.text_b, "--keep": args.keep,
+                 "--logits": args.logits, "--overwrite": args.overwrite,
+                 "--ray-address": args.ray_address,
+                 "--engine ray": args.engine == "ray"}  # fmt: skip
+    given = [flag for flag, value in bulk_only.items() if value]
+    if given:
+        raise ConfigError(f"{given[0]} goes with --output (the bulk form of predict)")
+    # torch loads only for a run's model; an export predicts without it
+    from bertfit.predictors import load_predictor
 
-    classifier = TextClassifier.from_pretrained(find_model_dir(args.run))
-    names = tuple(classifier.info.input_names)
+    predictor = load_predictor(args.run)
+    names = tuple(predictor.input_names)
     if args.input:
         if args.sentence1 or args.sentence2:
             raise ConfigError("give either --input or --sentence1/--sentence2, not both")
@@ -613,8 +683,52 @@ def _run_predict(args) -> int:
             flags = " and ".join(f"--{name}" for name in names)
             raise ConfigError(f"give {flags}, or --input FILE")
         columns = [[text] for text in given]
-    for row in classifier.predict(columns, args.batch_size, not args.raw_probabilities):
+    for row in predictor.predict(columns, args.batch_size, not args.raw_probabilities):
         print(json.dumps(row))
+    return 0
+
+
+def _run_bulk_predict(args) -> int:
+    # pyarrow, and torch only for a run's model: an export is run without it
+    from bertfit.bulk import BulkOptions, predict_bulk
+    from bertfit.bulk.parts import parts_dir
+
+    if not args.input:
+        raise ConfigError("--output needs --input (the file, folder or glob to classify)")
+    if args.sentence1 or args.sentence2:
+        raise ConfigError("give either --input or --sentence1/--sentence2, not both")
+    keep = None
+    if args.keep is not None:
+        keep = [name.strip() for name in args.keep.split(",") if name.strip()]
+    options = BulkOptions(
+        input=args.input,
+        output=args.output,
+        text_a=args.text_a,
+        text_b=args.text_b,
+        keep=keep,
+        logits=args.logits,
+        on_error=args.on_error,
+        overwrite=args.overwrite,
+        chunk_rows=args.chunk_rows,
+        batch_size=args.batch_size,
+        calibrated=not args.raw_probabilities,
+    )
+    try:
+        if args.engine == "ray":
+            # ray[data], the ray extra: only for this engine
+            from bertfit.bulk.ray_engine import predict_bulk_ray
+
+            summary = predict_bulk_ray(args.run, options, args.ray_address, args.workers)
+        else:
+            summary = predict_bulk(args.run, options)
+    except KeyboardInterrupt:
+        print(
+            f"bertfit: interrupted; the parts committed in {parts_dir(Path(args.output))} are "
+            "kept, and the same command goes on from there",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    print(f"bertfit: {summary.describe()}", file=sys.stderr)
     return 0
 
 
@@ -633,16 +747,16 @@ def _run_calibrate(args) -> int:
 
 def _run_explain(args) -> int:
     # torch loads only for a run's model; an export is explained without it
-    from bertfit.explain.load import default_method, load_explainer
+    from bertfit.predictors import default_explain_method, load_predictor
 
-    predictor = load_explainer(args.source)
+    predictor = load_predictor(args.source)
     names = predictor.input_names
     texts = [args.sentence1, args.sentence2][: len(names)]
     if any(text is None for text in texts):
         raise ConfigError(f"give {' and '.join(f'--{name}' for name in names)}")
     if len(names) == 1 and args.sentence2 is not None:
         raise ConfigError("this model takes one text: give --sentence1 only")
-    method = args.method or default_method(predictor)
+    method = args.method or default_explain_method(predictor)
     options = {"n_steps": args.steps} if args.steps else {}
     explanation = predictor.explain(texts, method=method, **options)
     if args.png:
@@ -1018,7 +1132,7 @@ def _run_command(args: argparse.Namespace) -> int:
     progress.set_quiet(quiet_before or getattr(args, "quiet", False))
     try:
         return args.handler(args)
-    except _training_interrupted() as interrupted:
+    except TrainingInterrupted as interrupted:
         checkpoint = interrupted.checkpoint
         resume = f"; continue with: bertfit train --resume {checkpoint.parent.parent}"
         print(
@@ -1045,12 +1159,6 @@ def _run_command(args: argparse.Namespace) -> int:
         return EXIT_BROKEN_PIPE
     finally:
         progress.set_quiet(quiet_before)
-
-
-def _training_interrupted() -> tuple[type[BaseException], ...]:
-    """The trainer's interruption type, only when the trainer (and torch) is already loaded."""
-    trainer = sys.modules.get("bertfit.train.trainer")
-    return (trainer.TrainingInterrupted,) if trainer is not None else ()
 
 
 if __name__ == "__main__":

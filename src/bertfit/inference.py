@@ -2,8 +2,9 @@
 
 :class:`TextClassifier` is what a run saves in ``RUN/model/`` and what ``bertfit evaluate`` and
 ``bertfit predict`` load. The directory is a Hugging Face-compatible model directory
-(``config.json``, ``model.safetensors``, ``vocab.txt``) plus ``bertfit.json`` with the task,
-label names and text settings.
+(``config.json``, ``model.safetensors``, ``vocab.txt``, ``tokenizer_config.json``,
+``special_tokens_map.json``) plus ``bertfit.json`` with the task, label names and text
+settings, and, in a run, the model card ``README.md``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from bertfit.explain.explain import (
 from bertfit.explain.explanation import METHODS, Explanation, check_method, row_texts
 from bertfit.model.classifier import BertClassifier
 from bertfit.model.hf_classifier import load_classifier, save_pretrained
-from bertfit.model.packed import PackedBatch, pack_arrays, pack_sequences
+from bertfit.model.padding_free import PaddingFreeBatch, batch_from_arrays, batch_from_sequences
 from bertfit.paths import BERTFIT_FILE
 from bertfit.precision import autocast
 from bertfit.predictions import prediction_rows
@@ -71,7 +72,7 @@ class ClassifierInfo:
     # How examples longer than max_seq_length are cut: "round_robin" or "waterfall" (see
     # bertfit.text.packing). Directories saved before it was recorded load as round robin.
     truncator: Truncator = DEFAULT_TRUNCATOR
-    # Softmax temperature fitted on the dev set after training (bertfit.calibration). None
+    # Softmax temperature fitted on the dev set after training (bertfit.temperature). None
     # for regression models and for runs trained before calibration: those use 1.
     temperature: float | None = None
     # A distilled model: its teacher run and how it was cut and trained (teacher, teacher_layers,
@@ -105,32 +106,31 @@ def batch_tensors(
 
 
 #: Packed batches' rows are rounded up to a multiple of this, so that their matrix products
-#: recur in a few shapes whose kernels oneDNN keeps (see bertfit.model.packed). Measured on a
+#: recur in a few shapes whose kernels oneDNN keeps (see bertfit.model.padding_free). Measured on a
 #: 2-core Xeon with AMX: bench/train_levers.py, variants row-multiple-N.
-PACKED_ROW_MULTIPLE = 128
+PADDING_FREE_ROW_MULTIPLE = 128
 
-#: Attention's padded width in packed batches is rounded up to a multiple of this, for the same
-#: reason (its batched products are shaped by the longest sequence). Measured with
+#: Attention's padded width in padding-free batches is rounded up to a multiple of this, for the
+#: same reason (its batched products are shaped by the longest sequence). Measured with
 #: bench/train_levers.py, variants length-multiple-N.
-PACKED_LENGTH_MULTIPLE = 16
+PADDING_FREE_LENGTH_MULTIPLE = 16
 
 
-def packed_batch(examples: Sequence[Packed], indices) -> PackedBatch:
-    """A padding-free :class:`PackedBatch` of ``examples[i] for i in indices``, its rows
-    rounded up to a multiple of :data:`PACKED_ROW_MULTIPLE` and attention's width to one of
-    :data:`PACKED_LENGTH_MULTIPLE`."""
-    rounding = (PACKED_ROW_MULTIPLE, PACKED_LENGTH_MULTIPLE)
+def padding_free_batch(examples: Sequence[Packed], indices) -> PaddingFreeBatch:
+    """A padding-free :class:`PaddingFreeBatch` of ``examples[i] for i in indices``, its rows
+    rounded up to a multiple of :data:`PADDING_FREE_ROW_MULTIPLE` and attention's width to one of
+    :data:`PADDING_FREE_LENGTH_MULTIPLE`."""
+    rounding = (PADDING_FREE_ROW_MULTIPLE, PADDING_FREE_LENGTH_MULTIPLE)
     if isinstance(examples, RaggedPacked):
         word_ids, type_ids, offsets = examples.gather_flat(indices)
-        return pack_arrays(word_ids, type_ids, np.diff(offsets), *rounding)
-    return pack_sequences([examples[i] for i in indices], *rounding)
+        return batch_from_arrays(word_ids, type_ids, np.diff(offsets), *rounding)
+    return batch_from_sequences([examples[i] for i in indices], *rounding)
 
 
 @torch.inference_mode()
 def predict_logits(
     model: BertClassifier,
     examples: Sequence[Packed],
-    padding_id: int,
     batch_size: int = 64,
     progress: bool | None = None,
     precision: str = "fp32",
@@ -139,7 +139,7 @@ def predict_logits(
 
     Runs on the model's device, under autocast at a resolved ``precision`` (see
     :mod:`bertfit.precision`). ``progress`` None shows a bar when :mod:`bertfit.progress` says
-    so (and the work is slow). ``padding_id`` is kept for callers; packed batches need none.
+    so (and the work is slow).
     """
     logits = np.zeros((len(examples), model_num_outputs(model)), dtype=np.float32)
     for batch, batch_logits in predicted_batches(model, examples, batch_size, progress, precision):
@@ -165,9 +165,9 @@ def predicted_batches(
     batches = sorted_batches(example_lengths(examples), batch_size)
     try:
         for batch in progress_bar(batches, desc=desc, unit="batch", show=progress):
-            packed = packed_batch(examples, batch).to(device)
+            flat = padding_free_batch(examples, batch).to(device)
             with autocast(precision, device):
-                logits = model(packed=packed)
+                logits = model(padding_free=flat)
             yield batch, logits
     finally:
         model.train(was_training)
@@ -204,6 +204,11 @@ class TextClassifier:
     def input_names(self) -> list[str]:
         """The text columns, in segment order."""
         return list(self.info.input_names)
+
+    @property
+    def label_names(self) -> list[str]:
+        """The class names in class order (the exported predictor has the same attribute)."""
+        return list(self.info.label_names)
 
     @property
     def problem_type(self) -> ProblemType:
@@ -261,7 +266,13 @@ class TextClassifier:
         return np.asarray(self.info.thresholds, dtype=np.float64)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write the model directory atomically: it is complete or left as it was."""
+        """Write the model directory atomically: it is complete or left as it was.
+
+        It holds Hugging Face's ``config.json`` and ``model.safetensors``, the vocabulary with
+        transformers' ``tokenizer_config.json`` and ``special_tokens_map.json``, and
+        ``bertfit.json``. A run adds its model card (``README.md``, see
+        :mod:`bertfit.model_card`) once its results are final.
+        """
         directory = Path(directory)
         staging = make_staging_dir(directory)
         try:
@@ -271,6 +282,8 @@ class TextClassifier:
                 id2label=dict(enumerate(self.info.label_names)),
             )
             self.tokenizer.save(staging)
+            # transformers' own tokenizer files, so that it tokenizes as bertfit does.
+            self.tokenizer.save_hf_settings(staging, self.info.max_seq_length)
             write_json(staging / BERTFIT_FILE, asdict(self.info))
             replace_directory(staging, directory)
         except BaseException:
@@ -308,7 +321,7 @@ class TextClassifier:
     def logits(self, columns: list[list[str]], batch_size: int = 64) -> np.ndarray:
         """Logits [n, num_classes] for n examples given as text columns."""
         inputs, owners = self.encode_texts(columns)
-        logits = predict_logits(self.model, inputs, self.padding_id, batch_size)
+        logits = predict_logits(self.model, inputs, batch_size)
         return mean_by_owner(logits, owners, len(columns[0]))
 
     def explain(
@@ -346,7 +359,7 @@ class TextClassifier:
 
     def logits_of_packed(self, examples: list[Packed], batch_size: int = 64) -> np.ndarray:
         """Logits of already packed inputs, in order."""
-        return predict_logits(self.model, examples, self.padding_id, batch_size)
+        return predict_logits(self.model, examples, batch_size)
 
     def predict(
         self, columns: list[list[str]], batch_size: int = 64, calibrated: bool = True

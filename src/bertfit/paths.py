@@ -15,6 +15,10 @@ from bertfit.errors import ConfigError
 BERTFIT_FILE = "bertfit.json"
 #: Where a run directory keeps its best model.
 RUN_MODEL_DIR = "model"
+#: A saved model's Hugging Face model card (see bertfit.model_card), in its directory.
+MODEL_CARD_FILE = "README.md"
+#: A run's temperature fit (see bertfit.train.calibrate), beside its model directory.
+CALIBRATION_FILE = "calibration.json"
 
 
 def cache_root() -> Path:

@@ -1,7 +1,7 @@
 """Logits to probabilities, with numpy alone: the torch-free runtime and the server use it.
 
 A calibrated model divides its logits by one temperature before the softmax
-(:mod:`bertfit.calibration` fits it); a windowed model averages the logits of a text's windows
+(:mod:`bertfit.temperature` fits it); a windowed model averages the logits of a text's windows
 first. A model trained before calibration has no temperature: it uses 1, and says so once.
 """
 

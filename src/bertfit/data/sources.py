@@ -38,10 +38,14 @@ MRPC_URLS = {
     ),
 }
 
-HOW_TO_GET_DATA = (
-    "pass --data-dir DIR (a GLUE directory holding {glue}/train.tsv, dev.tsv, test.tsv) "
-    "or set ${env} to a directory holding {glue}/"
-)
+
+def how_to_get_data(task: TaskSpec) -> str:
+    """The advice that ends every message about a task's missing GLUE files."""
+    glue = task.glue_dir
+    return (
+        f"pass --data-dir DIR (a GLUE directory holding {glue}/train.tsv, dev.tsv, test.tsv) "
+        f"or set ${DATA_ENV} to a directory holding {glue}/"
+    )
 
 
 def _has_split(directory: Path, split: str) -> bool:
@@ -60,7 +64,7 @@ def resolve_task_dir(
     task: TaskSpec, data_dir: str | Path | None, split: str = "train", download: bool = True
 ) -> Path:
     """Find (or download) the directory holding ``task``'s GLUE files; see the module docs."""
-    hint = HOW_TO_GET_DATA.format(glue=task.glue_dir, env=DATA_ENV)
+    hint = how_to_get_data(task)
     if data_dir is not None:
         root = Path(data_dir).expanduser()
         if not root.is_dir():
@@ -87,12 +91,12 @@ def resolve_task_dir(
 def download_task(task: TaskSpec, target: Path, urls: dict[str, str] | None = None) -> None:
     """Download ``task``'s GLUE files into ``target`` (complete or not at all)."""
     if task.glue_dir != "MRPC":
-        raise DataError(f"no download source known for {task.glue_dir}; {HOW_TO_GET_DATA}")
+        raise DataError(f"no download source known for {task.glue_dir}; {how_to_get_data(task)}")
     staging = make_staging_dir(target)
     try:
         sources = {name: staging / f"source-{name}" for name in ("train", "test", "dev_ids")}
         for name, path in sources.items():
-            _download((urls or MRPC_URLS)[name], path)
+            _download((urls or MRPC_URLS)[name], path, task)
         build_mrpc_splits(sources["train"], sources["test"], sources["dev_ids"], staging)
         for path in sources.values():
             path.unlink()
@@ -102,15 +106,13 @@ def download_task(task: TaskSpec, target: Path, urls: dict[str, str] | None = No
         raise
 
 
-def _download(url: str, path: Path) -> None:
+def _download(url: str, path: Path, task: TaskSpec) -> None:
     """Fetch one source file with the model downloader's length and checksum checks."""
     print(f"downloading {url}", flush=True)
     try:
         fetch(url, path, label="downloading")
     except CheckpointError as error:
-        raise DataError(
-            f"{error}; you may be offline: " + HOW_TO_GET_DATA.format(glue="MRPC", env=DATA_ENV)
-        ) from None
+        raise DataError(f"{error}; you may be offline: {how_to_get_data(task)}") from None
 
 
 def build_mrpc_splits(train_source: Path, test_source: Path, dev_ids: Path, out: Path) -> None:

@@ -1,14 +1,19 @@
-"""Users' own labelled data: CSV, TSV or JSON lines files with named columns.
+"""Users' own labelled data: CSV, TSV, JSON lines or Parquet files with named columns.
 
 The columns holding the texts and the label are given by name. Label names come from the
 training file (or are given), and whether the task is classification or regression is given
 or inferred from the labels. The result is an ordinary :class:`TaskSpec` plus
 :class:`TextExamples`, so everything downstream treats the data like a GLUE task.
+
+A text file's rows are named by line number (``train.csv:12``); a Parquet file's, which has no
+lines, by row number counted from 1 (``train.parquet, row 12``). Parquet is read with pyarrow
+(the ``parquet`` extra), a batch of rows at a time and only the named columns.
 """
 
 from __future__ import annotations
 
 import csv
+import decimal
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -17,13 +22,24 @@ from pathlib import Path
 
 from bertfit.data.readers import TextExamples, iter_json_objects, open_text
 from bertfit.data.tasks import TaskSpec
-from bertfit.errors import DataError
+from bertfit.errors import ConfigError, DataError
 from bertfit.problem import MULTI_LABEL, REGRESSION, SINGLE_LABEL, ProblemType, task_type_of
 
 #: A multi-label task's metrics; the first (micro F1) picks the best model.
 MULTI_LABEL_METRICS = ("micro_f1", "macro_f1", "subset_accuracy")
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "tsv",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+#: Rows of a Parquet file turned into Python values at once. pyarrow itself holds the named
+#: columns of one row group: a million short pairs written as one group peaked at 260 MiB.
+PARQUET_BATCH_ROWS = 65536
 
 
 #: What separates label names in one CSV/TSV field of a multi-label column, unless told.
@@ -51,26 +67,40 @@ class Columns:
 
 
 def file_format(path: Path) -> str:
-    """``csv``, ``tsv`` or ``jsonl`` from the file's suffix."""
+    """``csv``, ``tsv``, ``jsonl`` or ``parquet`` from the file's suffix."""
     try:
-        return FORMATS[path.suffix.lower()]
+        return FORMATS[Path(path).suffix.lower()]
     except KeyError:
         raise DataError(
-            f"{path}: unknown file type {path.suffix!r}; use .csv, .tsv or .jsonl"
+            f"{path}: unknown file type {Path(path).suffix!r}; use .csv, .tsv, .jsonl or .parquet"
         ) from None
 
 
-def iter_records(
-    path: str | Path, keep_lists: bool = False
-) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, record) for every record of a CSV/TSV (with header) or JSON lines file.
+def row_location(source: str | Path, number: int) -> str:
+    """Where a row is, for messages: ``FILE:LINE``, or ``FILE, row N`` in a Parquet file."""
+    if FORMATS.get(Path(source).suffix.lower()) == "parquet":
+        return f"{source}, row {number}"
+    return f"{source}:{number}"
 
-    Streams the file: memory does not grow with its size. JSON values that are not strings
-    arrive as their JSON text, except arrays with ``keep_lists`` (label lists), which stay
-    Python lists.
+
+def iter_records(
+    path: str | Path, fields: Sequence[str] | None = None, keep_lists: bool = False
+) -> Iterator[tuple[int, dict[str, object]]]:
+    """(position, record) for every record of a CSV/TSV (with header), JSON lines or Parquet
+    file: the line number in a text file, the row number (from 1) in a Parquet file.
+
+    Text files give every field as a string: JSON values that are not strings arrive as their
+    JSON text, except arrays with ``keep_lists`` (label lists), which stay Python lists. A
+    Parquet file gives only ``fields`` (all columns when None; one it lacks is an error naming
+    it) as the values its columns hold: strings, numbers, booleans, lists, ``None`` for null.
+    Streams the file: memory does not grow with its size (with a Parquet file's row groups,
+    which its writer chose, at most).
     """
     path = Path(path)
     kind = file_format(path)
+    if kind == "parquet":
+        yield from _parquet_records(path, fields)
+        return
     with open_text(path) as handle:
         try:
             if kind == "jsonl":
@@ -115,6 +145,37 @@ def _json_records(path: Path, handle, keep_lists: bool) -> Iterator[tuple[int, d
         )
 
 
+def _parquet_records(
+    path: Path, fields: Sequence[str] | None
+) -> Iterator[tuple[int, dict[str, object]]]:
+    # pyarrow is a dependency, loaded only for a Parquet file; an install made with --no-deps
+    # (the torch-free runtime) may lack it.
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError(f"{path}: reading Parquet needs pyarrow: pip install pyarrow") from None
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        parquet = pq.ParquetFile(path)
+        names = parquet.schema_arrow.names
+        wanted = list(names if fields is None else dict.fromkeys(fields))
+        for name in wanted:
+            if name not in names:
+                raise DataError(
+                    f"{path}: missing column {name!r} (found: {', '.join(names) or 'none'})"
+                )
+        number = 0
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted):
+            columns = [batch.column(name).to_pylist() for name in wanted]
+            for values in zip(*columns):
+                number += 1
+                yield number, dict(zip(wanted, values))
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"{path}: cannot read it as Parquet ({error})") from None
+
+
 @dataclass
 class RawExamples:
     """Texts and label strings as read, before labels are mapped to ids."""
@@ -131,7 +192,7 @@ def read_user_file(path: str | Path, columns: Columns) -> RawExamples:
     texts: list[list[str]] = [[] for _ in columns.texts]
     labels: list[str] = []
     lines: list[int] = []
-    for line, record in iter_records(path):
+    for line, record in iter_records(path, (*columns.texts, columns.label)):
         for column, name in zip(texts, columns.texts):
             column.append(_field(path, line, record, name, text=True))
         labels.append(_field(path, line, record, columns.label, text=False))
@@ -142,16 +203,33 @@ def read_user_file(path: str | Path, columns: Columns) -> RawExamples:
 
 
 def _field(path: Path, line: int, record: dict, name: str, text: bool) -> str:
+    where = row_location(path, line)
+    kind = "text" if text else "label"
     if name not in record:
         found = ", ".join(record) or "none"
-        raise DataError(f"{path}:{line}: missing column {name!r} (found: {found})")
-    if not isinstance(record[name], str):  # a JSON array where a text belongs
-        raise DataError(f"{path}:{line}: column {name!r} must hold text, not a list")
-    value = record[name].strip() if not text else record[name]
+        raise DataError(f"{where}: missing column {name!r} (found: {found})")
+    value = record[name]
+    if value is None:  # a Parquet null; text files have none
+        raise DataError(f"{where}: null {kind} in column {name!r}")
+    if not isinstance(value, str):  # a Parquet value: labels may be numbers, texts may not
+        value = None if text else _label_text(value)
+        if value is None:
+            found = f"{type(record[name]).__name__} {record[name]!r}"
+            wanted = "a string" if text else "a string, number or boolean"
+            raise DataError(f"{where}: {kind} in column {name!r} is {found}, not {wanted}")
+    value = value.strip() if not text else value
     if not value.strip():
-        kind = "text" if text else "label"
-        raise DataError(f"{path}:{line}: empty {kind} in column {name!r}")
+        raise DataError(f"{where}: empty {kind} in column {name!r}")
     return value
+
+
+def _label_text(value: object) -> str | None:
+    """A typed label as the text a JSON lines file would hold (``1``, ``0.5``, ``true``)."""
+    if isinstance(value, bool | int | float):
+        return json.dumps(value)
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    return None
 
 
 def infer_problem_type(labels: list[str]) -> tuple[ProblemType, str]:
@@ -242,7 +320,9 @@ def label_examples(raw: RawExamples, task: TaskSpec, split: str) -> TextExamples
         for line, text in zip(raw.lines, raw.labels):
             value = _as_number(text)
             if value is None:
-                raise DataError(f"{path}:{line}: regression target {text!r} is not a number")
+                raise DataError(
+                    f"{row_location(path, line)}: regression target {text!r} is not a number"
+                )
             labels.append(value)
         return TextExamples(raw.columns, labels, path)
     ids = {value: i for i, value in enumerate(task.label_values)}
@@ -250,6 +330,8 @@ def label_examples(raw: RawExamples, task: TaskSpec, split: str) -> TextExamples
     for line, text in zip(raw.lines, raw.labels):
         if text not in ids:
             where = "never seen in train" if split != "train" else "not among the given labels"
-            raise DataError(f"{path}:{line}: label {text!r} {where} ({', '.join(ids)})")
+            raise DataError(
+                f"{row_location(path, line)}: label {text!r} {where} ({', '.join(ids)})"
+            )
         labels.append(ids[text])
     return TextExamples(raw.columns, labels, path)

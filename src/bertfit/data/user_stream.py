@@ -36,6 +36,7 @@ from bertfit.data.user_files import (
     build_user_task,
     file_format,
     iter_records,
+    row_location,
     user_task,
 )
 from bertfit.errors import ConfigError, DataError
@@ -99,14 +100,16 @@ class LabelScan:
                 [name for name, bit in zip(self.indicator_columns, key) if bit == "1"]
                 for key in self.names
             ]
-        if self.separator is None:  # JSON lines: arrays only
+        if self.separator is None:  # JSON lines and Parquet: lists only
             others = [code for code in range(len(self.names)) if code not in self.list_codes]
             if others:
                 line = self.first_line_of(others)
                 text = self.names[self.codes[np.flatnonzero(self.lines == line)[0]]]
+                listed = "a JSON array" if file_format(Path(self.source)) == "jsonl" else "a list"
+                where = row_location(self.source, line)
                 raise DataError(
-                    f"{self.source}:{line}: column {self.label_column!r} must hold a JSON "
-                    f"array of label names (a multi-label column), got {text}"
+                    f"{where}: column {self.label_column!r} must hold {listed} of label names "
+                    f"(a multi-label column), got {text}"
                 )
         sets = []
         for code, key in enumerate(self.names):
@@ -193,9 +196,11 @@ def scan_user_file(path: str | Path, columns: Columns) -> LabelScan:
     is an error once the labels turn out not to be multi-label (:func:`scan_task`).
     """
     path = Path(path)
-    separator = None if file_format(path) == "jsonl" else columns.separator
+    # JSON lines and Parquet hold lists as lists; only CSV/TSV fields join names by a separator.
+    separator = columns.separator if file_format(path) in ("csv", "tsv") else None
     labels = _LabelCollector(separator)
-    for line, record in iter_records(path, keep_lists=True):
+    fields = (*columns.texts, *(columns.label_columns or (columns.label,)))
+    for line, record in iter_records(path, fields, keep_lists=True):
         for name in columns.texts:
             _field(path, line, record, name, text=True)
         if columns.label_columns:
@@ -208,18 +213,20 @@ def scan_user_file(path: str | Path, columns: Columns) -> LabelScan:
 
 
 def _label_value(path: Path, line: int, record: dict, name: str) -> str | list[str]:
-    """A row's label field: its text (stripped), or the names of a JSON array."""
-    if name not in record:
-        found = ", ".join(record) or "none"
-        raise DataError(f"{path}:{line}: missing column {name!r} (found: {found})")
-    value = record[name]
+    """A row's label field: its text (stripped; a Parquet number as its JSON text), or the
+    names of a list (a JSON array, a Parquet list). An empty text is kept: a multi-label row
+    may have no label, which :func:`scan_task` refuses for other problem types."""
+    value = record.get(name)
     if not isinstance(value, list):
-        return value.strip()
+        if isinstance(value, str) and not value.strip():
+            return ""
+        return _field(path, line, record, name, text=False)
     names = []
     for item in value:
         if not isinstance(item, str) or not item.strip():
+            found = json.dumps(item, default=str)
             raise DataError(
-                f"{path}:{line}: column {name!r}: a label list holds {json.dumps(item)}, "
+                f"{row_location(path, line)}: column {name!r}: a label list holds {found}, "
                 "not a label name (a non-empty string)"
             )
         names.append(item.strip())
@@ -232,11 +239,15 @@ def _indicator_key(path: Path, line: int, record: dict, names: tuple[str, ...]) 
     for name in names:
         if name not in record:
             found = ", ".join(record) or "none"
-            raise DataError(f"{path}:{line}: missing column {name!r} (found: {found})")
+            raise DataError(f"{row_location(path, line)}: missing column {name!r} (found: {found})")
         value = record[name]
-        text = value.strip() if isinstance(value, str) else json.dumps(value)
+        if isinstance(value, bool):  # a Parquet boolean column
+            value = int(value)
+        text = value.strip() if isinstance(value, str) else json.dumps(value, default=str)
         if text not in ("0", "1"):
-            raise DataError(f"{path}:{line}: column {name!r} must hold 0 or 1, got {text!r}")
+            raise DataError(
+                f"{row_location(path, line)}: column {name!r} must hold 0 or 1, got {text!r}"
+            )
         digits.append(text)
     return "".join(digits)
 
@@ -257,8 +268,9 @@ def scan_task(
     if multi is not None:
         return _multi_label_task(scan, columns, label_names), multi
     if scan.first_empty is not None:
+        where = row_location(scan.source, scan.first_empty)
         raise DataError(
-            f"{scan.source}:{scan.first_empty}: empty label in column {columns.label!r} "
+            f"{where}: empty label in column {columns.label!r} "
             "(rows without a label belong to a multi-label column: --multi-label)"
         )
     if scan.names is not None:
@@ -289,8 +301,9 @@ def _multi_label_reason(
                 f"(leave out --{word} or data.task_type)"
             )
         if scan.first_list is not None:
+            where = row_location(scan.source, scan.first_list)
             raise DataError(
-                f"{scan.source}:{scan.first_list}: column {columns.label!r} holds a list of "
+                f"{where}: column {columns.label!r} holds a list of "
                 f"labels (multi-label), not a {word} label; leave out --{word} (or give "
                 "--multi-label)"
             )
@@ -335,18 +348,20 @@ def scan_label_ids(scan: LabelScan, task: TaskSpec, split: str) -> np.ndarray:
     if task.problem_type == MULTI_LABEL:
         return _multi_label_rows(scan, task, split)
     if scan.first_list is not None:
+        where = row_location(scan.source, scan.first_list)
         raise DataError(
-            f"{scan.source}:{scan.first_list}: column {scan.label_column!r} holds a list of "
+            f"{where}: column {scan.label_column!r} holds a list of "
             "labels, but the model takes one label per example"
         )
     if scan.first_empty is not None:
-        raise DataError(
-            f"{scan.source}:{scan.first_empty}: empty label in column {scan.label_column!r}"
-        )
+        where = row_location(scan.source, scan.first_empty)
+        raise DataError(f"{where}: empty label in column {scan.label_column!r}")
     if task.problem_type == REGRESSION:
         if scan.first_non_number is not None:
             line, text = scan.first_non_number
-            raise DataError(f"{scan.source}:{line}: regression target {text!r} is not a number")
+            raise DataError(
+                f"{row_location(scan.source, line)}: regression target {text!r} is not a number"
+            )
         return scan.values.astype(np.float32)
     if scan.names is None:
         raise _too_many_labels(scan.source)
@@ -359,7 +374,8 @@ def scan_label_ids(scan: LabelScan, task: TaskSpec, split: str) -> np.ndarray:
         text = scan.names[scan.codes[first]]
         where = "never seen in train" if split != "train" else "not among the given labels"
         raise DataError(
-            f"{scan.source}:{scan.lines[first]}: label {text!r} {where} ({', '.join(ids)})"
+            f"{row_location(scan.source, int(scan.lines[first]))}: label {text!r} {where} "
+            f"({', '.join(ids)})"
         )
     return labels
 
@@ -379,7 +395,9 @@ def _multi_label_rows(scan: LabelScan, task: TaskSpec, split: str) -> np.ndarray
         line = scan.first_line_of(bad)
         code = int(scan.codes[np.flatnonzero(scan.lines == line)[0]])
         where = "never seen in train" if split != "train" else "not among the given labels"
-        raise DataError(f"{scan.source}:{line}: label {bad[code]!r} {where} ({', '.join(ids)})")
+        raise DataError(
+            f"{row_location(scan.source, line)}: label {bad[code]!r} {where} ({', '.join(ids)})"
+        )
     return table[scan.codes]
 
 
@@ -408,7 +426,7 @@ class FileExamples:
         """
         chunk: list[list[str]] = [[] for _ in self.fields.texts]
         seen = 0
-        for _line, record in iter_records(self.path):
+        for _line, record in iter_records(self.path, self.fields.texts):
             seen += 1
             if seen > len(self):
                 break

@@ -21,7 +21,13 @@ import numpy as np
 import torch
 
 import bertfit
-from bertfit.config import make_staging_dir, read_json, replace_directory, write_json
+from bertfit.config import (
+    atomic_write_text,
+    make_staging_dir,
+    read_json,
+    replace_directory,
+    write_json,
+)
 from bertfit.data.readers import read_glue_split, read_prediction_input
 from bertfit.data.tasks import get_task
 from bertfit.errors import BertfitError, CheckpointError, ConfigError
@@ -37,7 +43,8 @@ from bertfit.export.manifest import (
 from bertfit.export.runtime import load_exported
 from bertfit.export.spec import ClassifierSpec, ModelSpec, PackingSpec, TokenizerSpec
 from bertfit.inference import TextClassifier
-from bertfit.paths import find_model_dir
+from bertfit.model_card import CardFacts, card_facts, render_model_card
+from bertfit.paths import BERTFIT_FILE, MODEL_CARD_FILE, find_model_dir
 from bertfit.progress import bar as progress_bar
 from bertfit.text.tokenizer import VOCAB_FILE_NAME
 
@@ -180,7 +187,8 @@ def _check_lengths(classifier) -> None:
 
 
 def _write(classifier, staging: Path, export_format, quantize, model_dir, transformer_fusions):
-    """Write the model file, vocabulary, classifier.json and manifest into ``staging``."""
+    """Write the model file, vocabulary, model card, classifier.json and manifest into
+    ``staging``."""
     model_file = MODEL_FILES[export_format]
     fusions = opset = None
     if export_format == "onnx":
@@ -191,12 +199,69 @@ def _write(classifier, staging: Path, export_format, quantize, model_dir, transf
         _write_torch_export(classifier.model, staging / model_file)
     classifier.tokenizer.save(staging)
     precision = quantize or "fp32"
+    write_export_card(classifier, staging, model_dir, export_format, precision)
     write_json(
         staging / CLASSIFIER_FILE, classifier_spec(classifier, export_format, precision).to_dict()
     )
     result = ExportResult(staging, export_format, precision, None, fusions, opset)
     _write_manifest(staging, classifier, result, model_dir)
     return result
+
+
+def write_export_card(
+    classifier: TextClassifier,
+    staging: Path,
+    model_dir: Path | None,
+    export_format: str,
+    precision: str,
+) -> Path:
+    """Write the export's ``README.md``: the saved model's card as it stands (edits kept),
+    and a section on the export itself. A model directory saved before cards were written,
+    or a classifier built in memory, gets the card of what it knows. The manifest then covers
+    it like every other file."""
+    source = model_dir or (Path(classifier.source) if classifier.source else None)
+    if source is not None and (source / MODEL_CARD_FILE).is_file():
+        card = (source / MODEL_CARD_FILE).read_text(encoding="utf-8")
+    elif source is not None and (source / BERTFIT_FILE).is_file():
+        card = render_model_card(card_facts(source))
+    else:
+        encoder = classifier.model.config.to_hf_dict()
+        encoder["problem_type"] = classifier.problem_type
+        encoder["num_labels"] = classifier.model.num_classes
+        card = render_model_card(CardFacts(classifier.info.task, asdict(classifier.info), encoder))
+    path = staging / MODEL_CARD_FILE
+    atomic_write_text(path, card.rstrip("\n") + "\n\n" + export_section(export_format, precision))
+    return path
+
+
+def export_section(export_format: str, precision: str) -> str:
+    """The part of an export's card that says what the export is and how to load it."""
+    runtime = "ONNX Runtime, no PyTorch" if export_format == "onnx" else "PyTorch"
+    lines = [
+        "## This export",
+        "",
+        f"This directory is a `bertfit export` of the model above, as {export_format} "
+        f"({precision}): `{MODEL_FILES[export_format]}`, `{VOCAB_FILE_NAME}`, "
+        f"`{CLASSIFIER_FILE}`, and `{MANIFEST_FILE}` with the sha256 of every file, this card "
+        "included: an export whose files changed after it was written does not load (edit the "
+        "saved model's card and export again). It loads with bertfit alone "
+        f"({runtime}):",
+        "",
+        "```python",
+        "import bertfit",
+        "",
+        'classifier = bertfit.load_exported("path/to/export")',
+        "```",
+        "",
+        "or serves over HTTP with `bertfit serve path/to/export`. transformers does not read "
+        "it: load the saved model directory it was exported from instead.",
+    ]
+    if precision != "fp32":
+        lines[-1] += (
+            f" The results above are the fp32 model's; {precision} weights move its outputs a "
+            f"little (`{MANIFEST_FILE}`'s `check` says how much)."
+        )
+    return "\n".join(lines) + "\n"
 
 
 def classifier_spec(classifier, export_format: str, precision: str) -> ClassifierSpec:

@@ -6,9 +6,14 @@ An exported directory holds:
 ``model.onnx``    the classifier as ONNX (``format: onnx``), or ``model.pt2`` (``torch-export``)
 ``vocab.txt``     the WordPiece vocabulary, an exact copy of the model's
 ``classifier.json``  task, text columns, label names, tokenizer and packing settings, model I/O
+``README.md``     the model card (Hugging Face's format) of the saved model, and what the export is
 ``manifest.json`` format and versions, how it was exported, the export check, and the sha256
                   and size of every other file
 ================  ===============================================================================
+
+The model card is checked like every other file: it states the model's results and its
+temperature, and a manifest that vouches for a directory vouches for all of it. It is not
+required, so exports written before cards load as they did.
 
 This module needs only the standard library: it is imported by the torch-free runtime.
 """

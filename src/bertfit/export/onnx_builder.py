@@ -11,7 +11,7 @@ from the weights instead gives, per layer:
 
 with ONNX's own ``Attention`` (opset 23: heads, scaling, key mask and softmax in one kernel)
 and, in the last layer, only the first ([CLS]) token's query, attention output and
-feed-forward, as :meth:`~bertfit.model.encoder.BertEncoder.pool_packed` does in PyTorch: the
+feed-forward, as :meth:`~bertfit.model.encoder.BertEncoder.pool_padding_free` does in PyTorch: the
 pooler reads nothing else. Every MatMul is one that ONNX Runtime's dynamic quantization turns
 into an int8 kernel.
 

@@ -22,7 +22,7 @@ from bertfit.explain.explain import Packing, explain_by_occlusion
 from bertfit.explain.explanation import Explanation, check_method, row_texts
 from bertfit.export.manifest import CLASSIFIER_FILE, verify_directory
 from bertfit.export.spec import ClassifierSpec
-from bertfit.predictions import prediction_columns
+from bertfit.predictions import prediction_columns, prediction_rows
 from bertfit.probabilities import mean_by_owner, note_uncalibrated
 from bertfit.problem import REGRESSION, ProblemType
 from bertfit.text.packing import PackedExample, pad_packed
@@ -212,6 +212,27 @@ class ExportedClassifier:
         examples, owners = self.processor.encode_windows(columns, stride)
         logits = self.logits_of_packed(examples, batch_size)
         return mean_by_owner(logits, owners, len(columns[0]) if columns else 0)
+
+    def predict(
+        self, columns: list[list[str]], batch_size: int | None = None, calibrated: bool = True
+    ) -> list[dict]:
+        """One dict per example, as :meth:`bertfit.inference.TextClassifier.predict` gives:
+        ``label``, ``class_id``, ``probabilities`` (calibrated unless ``calibrated`` is False)
+        and ``logits``; a regression model's ``score``; a multi-label model's ``labels``
+        (chosen at its temperature and thresholds either way) and each label's probability
+        by name."""
+        if isinstance(columns, (str, Mapping)) or len(columns) != len(self.input_names):
+            raise DataError(f"expected one list of texts per input column {self.input_names}")
+        logits = self.logits(self.columns(dict(zip(self.input_names, columns))), batch_size)
+        temperature = self.temperature
+        return prediction_rows(
+            logits,
+            self.problem_type,
+            self.label_names,
+            temperature if calibrated else 1.0,
+            self.thresholds,
+            temperature,
+        )
 
     def explain(self, inputs, method: str = "occlusion", target: int | None = None) -> Explanation:
         """Word attributions of one input row toward ``target`` (default: the predicted class).

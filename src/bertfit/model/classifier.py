@@ -15,7 +15,7 @@ from torch import nn
 from bertfit.model.config import EncoderConfig
 from bertfit.model.dropout import Dropout
 from bertfit.model.encoder import BertEncoder, init_bert_weights
-from bertfit.model.packed import PackedBatch
+from bertfit.model.padding_free import PaddingFreeBatch
 from bertfit.problem import SINGLE_LABEL, ProblemType, outputs_mismatch
 
 
@@ -68,21 +68,17 @@ class BertClassifier(nn.Module):
         input_mask: torch.Tensor | None = None,
         input_type_ids: torch.Tensor | None = None,
         *,
-        packed: PackedBatch | None = None,
+        padding_free: PaddingFreeBatch | None = None,
     ) -> torch.Tensor:
         """Logits [B, num_classes] (scores [B, 1] for regression).
 
-        Takes a padded batch (the three [B, L] inputs) or, the fast path, a padding-free
-        ``packed`` batch (see :mod:`bertfit.model.packed`). Both go through ``forward`` so
-        that wrappers (DDP, FSDP) see every call.
+        Takes a padded batch (the three [B, L] inputs) or, the fast path, a ``padding_free``
+        batch (see :mod:`bertfit.model.padding_free`). Both go through ``forward`` so that
+        wrappers (DDP, FSDP) see every call.
         """
-        if packed is not None:
-            return self.classifier(self.encoder.pool_packed(packed))
+        if padding_free is not None:
+            return self.classifier(self.encoder.pool_padding_free(padding_free))
         if input_word_ids is None:
-            raise ValueError("give input_word_ids (a padded batch) or packed=")
+            raise ValueError("give input_word_ids (a padded batch) or padding_free=")
         pooled = self.encoder(input_word_ids, input_mask, input_type_ids).pooled_output
         return self.classifier(pooled)
-
-    def forward_packed(self, batch: PackedBatch) -> torch.Tensor:
-        """The logits of a padding-free :class:`PackedBatch` (``self(packed=batch)``)."""
-        return self(packed=batch)

@@ -5,13 +5,14 @@ original BERT (and Hugging Face's ``BertModel``, which ports it), so pretrained 
 one to one; ``bertfit.model.weights`` maps the parameter names.
 
 Two ways through the same weights: :meth:`BertEncoder.forward` takes a padded batch [B, L]
-(the layout of the original models and of ONNX export); :meth:`BertEncoder.forward_packed` takes
-a :class:`~bertfit.model.packed.PackedBatch` of real tokens only [T], spends no compute on
-padding, and (:meth:`BertEncoder.pool_packed`) can skip what a classifier never reads: in the
-last layer only the first ([CLS]) token's output feeds the pooler, so only its query, attention
-output and feed-forward are computed (keys and values still come from every token).
+(the layout of the original models and of ONNX export);
+:meth:`BertEncoder.forward_padding_free` takes a
+:class:`~bertfit.model.padding_free.PaddingFreeBatch` of real tokens only [T], spends no compute
+on padding, and (:meth:`BertEncoder.pool_padding_free`) can skip what a classifier never reads:
+in the last layer only the first ([CLS]) token's output feeds the pooler, so only its query,
+attention output and feed-forward are computed (keys and values still come from every token).
 
-Shapes: B batch, L sequence length, T real tokens in a packed batch, H hidden size, N heads,
+Shapes: B batch, L sequence length, T real tokens in a padding-free batch, H hidden size, N heads,
 D = H / N head size.
 """
 
@@ -27,7 +28,7 @@ from torch import nn
 
 from bertfit.model.config import EncoderConfig
 from bertfit.model.dropout import Dropout, scaled_dot_product_attention
-from bertfit.model.packed import PackedBatch, gather_rows
+from bertfit.model.padding_free import PaddingFreeBatch, gather_rows
 from bertfit.model.recompute import recompute_when_saved
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -68,7 +69,7 @@ class Embeddings(nn.Module):
         input_type_ids: torch.Tensor,
         positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Embed [B, L] (positions 0..L-1) or packed [T] ids (``positions`` given, [T])."""
+        """Embed [B, L] (positions 0..L-1) or padding-free [T] ids (``positions`` given, [T])."""
         if positions is None:
             # [L, H] position embeddings broadcast over the batch.
             positions = torch.arange(input_word_ids.shape[-1], device=input_word_ids.device)
@@ -122,9 +123,9 @@ class SelfAttention(nn.Module):
         context = context.transpose(1, 2).reshape(batch, length, hidden)
         return self.output(context)
 
-    def forward_packed(self, x: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
-        """Self-attention of packed rows ``x`` [R, H]; returns [R, H] (zero context at spare
-        rows, see :mod:`bertfit.model.packed`)."""
+    def forward_padding_free(self, x: torch.Tensor, batch: PaddingFreeBatch) -> torch.Tensor:
+        """Self-attention of padding-free rows ``x`` [R, H]; returns [R, H] (zero context at spare
+        rows, see :mod:`bertfit.model.padding_free`)."""
         query, key, value = self._padded_heads(self.qkv(x), batch, parts=3).unbind(0)
         context = attend(query, key, value, batch.key_mask, self._dropout_rate())
         # [B, N, L, D] -> [B * L, H] -> the real tokens' rows [T, H] -> [R, H]
@@ -135,7 +136,7 @@ class SelfAttention(nn.Module):
         return self.output(context)
 
     def forward_first_tokens(
-        self, x: torch.Tensor, first: torch.Tensor, batch: PackedBatch
+        self, x: torch.Tensor, first: torch.Tensor, batch: PaddingFreeBatch
     ) -> torch.Tensor:
         """Attention output [B, H] of each sequence's first token ``first`` [B, H] over ``x``."""
         hidden = x.shape[-1]
@@ -147,8 +148,8 @@ class SelfAttention(nn.Module):
         context = attend(query, key, value, batch.key_mask, self._dropout_rate())
         return self.output(context.reshape(-1, hidden))
 
-    def _padded_heads(self, projected: torch.Tensor, batch: PackedBatch, parts: int):
-        """[R, parts * H] packed projections -> [parts, B, N, L, D], zeros at padding (spare
+    def _padded_heads(self, projected: torch.Tensor, batch: PaddingFreeBatch, parts: int):
+        """[R, parts * H] padding-free projections -> [parts, B, N, L, D], zeros at padding (spare
         rows are left out)."""
         width = batch.batch_size * batch.max_length
         padded = projected.new_zeros(width, projected.shape[-1])
@@ -196,24 +197,24 @@ class TransformerLayer(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        attention_mask: torch.Tensor | PackedBatch | None,
+        attention_mask: torch.Tensor | PaddingFreeBatch | None,
         first_tokens_only: bool = False,
     ) -> torch.Tensor:
-        """A padded batch ``x`` [B, L, H] with its key mask [B, 1, 1, L] (or None), or packed
-        rows ``x`` [R, H] with their :class:`PackedBatch` in place of the mask.
+        """A padded batch ``x`` [B, L, H] with its key mask [B, 1, 1, L] (or None), or padding-free
+        rows ``x`` [R, H] with their :class:`PaddingFreeBatch` in place of the mask.
 
-        ``first_tokens_only`` (packed only) returns just each sequence's first token [B, H].
+        ``first_tokens_only`` (padding-free only) returns just each sequence's first token [B, H].
         One ``forward`` for both, so that hooks on the layer (FSDP's) run on either path.
         """
-        if isinstance(attention_mask, PackedBatch):
+        if isinstance(attention_mask, PaddingFreeBatch):
             if first_tokens_only:
                 return self._first_tokens(x, attention_mask)
-            attended = self.attention.forward_packed(x, attention_mask)
+            attended = self.attention.forward_padding_free(x, attention_mask)
         else:
             attended = self.attention(x, attention_mask)
         return self._feed_forward(self.attention_norm(x + self.dropout(attended)))
 
-    def _first_tokens(self, x: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
+    def _first_tokens(self, x: torch.Tensor, batch: PaddingFreeBatch) -> torch.Tensor:
         first = gather_rows(x, batch.first_token)
         first = self.attention_norm(
             first + self.dropout(self.attention.forward_first_tokens(x, first, batch))
@@ -269,23 +270,23 @@ class BertEncoder(nn.Module):
             x = layer(x, attention_mask)
         return EncoderOutput(sequence_output=x, pooled_output=self.pooler(x[:, 0]))
 
-    def forward_packed(self, batch: PackedBatch) -> EncoderOutput:
-        """Encode a packed batch: ``sequence_output`` is [R, H], the real tokens' rows first
-        and then any spare rows (see :mod:`bertfit.model.packed`)."""
-        x = self._embed_packed(batch)
+    def forward_padding_free(self, batch: PaddingFreeBatch) -> EncoderOutput:
+        """Encode a padding-free batch: ``sequence_output`` is [R, H], the real tokens' rows first
+        and then any spare rows (see :mod:`bertfit.model.padding_free`)."""
+        x = self._embed_padding_free(batch)
         for layer in self.layers:
             x = layer(x, batch)
         return EncoderOutput(x, self.pooler(gather_rows(x, batch.first_token)))
 
-    def pool_packed(self, batch: PackedBatch) -> torch.Tensor:
-        """Only the pooled output [B, H] of a packed batch, skipping what it does not need."""
-        x = self._embed_packed(batch)
+    def pool_padding_free(self, batch: PaddingFreeBatch) -> torch.Tensor:
+        """Only the pooled output [B, H] of a padding-free batch, skipping what it does not need."""
+        x = self._embed_padding_free(batch)
         *layers, last = self.layers
         for layer in layers:
             x = layer(x, batch)
         return self.pooler(last(x, batch, first_tokens_only=True))
 
-    def _embed_packed(self, batch: PackedBatch) -> torch.Tensor:
+    def _embed_padding_free(self, batch: PaddingFreeBatch) -> torch.Tensor:
         self._check_length(batch.longest_sequence)
         return self.embeddings(batch.input_word_ids, batch.input_type_ids, batch.positions)
 

@@ -18,7 +18,7 @@ import importlib.util
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bertfit.errors import CheckpointError
@@ -62,7 +62,8 @@ _HF_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 class Preset:
     """A named pretrained encoder: its shape, and where its files come from.
 
-    ``url`` is the public zip of a TensorFlow checkpoint (``None`` for the packaged default).
+    ``url`` is the public zip of a TensorFlow checkpoint (``None`` for the packaged default);
+    ``hub_id`` names the same encoder on the Hugging Face Hub, for model cards' ``base_model``.
     ``sha256`` and ``size`` are the archive's published digest and byte count, where one is
     published; Google publishes neither for its BERT zips, so those are checked against the
     CRC-32C and MD5 its storage sends with the file (see :mod:`bertfit.model.download`).
@@ -78,6 +79,7 @@ class Preset:
     url: str | None = None
     sha256: str | None = None
     size: int | None = None
+    hub_id: str | None = None
 
     def __call__(self, progress: bool | None = None) -> Path:
         return preset_dir(self, progress)
@@ -124,6 +126,8 @@ def _google_presets() -> list[Preset]:
         Preset("bert-base-chinese", "Google BERT-Base, Chinese", 12, 768, 12, 21128,
                url=f"{_GOOGLE_STORAGE}/2018_11_03/chinese_L-12_H-768_A-12.zip"),
     ]  # fmt: skip
+    # The Hub keeps Google's originals under google-bert/ with the preset's own name.
+    presets = [replace(preset, hub_id=f"google-bert/{preset.name}") for preset in presets]
     nicknames = {(2, 128): "BERT-Tiny", (4, 256): "BERT-Mini", (4, 512): "BERT-Small",
                  (8, 512): "BERT-Medium", (12, 768): "BERT-Base, retrained"}  # fmt: skip
     for layers in _SMALL_BERT_LAYERS:
@@ -138,6 +142,7 @@ def _google_presets() -> list[Preset]:
                     hidden,
                     hidden // 64,
                     url=f"{_GOOGLE_STORAGE}/2020_02_20/{_small_bert_file(layers, hidden)}",
+                    hub_id=f"google/bert_{_small_bert_file(layers, hidden).removesuffix('.zip')}",
                 )
             )
     return presets
@@ -151,7 +156,14 @@ def _small_bert_file(layers: int, hidden: int) -> str:
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in [
-        Preset("minilm-l6", "all-MiniLM-L6-v2, packaged (the offline default)", 6, 384, 12),
+        Preset(
+            "minilm-l6",
+            "all-MiniLM-L6-v2, packaged (the offline default)",
+            6,
+            384,
+            12,
+            hub_id="sentence-transformers/all-MiniLM-L6-v2",
+        ),
         *_google_presets(),
     ]
 }
@@ -310,3 +322,40 @@ def resolve_model_dir(name_or_path: str | Path | None) -> Path:
         f"{name_or_path}: neither a preset{hint}, an existing directory or checkpoint, nor a "
         "Hugging Face model id (ORG/NAME); `bertfit models` lists the presets"
     )
+
+
+def hub_id_of(model: str | Path | None) -> str | None:
+    """The Hugging Face Hub id of the encoder ``--model`` named, or ``None`` when it has none.
+
+    ``model`` is the name given (``None`` or a preset name, an ``ORG/NAME`` id) or the path it
+    resolved to, as a run's ``config.json`` records it: a preset's directory (the packaged
+    default, a downloaded preset in the cache) or a Hugging Face cache snapshot
+    (``.../models--ORG--NAME/snapshots/REVISION``). Nothing is downloaded or resolved.
+    """
+    if model is None:
+        return PRESETS["minilm-l6"].hub_id
+    name = str(model)
+    if name in PRESETS:
+        return PRESETS[name].hub_id
+    path = Path(name).expanduser()
+    if not path.exists():
+        return name if _HF_ID.fullmatch(name) else None
+    # A snapshot of the Hugging Face cache: the folder two up is named models--ORG--NAME.
+    cache_folder = path.parent.parent.name
+    if path.parent.name == "snapshots" and cache_folder.startswith("models--"):
+        return cache_folder.removeprefix("models--").replace("--", "/")
+    for preset in PRESETS.values():
+        if _same_path(path, preset.cache_dir or _packaged_dir()):
+            return preset.hub_id
+    return None
+
+
+def _packaged_dir() -> Path | None:
+    try:
+        return default_model_dir()
+    except CheckpointError:
+        return None  # not installed: no path can be it
+
+
+def _same_path(path: Path, other: Path | None) -> bool:
+    return other is not None and other.exists() and path.resolve() == other.resolve()

@@ -42,7 +42,7 @@ from bertfit.model.config import CONFIG_FILE_NAMES, EncoderConfig
 from bertfit.model.tf_checkpoint import (
     CheckpointReader,
     is_checkpoint_prefix,
-    latest_checkpoint,
+    latest_tf_checkpoint,
     parse_message,
 )
 from bertfit.model.tf_names import MappedCheckpoint, config_from_shapes, map_checkpoint
@@ -125,7 +125,7 @@ def find_weights(path: str | Path) -> tuple[str, Path, Path]:
         for name in WEIGHT_FILE_NAMES:
             if (path / name).is_file():
                 return HF, path / name, path
-        prefix = latest_checkpoint(path)
+        prefix = latest_tf_checkpoint(path)
         if prefix is None:
             raise CheckpointError(
                 f"{path}: no weights here ({' or '.join(WEIGHT_FILE_NAMES)}, a TensorFlow "
@@ -214,13 +214,24 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # safetensors, pickle and zip errors share no base class
-        reason = f"{type(error).__name__}: {error}"
+        reason = f"{type(error).__name__}: {_first_line(error)}"
         raise CheckpointError(f"{path}: cannot read weights ({reason})") from error
     if not isinstance(state, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
         raise CheckpointError(f"{path}: not a state dict (a mapping of names to tensors)")
     return dict(state)
+
+
+def _first_line(error: Exception) -> str:
+    """The cause an error states, on one line (the CLI prints one line per error)."""
+    text = str(error)
+    # torch's weights_only refusal opens with advice for torch.load's own callers (load it
+    # unsafely), which bertfit never does; the cause comes after this marker.
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    return next((line.strip() for line in text.splitlines() if line.strip()), "no detail")
 
 
 def _looks_like_safetensors(path: Path) -> bool:

@@ -10,9 +10,9 @@ Distillation matches a student's intermediate layers to its teacher's. Two ways:
   training set: a :class:`TeacherShadow` runs the teacher on each batch the student trains on
   and reads both encoders' layers with :class:`TokenTap`.
 
-The taps read through forward hooks, so every path through the encoder (padded, packed, the
-packed last layer that computes first tokens only, a DDP or FSDP wrapper around it) is read the
-same way.
+The taps read through forward hooks, so every path through the encoder (padded, padding-free,
+the padding-free last layer that computes first tokens only, a DDP or FSDP wrapper around it) is
+read the same way.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from bertfit.model.encoder import BertEncoder
-from bertfit.model.packed import PackedBatch, gather_rows
+from bertfit.model.padding_free import PaddingFreeBatch, gather_rows
 
 Reading = TypeVar("Reading")
 
@@ -93,7 +93,7 @@ class LayerRows:
 
     Attributes:
         tokens: [T, H] every real token's vector, sequence after sequence; None where the
-            layer computed first tokens only (the packed last layer).
+            layer computed first tokens only (the padding-free last layer).
         first: [B, H] each sequence's first-token vector.
     """
 
@@ -114,7 +114,7 @@ class TeacherShadow:
     student layer ``i`` against teacher layer ``teacher_layers[i]``.
 
     A forward pre-hook on ``student`` feeds the teacher the student's own inputs (padded or
-    packed), in evaluation mode, without gradients, under whatever autocast the student runs
+    padding-free), in evaluation mode, without gradients, under whatever autocast the student runs
     in. The teacher does not run while the student is in evaluation mode (evaluating it needs
     no teacher). The teacher is held here, not as a submodule of ``student``, so it is in
     neither the student's parameters nor its checkpoints.
@@ -151,7 +151,7 @@ class TeacherShadow:
 
 def _input_device(args: tuple, kwargs: dict) -> torch.device | None:
     for value in (*args, *kwargs.values()):
-        if isinstance(value, PackedBatch):
+        if isinstance(value, PaddingFreeBatch):
             return value.input_word_ids.device
         if torch.is_tensor(value):
             return value.device
@@ -162,17 +162,17 @@ def first_token_vectors(output: torch.Tensor, args: tuple, kwargs: dict) -> torc
     """Each sequence's first-token row [B, H] of a :class:`TransformerLayer`'s ``output``,
     given the arguments it was called with (see ``TransformerLayer.forward``)."""
     mask = _mask_argument(args, kwargs)
-    if not isinstance(mask, PackedBatch):
+    if not isinstance(mask, PaddingFreeBatch):
         return output[:, 0]  # padded [B, L, H]
     return output if _first_only(args, kwargs) else gather_rows(output, mask.first_token)
 
 
 def layer_rows(output: torch.Tensor, args: tuple, kwargs: dict) -> LayerRows:
     """The real tokens' rows of a :class:`TransformerLayer`'s ``output``, given the arguments
-    it was called with: padding (padded path) and spare rows (packed path) left out."""
+    it was called with: padding (padded path) and spare rows (padding-free path) left out."""
     mask = _mask_argument(args, kwargs)
     first = first_token_vectors(output, args, kwargs)
-    if isinstance(mask, PackedBatch):
+    if isinstance(mask, PaddingFreeBatch):
         tokens = None if _first_only(args, kwargs) else output[: mask.num_tokens]
     elif mask is None:  # padded without a mask: every position is a token
         tokens = output.flatten(0, 1)

@@ -670,7 +670,7 @@ def checkpoint_prefixes(directory: str | Path) -> list[Path]:
     return sorted(p.with_name(p.name[: -len(INDEX_SUFFIX)]) for p in directory.glob("*.index"))
 
 
-def latest_checkpoint(directory: str | Path) -> Path | None:
+def latest_tf_checkpoint(directory: str | Path) -> Path | None:
     """The checkpoint prefix a directory holds, or ``None`` when it holds none.
 
     The ``checkpoint`` state file that ``CheckpointManager`` and ``Saver`` keep beside their

@@ -16,7 +16,7 @@ from typing import Any
 from tokenizers import Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordPiece
 
-from bertfit.config import atomic_write_bytes
+from bertfit.config import atomic_write_bytes, write_json
 from bertfit.errors import ConfigError
 
 VOCAB_FILE_NAME = "vocab.txt"
@@ -30,6 +30,14 @@ SPECIAL_TOKENS = {
     "end_of_segment_id": "[SEP]",
     "padding_id": "[PAD]",
     "mask_id": "[MASK]",
+}
+# The same tokens as transformers' tokenizer files name them.
+HF_SPECIAL_TOKENS = {
+    "unk_token": UNK_TOKEN,
+    "sep_token": "[SEP]",
+    "pad_token": "[PAD]",
+    "cls_token": "[CLS]",
+    "mask_token": "[MASK]",
 }
 
 
@@ -183,6 +191,37 @@ class WordpieceTokenizer:
         data = self.vocab_file.read_bytes()  # read first: the target may be the source itself
         atomic_write_bytes(target, data)
         return target
+
+    def save_hf_settings(self, directory: str | os.PathLike, model_max_length: int) -> list[Path]:
+        """Write transformers' ``tokenizer_config.json`` and ``special_tokens_map.json``.
+
+        With them beside ``vocab.txt``, ``transformers.AutoTokenizer`` (and so ``pipeline``)
+        tokenizes as this tokenizer does; without them it assumes an uncased vocabulary and
+        would lower-case and strip the accents of a cased model's input. ``model_max_length``
+        is the length the model was trained at. Each file is written atomically; returns
+        their paths.
+        """
+        directory = Path(directory)
+        special = {
+            key: token
+            for key, token in HF_SPECIAL_TOKENS.items()
+            if token in self._vocab  # a token the vocabulary lacks would be added to it
+        }
+        config = {
+            "tokenizer_class": "BertTokenizer",
+            "do_lower_case": self.lower_case,
+            # Stated, not left to follow do_lower_case: BERT strips accents exactly when it
+            # lower-cases, and so does this tokenizer.
+            "strip_accents": self.lower_case,
+            "tokenize_chinese_chars": True,
+            "do_basic_tokenize": True,
+            "model_max_length": model_max_length,
+            **special,
+        }
+        paths = [directory / "tokenizer_config.json", directory / "special_tokens_map.json"]
+        for path, data in zip(paths, (config, special)):
+            write_json(path, data)
+        return paths
 
     def to_dict(self) -> dict[str, Any]:
         """Settings to store next to a saved vocabulary (the file name is relative)."""

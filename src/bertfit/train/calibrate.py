@@ -2,7 +2,7 @@
 
 After training (:func:`bertfit.train.run.train_run`) and by ``bertfit calibrate RUN`` for a run
 trained before (:func:`bertfit.train.run.calibrate_run`), the best model's dev logits give one
-temperature (:func:`bertfit.calibration.fit_temperature`). After training they are the logits
+temperature (:func:`bertfit.temperature.fit_temperature`). After training they are the logits
 of the evaluation that chose the best model, so calibrating costs no second pass over the dev
 sets; ``bertfit calibrate`` evaluates the saved model again, in fp32. The temperature is
 written into ``RUN/model/bertfit.json``, from where ``predict``, ``evaluate`` and every export
@@ -24,19 +24,17 @@ from pathlib import Path
 
 import numpy as np
 
-from bertfit.calibration import calibration_metrics, fit_temperature
 from bertfit.config import read_json, write_json
 from bertfit.data.tasks import TaskSpec
 from bertfit.errors import ConfigError
 from bertfit.inference import TextClassifier
-from bertfit.paths import BERTFIT_FILE, RUN_MODEL_DIR, find_model_dir
+from bertfit.paths import BERTFIT_FILE, CALIBRATION_FILE, RUN_MODEL_DIR, find_model_dir
 from bertfit.probabilities import chosen_labels, sigmoid
 from bertfit.problem import REGRESSION
+from bertfit.temperature import calibration_metrics, fit_temperature
 from bertfit.thresholds import fit_thresholds
 from bertfit.train.evaluate import EncodedExamples, logits_of_encoded
 from bertfit.train.metrics import macro_f1, micro_f1
-
-CALIBRATION_FILE = "calibration.json"
 
 
 @dataclass

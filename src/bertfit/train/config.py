@@ -41,7 +41,7 @@ class TrainerConfig:
     # Also evaluate (and keep the best model) every this many steps, not only after each epoch;
     # an evaluation record's train_loss then covers the steps since the one before.
     eval_every_steps: int | None = None
-    # Feed the model only real tokens (see bertfit.model.packed); False pads every batch.
+    # Feed the model only real tokens (see bertfit.model.padding_free); False pads every batch.
     padding_free: bool = True
     # auto | fp32 | bf16 | fp16 (see bertfit.precision); a run's config.json records the
     # precision it resolved to.
@@ -106,7 +106,7 @@ class TrainerConfig:
 
 @dataclass
 class UserDataConfig:
-    """The user's own files (CSV, TSV or JSON lines) instead of a GLUE task.
+    """The user's own files (CSV, TSV, JSON lines or Parquet) instead of a GLUE task.
 
     Used when ``train_file`` is set; the run's task is then ``custom``. ``task_type`` "auto"
     infers classification or regression from the training labels, and the resolved run config

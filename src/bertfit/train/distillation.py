@@ -2,7 +2,7 @@
 outputs on the training inputs, and the loss that learns from them.
 
 A run whose config has ``distill.teacher`` set (:class:`~bertfit.train.config.DistillConfig`,
-written by ``bertfit distill``, see :mod:`bertfit.train.distill`) is trained by
+written by ``bertfit distill``, see :mod:`bertfit.train.student_run`) is trained by
 :func:`bertfit.train.run.train_run` like any other: only its model
 (:func:`build_student_classifier`), its training data (:func:`with_teacher_targets`) and its
 loss (:func:`training_loss`) differ, so it resumes, evaluates, calibrates, exports and serves

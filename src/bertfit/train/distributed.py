@@ -19,6 +19,22 @@ batch ``k`` times larger):
   slots differ in size.
 
 Only rank 0 writes files and prints; the others train and evaluate alongside it.
+
+Collectives run on the training device, with one backend per job: ``nccl`` on CUDA, ``gloo``
+on the CPU. NCCL reduces CUDA tensors only, so every tensor collective here takes the device
+explicitly (the trainer passes its own), and :func:`check_device` refuses a trainer whose device
+the group cannot reduce on. The alternative, a group with a backend for each device
+(``cpu:gloo,cuda:nccl``), was not chosen:
+
+* it opens a second set of connections between all processes, and on several machines gloo
+  needs its own network set-up (``GLOO_SOCKET_IFNAME``): one more way for a job to fail;
+* what it saves is small: the tensors reduced here are a few numbers per step (the loss and the
+  stop flag) or per checkpoint (its outcome); the step already waits for the GPU when it reads
+  the loss (``loss.item()``), so reducing on the GPU adds a copy of 16 bytes each way, not a
+  new stall;
+* object collectives (the random generators gathered into a checkpoint) and ``barrier`` pick
+  the group's device themselves: the current CUDA device, which :func:`init_from_env` sets to
+  ``LOCAL_RANK``'s and binds to the group (``device_id``), so they need no CPU backend either.
 """
 
 from __future__ import annotations
@@ -71,18 +87,66 @@ def backend_for(device: torch.device | str) -> str:
 def init_from_env(device: torch.device | str = "cpu") -> DistributedContext:
     """Join the process group that ``torchrun`` describes (a no-op for a single process).
 
-    On CUDA each process takes the GPU of its ``LOCAL_RANK``.
+    On CUDA each process takes the GPU of its ``LOCAL_RANK``, and the group is bound to it
+    (``device_id``), so object collectives and ``barrier`` use that GPU too.
     """
     if not launched_by_torchrun():
         return current()
     if not dist.is_available():
         raise ConfigError("this PyTorch build has no torch.distributed; run one process")
+    warning = restart_warning(os.environ)
+    if warning and os.environ.get("RANK") == "0":
+        print(f"warning: {warning}", file=sys.stderr)
     if not dist.is_initialized():
         backend = backend_for(device)
         if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend=backend)
+            local = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(local)
+            dist.init_process_group(backend=backend, device_id=local)
+        else:
+            dist.init_process_group(backend=backend)
     return current()
+
+
+def restart_warning(environ) -> str | None:
+    """Why a job that ``torchrun`` restarts may fail to reconnect, or None.
+
+    By default ``torchrun``'s agent shares its rendezvous store with the workers, and the
+    workers' process group keeps its keys there without a per-attempt prefix: after a restart
+    the new workers can read the addresses of the dead ones and fail to connect ("Connection
+    refused", or a hang). PyTorch's own opt-out, ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` in
+    ``torchrun``'s environment, gives each attempt a fresh store (pytorch/pytorch#135712;
+    seen with PyTorch 2.13 and ``gloo``). It must be set for the launcher, not the workers,
+    so bertfit can only say so.
+    """
+    restarts = int(environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0)
+    if restarts > 0 and environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        return (
+            "torchrun --max-restarts with its shared rendezvous store: restarted workers may "
+            "fail to reconnect; start torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1"
+        )
+    return None
+
+
+def check_device(device: torch.device | str) -> None:
+    """Raise :class:`ConfigError` unless the job's collectives can run on ``device``.
+
+    Nothing to check for a single process. Under ``nccl`` (CUDA only) the device must be this
+    process's GPU: the one of its ``LOCAL_RANK``, made current by :func:`init_from_env`.
+    """
+    if not current().enabled or dist.get_backend() != "nccl":
+        return
+    device = torch.device(device)
+    if device.type != "cuda":
+        raise ConfigError(
+            f"trainer.device is {device.type}, but this job's process group is nccl, which "
+            "reduces CUDA tensors only; train on cuda, or start the job on CPUs (gloo)"
+        )
+    if device.index is not None and device.index != torch.cuda.current_device():
+        raise ConfigError(
+            f"trainer.device is {device}, but under torchrun each process trains on the GPU "
+            f"of its LOCAL_RANK (here cuda:{torch.cuda.current_device()}); give cuda or auto"
+        )
 
 
 def current() -> DistributedContext:
@@ -182,8 +246,12 @@ def micro_batches(
         yield MicroBatch(indices, weight, sync, context.world_size)
 
 
-def all_reduce_sum(values: list[float], device: torch.device | str = "cpu") -> list[float]:
-    """Element-wise sum over all processes (the values themselves when alone)."""
+def all_reduce_sum(values: list[float], *, device: torch.device | str) -> list[float]:
+    """Element-wise sum over all processes (the values themselves when alone).
+
+    ``device`` is the training device: the group's backend must reduce tensors there (see
+    the module docstring); there is no default, so no caller can leave it on the CPU.
+    """
     if not current().enabled:
         return list(values)
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
@@ -191,8 +259,9 @@ def all_reduce_sum(values: list[float], device: torch.device | str = "cpu") -> l
     return tensor.tolist()
 
 
-def broadcast_flag(flag: bool, device: torch.device | str = "cpu") -> bool:
-    """Rank 0's ``flag`` on every process (used to agree on the outcome of a rank-0 write)."""
+def broadcast_flag(flag: bool, *, device: torch.device | str) -> bool:
+    """Rank 0's ``flag`` on every process (used to agree on the outcome of a rank-0 write);
+    ``device`` as for :func:`all_reduce_sum`."""
     if not current().enabled:
         return flag
     tensor = torch.tensor([1 if flag else 0], dtype=torch.int64, device=device)
@@ -201,7 +270,11 @@ def broadcast_flag(flag: bool, device: torch.device | str = "cpu") -> bool:
 
 
 def gather_objects(value) -> list:
-    """Every process's ``value`` (plain data such as RNG state tensors), on every process."""
+    """Every process's ``value`` (plain data such as RNG state tensors), on every process.
+
+    An object collective: PyTorch serialises through the group's own device (the current
+    GPU under ``nccl``, bound by :func:`init_from_env`).
+    """
     context = current()
     if not context.enabled:
         return [value]
@@ -210,8 +283,21 @@ def gather_objects(value) -> list:
     return values
 
 
+def broadcast_object(value):
+    """Rank 0's ``value`` (plain data) on every process: a decision one process makes for all.
+
+    An object collective, on the group's own device like :func:`gather_objects`.
+    """
+    if not current().enabled:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def barrier() -> None:
-    """Wait for every process (nothing to wait for when alone)."""
+    """Wait for every process (nothing to wait for when alone); under ``nccl`` on the GPU the
+    group is bound to (see :func:`init_from_env`)."""
     if current().enabled:
         dist.barrier()
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bertfit.calibration import calibration_metrics
 from bertfit.data.encoding import ChunkedTexts, encode_stream
 from bertfit.data.readers import TextExamples
 from bertfit.data.tasks import TaskSpec
 from bertfit.inference import Packed, TextClassifier, mean_by_owner, predict_logits
 from bertfit.probabilities import chosen_labels
 from bertfit.problem import MULTI_LABEL, REGRESSION, SINGLE_LABEL
+from bertfit.temperature import calibration_metrics
 from bertfit.train.metrics import compute_metrics
 
 
@@ -77,24 +77,8 @@ def logits_of_encoded(
     precision: str = "fp32",
 ) -> np.ndarray:
     """Logits of encoded examples, one row per text (a windowed text's windows averaged)."""
-    logits = predict_logits(
-        classifier.model, data.inputs, classifier.padding_id, batch_size, progress, precision
-    )
+    logits = predict_logits(classifier.model, data.inputs, batch_size, progress, precision)
     return mean_by_owner(logits, data.owners, len(data.labels))
-
-
-def predict_encoded(
-    classifier: TextClassifier,
-    task: TaskSpec,
-    data: EncodedExamples,
-    batch_size: int = 64,
-    progress: bool | None = None,
-    precision: str = "fp32",
-) -> np.ndarray:
-    """Predicted class ids (or scores, for regression) of encoded examples."""
-    return predictions_of(
-        task, logits_of_encoded(classifier, data, batch_size, progress, precision)
-    )
 
 
 def predictions_of(

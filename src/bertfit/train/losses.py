@@ -135,7 +135,7 @@ def token_match_loss(pairs: list[tuple[LayerRows, LayerRows]]) -> torch.Tensor:
     (student, teacher) layer pair, the mean over real tokens of the squared distance between
     their L2-normalized vectors, averaged over the pairs.
 
-    A pair where either side computed first tokens only (the packed last layer) is matched on
+    A pair where either side computed first tokens only (the padding-free last layer) is matched on
     its first-token vectors.
     """
     terms = []

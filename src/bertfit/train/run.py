@@ -2,8 +2,9 @@
 
 ``RUN/`` receives ``config.json`` (the resolved configuration), ``history.jsonl`` (one record per
 evaluation), ``model/`` (the best model, see :mod:`bertfit.inference`, with the temperature
-fitted on the dev set, see :mod:`bertfit.train.calibrate`), ``calibration.json``,
-``results.json`` (the best record and the calibration), ``steps.jsonl`` and
+fitted on the dev set, see :mod:`bertfit.train.calibrate`, and last its model card
+``README.md``, see :mod:`bertfit.model_card`), ``calibration.json``, ``results.json`` (the
+best record, the calibration and the number of train and dev examples), ``steps.jsonl`` and
 ``checkpoints/step-N/`` (see :mod:`bertfit.train.checkpoint`). Every file is written
 atomically, so an interrupted run leaves complete files only, and :func:`resume_run` continues
 it from its latest checkpoint. Under ``torchrun`` every process runs :func:`train_run` and only
@@ -31,13 +32,14 @@ from bertfit.data.user_stream import (
     scan_task,
     scan_user_file,
 )
-from bertfit.errors import ConfigError
+from bertfit.errors import BertfitError, ConfigError
 from bertfit.inference import ClassifierInfo, TextClassifier
 from bertfit.model.classifier import BertClassifier
 from bertfit.model.presets import resolve_model_dir
 from bertfit.model.sources import describe_source
 from bertfit.model.weights import load_pretrained
-from bertfit.paths import find_model_dir
+from bertfit.model_card import write_model_card
+from bertfit.paths import MODEL_CARD_FILE, find_model_dir
 from bertfit.precision import resolve_device, resolve_precision
 from bertfit.problem import REGRESSION, TASK_TYPES, task_type_of
 from bertfit.text.tokenizer import WordpieceTokenizer
@@ -308,6 +310,7 @@ def calibrate_run(
         dev[split] = encode_examples(classifier, task, examples)
     calibration = fit_calibration(classifier, dev, batch_size)
     record_calibration(find_model_dir(run), calibration)
+    write_model_card(run)  # it states the temperature
     return calibration
 
 
@@ -317,13 +320,24 @@ def train_run(
     progress: bool | None = None,
     resume: str | Path | None = None,
     phases: PhaseTimer | None = None,
-) -> TrainResult:
+    resume_if_exists: bool = False,
+) -> TrainResult | None:
     """Train as ``config`` says and write the run directory ``output``.
 
     ``resume`` is a checkpoint of this run (``output/checkpoints/step-N``) to continue from;
     :func:`resume_run` finds the latest one. ``phases`` collects where the time goes (the
     caller may have timed its start-up into it); it is written to ``output/timings.json``.
+
+    ``resume_if_exists``: when ``output`` already holds this run with a checkpoint, continue
+    it from its latest one (as :func:`resume_run`; None if it had finished), else start it.
+    This is what a job that is started again with the same command needs (``torchrun
+    --max-restarts``, a scheduler requeueing a preempted job). A run of another config in
+    ``output`` is refused with :class:`ConfigError`.
     """
+    if resume_if_exists:
+        if resume is not None:
+            raise ConfigError("give resume or resume_if_exists, not both")
+        return _train_or_resume(config, Path(output), progress, phases)
     phases = phases if phases is not None else PhaseTimer()
     limit_kernel_caches()  # before anything here runs a matrix product (a teacher's, say)
     # The process group first (a no-op for one process): the step count depends on its size.
@@ -378,13 +392,17 @@ def train_run(
             print(f"resuming from step {step_of(Path(resume))} ({resume})")
     result = trainer.fit(train_data, dev_data, resume=resume)
     if context.is_main:
-        results = {"best": result.best, "steps": result.steps}
+        # Texts in the files (not windows, not augmented copies): what the model card reports.
+        examples = {"train": len(train_examples)}
+        examples.update({split: len(data) for split, data in dev_examples.items()})
+        results = {"best": result.best, "steps": result.steps, "examples": examples}
         with phases.phase("calibration"):
             calibration = calibrate_trained(output, task, dev_data, result.best_logits)
         if calibration is not None:
             results["calibration"] = calibration.to_dict()
             print(describe_calibration(calibration))
         write_json(output / "results.json", results)
+        write_model_card(output)  # last: it reports the final results and temperature
         write_json(output / TIMINGS_FILE, phases.to_dict(process_age()))
         print(f"time: {phases.summary()}")
     return result
@@ -392,6 +410,65 @@ def train_run(
 
 def _describe_setting(setting) -> str:
     return setting if isinstance(setting, str) else "as given"
+
+
+def _train_or_resume(
+    config: RunConfig, output: Path, progress: bool | None, phases: PhaseTimer | None
+) -> TrainResult | None:
+    """``train_run(..., resume_if_exists=True)``: see there."""
+    context = distributed.init_from_env(resolve_device(config.trainer.device))
+    # Process 0 looks and every process follows its answer: one that looked later could find
+    # the files another had just begun to write for a fresh start.
+    decision = None
+    if context.is_main:
+        try:
+            decision = _existing_run(config, output)
+        except BertfitError as error:  # every process fails the same way, none waits
+            decision = ("error", str(error))
+    action, detail = distributed.broadcast_object(decision)
+    if action == "error":
+        raise ConfigError(detail)
+    if action == "resume":
+        return resume_run(output, progress, phases)
+    if detail and context.is_main:
+        print(detail)
+    return train_run(config, output, progress, phases=phases)
+
+
+def _existing_run(config: RunConfig, output: Path) -> tuple[str, str | None]:
+    """What ``output`` asks of a run of ``config``: ("start", note), ("resume", None) or
+    ("error", why)."""
+    if not (output / "config.json").is_file():
+        return "start", None
+    saved = RunConfig.from_json_file(output / "config.json").to_dict()
+    wanted = resolve_run_config(RunConfig.from_dict(config.to_dict())).to_dict()
+    # The step count also depends on the process count and on windows; a checkpoint checks it
+    # against this run's (with the data and the process count) when it is loaded.
+    saved["optimizer"].pop("total_steps", None)
+    wanted["optimizer"].pop("total_steps", None)
+    difference = _first_difference(saved, wanted)
+    if difference is not None:
+        key, there, here = difference
+        return "error", (
+            f"{output} holds a run of another config ({key} is {there!r} there, {here!r} "
+            "here); give another run directory, or remove this one"
+        )
+    if latest_checkpoint(checkpoints_dir(output), warn=lambda message: None) is not None:
+        return "resume", None
+    return "start", f"{output}: no complete checkpoint yet; starting the run again"
+
+
+def _first_difference(saved: dict, wanted: dict, prefix: str = ""):
+    """The first dotted key whose value differs, with both values; None when they agree."""
+    for key in sorted(saved.keys() | wanted.keys()):
+        there, here = saved.get(key), wanted.get(key)
+        if isinstance(there, dict) and isinstance(here, dict):
+            found = _first_difference(there, here, f"{prefix}{key}.")
+            if found is not None:
+                return found
+        elif there != here:
+            return f"{prefix}{key}", there, here
+    return None
 
 
 def describe_distillation(config: RunConfig) -> str:
@@ -435,7 +512,9 @@ def describe_calibration(calibration: Calibration) -> str:
     return line
 
 
-def resume_run(run_dir: str | Path, progress: bool | None = None) -> TrainResult | None:
+def resume_run(
+    run_dir: str | Path, progress: bool | None = None, phases: PhaseTimer | None = None
+) -> TrainResult | None:
     """Continue the run in ``run_dir`` from its latest complete checkpoint, with its own
     ``config.json``; None (and a message) when the run had already finished.
 
@@ -455,10 +534,12 @@ def resume_run(run_dir: str | Path, progress: bool | None = None) -> TrainResult
         )
     state = read_json(checkpoint / STATE_FILE)
     if not state["finished"]:
-        return train_run(config, run_dir, progress, resume=checkpoint)
+        return train_run(config, run_dir, progress, resume=checkpoint, phases=phases)
     if context.is_main:
         if not (run_dir / "results.json").is_file():  # it stopped between the two writes
             write_json(run_dir / "results.json", {"best": state["best"], "steps": state["step"]})
+        if not (find_model_dir(run_dir) / MODEL_CARD_FILE).is_file():  # or before the card
+            write_model_card(run_dir)
         print(f"{run_dir}: the run already finished ({state['step']} steps); nothing to resume")
     return None
 

@@ -1,21 +1,22 @@
 """The training loop: fit a :class:`TextClassifier` on a task, evaluate on dev after each epoch.
 
-The loop is deliberately plain PyTorch: length-grouped batches padded to their longest pair,
-forward, loss, backward, AdamW step, schedule step. Each evaluation appends a record to the
-metric history and, when the task's main metric improves, the model is saved.
+The loop is deliberately plain PyTorch: forward, loss, backward, AdamW step, schedule step.
+Batches group examples of similar length (random between epochs) and, by default, feed the
+model only their real tokens laid end to end (padding-free, :mod:`bertfit.model.padding_free`);
+``padding_free: false`` pads each batch to its longest example instead, and
+``pad_to_max_length`` to ``max_seq_length`` as the reference tutorial does. Each evaluation
+appends a record to the metric history; :class:`~bertfit.train.best_model.BestModel` keeps the
+best, what a checkpoint holds is :mod:`bertfit.train.training_state`'s, and callbacks
+(:mod:`bertfit.train.callbacks`) see every evaluation and may stop training.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import math
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,20 +27,16 @@ from bertfit.config import atomic_write_text
 from bertfit.data.batching import length_grouped_batches, random_batches
 from bertfit.data.readers import TextExamples
 from bertfit.data.tasks import TaskSpec
-from bertfit.errors import CheckpointError
-from bertfit.inference import Packed, TextClassifier, batch_tensors, packed_batch
+from bertfit.errors import TrainingInterrupted
+from bertfit.inference import Packed, TextClassifier, batch_tensors, padding_free_batch
 from bertfit.precision import autocast, grad_scaler, resolve_device, resolve_precision
 from bertfit.progress import bar as progress_bar
 from bertfit.progress import enabled as progress_enabled
 from bertfit.text.ragged import example_lengths
 from bertfit.train import distributed
-from bertfit.train.checkpoint import (
-    capture_rng_state,
-    checkpoints_dir,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-)
+from bertfit.train.best_model import BestModel
+from bertfit.train.callbacks import Evaluation, EvaluationCallback, asked_to_stop
+from bertfit.train.checkpoint import restore_rng_state
 from bertfit.train.class_weights import class_weight_vector
 from bertfit.train.config import LoggingConfig, TrainerConfig
 from bertfit.train.evaluate import (
@@ -53,7 +50,17 @@ from bertfit.train.memory import HeapTrimmer, limit_kernel_caches
 from bertfit.train.metrics import collapse_message, compute_metrics, metric_prefix
 from bertfit.train.optim import OptimizationConfig, build_optimizer, clip_gradients
 from bertfit.train.phases import PhaseTimer
+from bertfit.train.signals import StopSignals
 from bertfit.train.tracking import RunTracker, global_grad_norm
+from bertfit.train.training_state import (
+    LoopState,
+    Position,
+    RunShape,
+    TrainedParts,
+    TrainingCheckpoints,
+    Window,
+    data_fingerprint,
+)
 
 #: A training loss in place of the task's own: ``loss(logits, labels, targets)``, where
 #: ``targets`` are the batch's rows of the training data's ``soft_targets`` (None without them).
@@ -72,39 +79,8 @@ class TrainResult:
     # The best evaluation's logits per dev split (one row per text), when this process ran it;
     # None when the best came from before a resume. Calibration fits on them.
     best_logits: dict[str, np.ndarray] | None = None
-
-
-def _window_stats(losses: list[float], examples: int, started: float, scheduler) -> dict:
-    """Training figures of the steps since the last evaluation."""
-    elapsed = time.perf_counter() - started
-    return {
-        "train_loss": float(np.mean(losses)) if losses else float("nan"),
-        "learning_rate": float(scheduler.get_last_lr()[0]),
-        "examples_per_second": examples / elapsed if elapsed > 0 else 0.0,
-        "train_seconds": elapsed,
-        "train_examples": examples,
-    }
-
-
-@dataclass
-class _Position:
-    """Where the loop stands: ``step`` updates done, ``batches_done`` of ``epoch``'s batches."""
-
-    step: int = 0
-    epoch: int = 1
-    batches_done: int = 0
-
-
-@dataclass
-class _Window:
-    """Training figures since the last evaluation: what the next history record describes."""
-
-    losses: list[float] = field(default_factory=list)
-    examples: int = 0
-    started: float = field(default_factory=time.perf_counter)
-
-    def stats(self, scheduler) -> dict:
-        return _window_stats(self.losses, self.examples, self.started, scheduler)
+    # Whether a callback ended the run before its planned steps (see bertfit.train.callbacks).
+    stopped_early: bool = False
 
 
 class _EpochBar:
@@ -129,26 +105,14 @@ class _EpochBar:
         )
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped training after a whole step, saved in ``checkpoint``."""
-
-    def __init__(self, signum: int, step: int, checkpoint: Path | None) -> None:
-        super().__init__(f"stopped by signal {signum} after step {step}")
-        self.signum = signum
-        self.step = step
-        self.checkpoint = checkpoint
-
-
-def _data_fingerprint(data: EncodedExamples) -> str:
-    """A digest of the training inputs' lengths and labels: a resumed run must see the same."""
-    digest = hashlib.sha256()
-    digest.update(np.asarray(example_lengths(data.inputs), dtype=np.int64).tobytes())
-    digest.update(np.ascontiguousarray(data.input_labels).tobytes())
-    return digest.hexdigest()
-
-
 class Trainer:
-    """Fine-tunes a classifier; saves the best model and the metric history in ``output_dir``."""
+    """Fine-tunes a classifier; saves the best model and the metric history in ``output_dir``.
+
+    The loop is this class; the choice of the best model is :class:`BestModel`'s, what a
+    checkpoint keeps is :class:`TrainingCheckpoints`'s, and Ctrl-C/SIGTERM are
+    :class:`StopSignals`'. ``callbacks`` see every evaluation and may stop training (see
+    :mod:`bertfit.train.callbacks`).
+    """
 
     def __init__(
         self,
@@ -161,6 +125,7 @@ class Trainer:
         logging: LoggingConfig | None = None,
         phases: PhaseTimer | None = None,
         loss_function: LossFunction | None = None,
+        callbacks: Sequence[EvaluationCallback] = (),
     ) -> None:
         self.classifier = classifier
         # None: the task's loss on the gold labels (bertfit.train.losses.task_loss); a
@@ -174,30 +139,44 @@ class Trainer:
         # None: a progress bar only when stderr is a terminal (see bertfit.progress).
         self.progress = progress_enabled(progress)
         self.logging = logging or LoggingConfig()
+        self.callbacks = list(callbacks)
         self._tracker: RunTracker | None = None
         self.step_records: list[dict] = []
         self.history: list[dict] = []
-        # The record key that picks the best model, e.g. "dev_accuracy"; None without dev data.
-        self._main_key: str | None = None
-        self.best: dict | None = None
-        self.best_logits: dict[str, np.ndarray] | None = None  # see TrainResult.best_logits
+        self.best_model = BestModel()
         self.device = resolve_device(trainer_config.device)
         # What runs: "auto" resolved for this device (the run's config.json records it).
         self.precision = resolve_precision(trainer_config.precision, self.device)
         self._context = distributed.current()
-        self._window = _Window()
-        self._learning_rate = float("nan")  # the rate of the latest update
-        self._stop_signal: int | None = None  # set by SIGINT/SIGTERM: checkpoint, then stop
-        self._last_checkpoint: Path | None = None
+        self._checkpoints = TrainingCheckpoints(self.output_dir, trainer_config, self.device)
+        self._signals = StopSignals(announce=self._context.is_main)
         self._heap = HeapTrimmer(trainer_config.release_memory_every_steps)
         limit_kernel_caches()  # before this process's first matrix product, where it can be
         # Where the time goes outside the steps: evaluations, checkpoints, saves.
         self.phases = phases if phases is not None else PhaseTimer()
-        self._step_seconds: list[float] = []  # this fit's steps after the first
-        self._first_step_pending = True
+        # The state of one fit (each fit starts it afresh, see _start_fit).
+        self._train_model: torch.nn.Module | None = None  # the model, or its DDP/FSDP wrapper
+        self._parts: TrainedParts | None = None  # model, optimizer, schedule, loss scaler
+        self._shape: RunShape | None = None  # what a checkpoint must agree on to resume
+        self._dev: dict[str, EncodedExamples] | None = None
+        self._window = Window()
+        self._learning_rate = float("nan")  # the rate of the latest update
+        self._stopped_early = False  # a callback asked to stop
         # The loss's per-label weights (trainer.class_weights), from fit's training set.
         self.class_weights: np.ndarray | None = None
         self._class_weights: torch.Tensor | None = None
+        self._step_seconds: list[float] = []  # this fit's steps after the first
+        self._first_step_pending = True
+
+    @property
+    def best(self) -> dict | None:
+        """The best evaluation record so far (see :class:`BestModel`)."""
+        return self.best_model.record
+
+    @property
+    def best_logits(self) -> dict[str, np.ndarray] | None:
+        """See :attr:`TrainResult.best_logits`."""
+        return self.best_model.logits
 
     @property
     def _write_dir(self) -> Path | None:
@@ -238,69 +217,99 @@ class Trainer:
         ``resume`` is a checkpoint directory (``RUN/checkpoints/step-N``) to continue from:
         the run then ends exactly as if it had never stopped. Under ``torchrun`` (an initialised
         process group) every process calls ``fit``; see :mod:`bertfit.train.distributed`.
+        A callback may end the run early (``TrainResult.stopped_early``).
         """
-        if isinstance(dev, EncodedExamples):
-            dev = {"dev": dev}
-        if dev:
-            self._main_key = metric_prefix(next(iter(dev))) + self.task.main_metric
-        self._context = distributed.current()
-        self._stop_signal, self._window = None, _Window()
-        self._first_step_pending, self._step_seconds = True, []
-        # Each process its own dropout masks; a single process is seeded as before.
-        torch.manual_seed(self.config.seed + self._context.rank)
-        model = self.classifier.model.to(self.device)
-        # From the whole training set, which every process holds: the same weights on each.
-        self.class_weights = class_weight_vector(self.config.class_weights, self.task, train.labels)
-        if self.class_weights is not None:
-            self._class_weights = torch.from_numpy(self.class_weights).to(self.device)
-        self._scaler = grad_scaler(self.precision, self.device)
-        total_steps = self.plan_steps(len(train))
-        # The run's own copy: the caller's config keeps the horizon it had.
-        self._optimization = self.optimization.with_total_steps(total_steps)
-        self._train_model = distributed.wrap_model(model, self.config.parallel)
-        optimizer, scheduler = build_optimizer(model, self._optimization)
-        self._fingerprint = _data_fingerprint(train)
-        position = _Position()
-        checkpoint = load_checkpoint(resume) if resume is not None else None
-        if checkpoint is not None:
-            position = self._restore(checkpoint, optimizer, scheduler, total_steps)
-        self._last_checkpoint = checkpoint.path if checkpoint is not None else None
-        self._tracker = RunTracker(
-            self._write_dir,
-            self.logging,
-            self.task.metrics,
-            resume_step=None if checkpoint is None else checkpoint.step,
-        )
-        if checkpoint is not None:
-            self._tracker.restore_pending(checkpoint.state["tracker_pending"])
-            restore_rng_state(checkpoint.rng[self._context.rank])  # last: nothing may draw after
-        self.step_records = self._tracker.records
-        self._dev = dev  # for evaluations inside an epoch (trainer.eval_every_steps)
-        self._total_steps = total_steps
+        position = self._start_fit(train, dev, resume)
+        total_steps = self._shape.total_steps
         step = position.step
         try:
-            with self._stop_on_signals():
+            with self._signals.catching(self._checkpoints.enabled):
                 for epoch in range(position.epoch, self.config.epochs + 1):
                     done = position.batches_done if epoch == position.epoch else 0
                     first = step - done  # steps before this epoch
                     batches = self._epoch_batches(train, epoch)
                     if self.config.max_steps:
                         batches = batches[: total_steps - first]
-                    stats = self._train_epoch(
-                        epoch, batches, train, optimizer, scheduler, first, done
-                    )
-                    step = first + len(batches)
-                    self._evaluate_and_record(epoch, step, stats, dev)
-                    self._window = _Window()
+                    step = self._train_epoch(epoch, batches, train, first, done)
+                    if self._stopped_early:  # a callback stopped it at an evaluation inside
+                        break
+                    stats = self._window.stats(self._parts.scheduler)
+                    self._stopped_early = self._evaluate_and_record(epoch, step, stats)
+                    self._window = Window()
                     finished = step >= total_steps or epoch == self.config.epochs
-                    end = _Position(step, epoch + 1, 0)
-                    self._checkpoint(end, optimizer, scheduler, finished=finished)
-                    if step >= total_steps:
+                    finished = finished or self._stopped_early
+                    self._checkpoint(Position(step, epoch + 1, 0), finished=finished)
+                    if finished:
                         break
         finally:
             self._tracker.close()
             self._record_step_times()
-        return TrainResult(self.history, self.best, step, self.step_records, self.best_logits)
+        return TrainResult(
+            self.history,
+            self.best,
+            step,
+            self.step_records,
+            self.best_logits,
+            self._stopped_early,
+        )
+
+    def _start_fit(self, train: EncodedExamples, dev, resume) -> Position:
+        """Set up one fit: the model on its device (wrapped for the job), the optimizer and
+        schedule, the step log; and the checkpoint's state when resuming. Returns where the
+        loop starts."""
+        if isinstance(dev, EncodedExamples):
+            dev = {"dev": dev}
+        self._dev = dev or None  # also for evaluations inside an epoch (eval_every_steps)
+        main_key = metric_prefix(next(iter(dev))) + self.task.main_metric if dev else None
+        self.best_model = BestModel(main_key)
+        self.history = []
+        self._context = distributed.current()
+        distributed.check_device(self.device)  # before any collective would fail on it
+        self._signals.announce = self._context.is_main
+        self._window, self._stopped_early = Window(), False
+        self._first_step_pending, self._step_seconds = True, []
+        self._learning_rate = float("nan")
+        # Each process its own dropout masks; a single process is seeded as before.
+        torch.manual_seed(self.config.seed + self._context.rank)
+        model = self.classifier.model.to(self.device)
+        # From the whole training set, which every process holds: the same weights on each,
+        # and on resume the same as before.
+        self.class_weights = class_weight_vector(self.config.class_weights, self.task, train.labels)
+        self._class_weights = None
+        if self.class_weights is not None:
+            self._class_weights = torch.from_numpy(self.class_weights).to(self.device)
+        scaler = grad_scaler(self.precision, self.device)
+        world_size = self._context.world_size
+        total_steps = self.plan_steps(len(train))
+        # The run's own copy: the caller's config keeps the horizon it had.
+        self._optimization = self.optimization.with_total_steps(total_steps)
+        self._train_model = distributed.wrap_model(model, self.config.parallel)
+        optimizer, scheduler = build_optimizer(model, self._optimization)
+        self._parts = TrainedParts(model, optimizer, scheduler, scaler)
+        self._shape = RunShape(
+            world_size=world_size,
+            global_batch_size=self.config.global_batch_size(world_size),
+            total_steps=total_steps,
+            data_fingerprint=data_fingerprint(train.inputs, train.input_labels),
+        )
+        self._checkpoints.last = None
+        loop, rng = LoopState(Position()), None
+        if resume is not None:
+            loop, rng = self._checkpoints.restore(resume, self._parts, self._shape)
+            self.history = loop.history
+            self.best_model = BestModel(main_key, loop.best)  # evaluated before the resume
+            self._window, self._learning_rate = loop.window, loop.learning_rate
+        self._tracker = RunTracker(
+            self._write_dir,
+            self.logging,
+            self.task.metrics,
+            resume_step=None if resume is None else loop.position.step,
+        )
+        self._tracker.restore_pending(loop.tracker_pending)
+        self.step_records = self._tracker.records
+        if rng is not None:
+            restore_rng_state(rng)  # last: nothing may draw after
+        return loop.position
 
     def _record_step_times(self) -> None:
         """The steps after the first, as one phase (the first is a phase of its own), and the
@@ -312,9 +321,11 @@ class Trainer:
             self.phases.add("releasing memory", self._heap.seconds, trims=self._heap.count)
             self._heap.seconds, self._heap.count = 0.0, 0
 
-    def _train_epoch(self, epoch, batches, train, optimizer, scheduler, first_step, done=0) -> dict:
-        """Train on ``batches[done:]``; ``first_step`` updates came before the epoch."""
+    def _train_epoch(self, epoch, batches, train, first_step, done=0) -> int:
+        """Train on ``batches[done:]``; ``first_step`` updates came before the epoch. Returns
+        the step reached (earlier than the epoch's end if a callback stopped the run)."""
         self._train_model.train()
+        optimizer, scheduler = self._parts.optimizer, self._parts.scheduler
         bar = _EpochBar(
             progress_bar(
                 batches[done:],
@@ -324,6 +335,7 @@ class Trainer:
                 delay=0,
             )
         )
+        step = first_step + done
         for index, batch in enumerate(bar.batches, start=done + 1):  # batches done after this one
             started = time.perf_counter()
             step = first_step + index
@@ -332,17 +344,23 @@ class Trainer:
             inside = index < len(batches)  # the epoch's end evaluates and checkpoints anyway
             every = self.config.eval_every_steps
             if every and step % every == 0 and inside:
-                self._evaluate_and_record(epoch, step, self._window.stats(scheduler), self._dev)
+                stats = self._window.stats(scheduler)
+                self._stopped_early = self._evaluate_and_record(epoch, step, stats)
                 self._train_model.train()
-                self._window = _Window()
+                self._window = Window()
+            if self._stopped_early:
+                self._tracker.end_epoch(step, epoch, self._learning_rate)
+                self._checkpoint(Position(step, epoch, index), finished=True)
+                break
             every = self.config.checkpoint_every_steps
             if stop or (every and step % every == 0 and inside):
-                self._checkpoint(_Position(step, epoch, index), optimizer, scheduler)
+                self._checkpoint(Position(step, epoch, index))
             if stop:
-                raise TrainingInterrupted(self._stop_signal, step, self._last_checkpoint)
+                raise TrainingInterrupted(self._signals.signum, step, self._checkpoints.last)
         bar.batches.close()
-        self._tracker.end_epoch(first_step + len(batches), epoch, self._learning_rate)
-        return self._window.stats(scheduler)
+        if not self._stopped_early:
+            self._tracker.end_epoch(step, epoch, self._learning_rate)
+        return step
 
     def _train_step(self, batch, train, optimizer, scheduler, step) -> tuple[float, float, bool]:
         """One optimizer update on a global batch: forward, loss and backward on each of this
@@ -369,30 +387,33 @@ class Trainer:
     def _agree_on_step(self, local_loss: float, step: int) -> tuple[float, bool]:
         """The global batch's mean loss and whether any process was asked to stop, agreed by
         all processes; a loss that is not finite stops before a bad step reaches the weights."""
-        stop_requested = float(self._stop_signal is not None)
-        loss_value, stops = distributed.all_reduce_sum([local_loss, stop_requested])
+        stop_requested = float(self._signals.signum is not None)
+        loss_value, stops = distributed.all_reduce_sum(
+            [local_loss, stop_requested], device=self.device
+        )
         if not math.isfinite(loss_value):
-            kept = f"; the last good checkpoint is {self._last_checkpoint}" * bool(
-                self._last_checkpoint
-            )
+            last = self._checkpoints.last
+            kept = f"; the last good checkpoint is {last}" * bool(last)
             raise FloatingPointError(f"training loss became {loss_value} at step {step}{kept}")
         return loss_value, stops > 0
 
     def _clip_gradients(self, optimizer) -> float:
         """Clip as the optimizer config says; returns the gradient norm before clipping."""
-        if self._scaler is not None:
-            self._scaler.unscale_(optimizer)  # clip and log the true gradient norm
+        scaler = self._parts.scaler
+        if scaler is not None:
+            scaler.unscale_(optimizer)  # clip and log the true gradient norm
         grad_norm = clip_gradients(optimizer, self._optimization)
         if grad_norm is None:  # clipping is off, but the norm is still worth logging
             grad_norm = global_grad_norm(self.classifier.model.parameters())
         return grad_norm
 
     def _optimizer_step(self, optimizer) -> None:
-        if self._scaler is None:
+        scaler = self._parts.scaler
+        if scaler is None:
             optimizer.step()
             return
-        self._scaler.step(optimizer)  # skips the update if fp16 gradients overflowed
-        self._scaler.update()
+        scaler.step(optimizer)  # skips the update if fp16 gradients overflowed
+        scaler.update()
 
     def _after_step(self, step, epoch, examples, loss, grad_norm, started, bar, scheduler) -> None:
         """A step's bookkeeping: heap trim, evaluation window, step log, progress bar.
@@ -426,7 +447,7 @@ class Trainer:
         """Mean training loss of the examples ``batch`` of ``data`` (forward under autocast).
 
         ``model`` is the module to call: the classifier, or its DDP/FSDP wrapper, whose
-        hooks run only when it is called (hence ``model(packed=...)``, not a method of it).
+        hooks run only when it is called (hence ``model(padding_free=...)``, not a method of it).
         """
         labels = torch.from_numpy(data.input_labels[batch]).to(self.device)
         targets = data.soft_targets
@@ -441,7 +462,7 @@ class Trainer:
     def _forward(self, model, examples: Sequence[Packed], batch: list[int]) -> torch.Tensor:
         config = self.config
         if config.padding_free and not config.pad_to_max_length:
-            return model(packed=packed_batch(examples, batch).to(self.device))
+            return model(padding_free=padding_free_batch(examples, batch).to(self.device))
         # The padded path: to each batch's longest example, or to max_seq_length as the
         # reference tutorial does (for comparisons).
         width = self.classifier.info.max_seq_length if config.pad_to_max_length else None
@@ -449,7 +470,8 @@ class Trainer:
         return model(**{name: tensor.to(self.device) for name, tensor in inputs.items()})
 
     def _backward(self, loss: torch.Tensor) -> None:
-        (loss if self._scaler is None else self._scaler.scale(loss)).backward()
+        scaler = self._parts.scaler
+        (loss if scaler is None else scaler.scale(loss)).backward()
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return task_loss(logits, labels, self.task.problem_type, self._class_weights)
@@ -466,10 +488,12 @@ class Trainer:
             self.classifier, data, self.config.eval_batch_size, progress, self.precision
         )
 
-    def _evaluate_and_record(self, epoch, step, stats, dev: dict | None) -> None:
+    def _evaluate_and_record(self, epoch: int, step: int, stats: dict) -> bool:
+        """Evaluate on the dev sets, record, keep the model if it is the best; then ask the
+        callbacks. Returns whether they (on any process) asked to stop."""
         record = {"epoch": epoch, "step": step, **stats}
         logits = {}
-        for split, data in (dev or {}).items():
+        for split, data in (self._dev or {}).items():
             with self.phases.phase("evaluation", step=step, split=split):
                 logits[split] = self._logits(data, self.progress)
             predictions = predictions_of(self.task, logits[split])
@@ -481,13 +505,10 @@ class Trainer:
                 if self._context.is_main:
                     print(f"warning: {split} {warning}", file=sys.stderr)
         self.history.append(record)
-        if self._tracker is not None:
-            self._tracker.evaluation(record)
+        self._tracker.evaluation(record)
         if self._context.is_main:
             self._log(record)
-        improved = self._is_better(record)
-        if improved:
-            self.best, self.best_logits = record, logits
+        improved = self.best_model.consider(record, logits)
         if self.output_dir is not None:
             if improved:
                 with self.phases.phase("saving model", step=step):
@@ -497,6 +518,8 @@ class Trainer:
         # Evaluation's batches leave free heap of other sizes behind; hand it back before
         # training allocates around it.
         self._heap.release()
+        evaluation = Evaluation(step, epoch, record, tuple(self.history), self.best, improved)
+        return asked_to_stop(self.callbacks, evaluation, self.device)
 
     def _save_model(self, directory: Path) -> None:
         """Save the model from rank 0 (every process takes part when the model is sharded)."""
@@ -506,125 +529,21 @@ class Trainer:
                 directory
             )
 
-    # -- checkpoints and signals ----------------------------------------------------------------
-
-    def _checkpoint(self, position: _Position, optimizer, scheduler, finished=False) -> None:
+    def _checkpoint(self, position: Position, finished: bool = False) -> None:
         """Save everything the loop needs to continue from ``position`` (rank 0 writes)."""
-        if not self.config.save_checkpoints or self.output_dir is None:
+        if not self._checkpoints.enabled:
             return
+        loop = LoopState(
+            position,
+            finished,
+            self._learning_rate,
+            self._window,
+            self._tracker.pending,
+            self.history,
+            self.best,
+        )
         with self.phases.phase("checkpoint", step=position.step):
-            self._write_checkpoint(position, optimizer, scheduler, finished)
-
-    def _write_checkpoint(self, position: _Position, optimizer, scheduler, finished) -> None:
-        rng = distributed.gather_objects(capture_rng_state())  # first: saving draws nothing
-        model_state = distributed.model_state_dict(self.classifier.model)
-        optimizer_state = {
-            "optimizer": distributed.optimizer_state_dict(self.classifier.model, optimizer),
-            "scheduler": scheduler.state_dict(),
-        }
-        if self._scaler is not None:  # fp16: the loss scale it has learned
-            optimizer_state["grad_scaler"] = self._scaler.state_dict()
-        directory = checkpoints_dir(self.output_dir)
-        error: CheckpointError | None = None
-        if self._context.is_main:
-            try:
-                save_checkpoint(
-                    directory,
-                    position.step,
-                    model_state=model_state,
-                    optimizer_state=optimizer_state,
-                    rng_states=rng,
-                    trainer_state=self._trainer_state(position, finished),
-                    keep=self.config.keep_checkpoints,
-                )
-            except CheckpointError as failure:
-                error = failure
-        if not distributed.broadcast_flag(error is None):
-            raise error or CheckpointError("process 0 could not write the checkpoint")
-        self._last_checkpoint = directory / f"step-{position.step}"
-
-    def _trainer_state(self, position: _Position, finished: bool) -> dict:
-        return {
-            "epoch": position.epoch,
-            "batches_done": position.batches_done,
-            "finished": finished,
-            "total_steps": self._total_steps,
-            "world_size": self._context.world_size,
-            "global_batch_size": self.config.global_batch_size(self._context.world_size),
-            "data_fingerprint": self._fingerprint,
-            "learning_rate": self._learning_rate,
-            "window_losses": self._window.losses,
-            "window_examples": self._window.examples,
-            "tracker_pending": self._tracker.pending,
-            "history": self.history,
-            "best": self.best,
-        }
-
-    def _restore(self, checkpoint, optimizer, scheduler, total_steps: int) -> _Position:
-        """Load a checkpoint's model, optimizer, schedule and loop state; return its position."""
-        state = checkpoint.state
-        world_size = self._context.world_size
-        expected = {
-            "world_size": world_size,
-            "global_batch_size": self.config.global_batch_size(world_size),
-            "total_steps": total_steps,
-            "data_fingerprint": self._fingerprint,
-        }
-        for key, value in expected.items():
-            if state[key] != value:
-                raise CheckpointError(
-                    f"{checkpoint.path}: written with {key} {state[key]!r} but this run has "
-                    f"{value!r}; resume with the run's own settings, data and process count"
-                )
-        model = self.classifier.model
-        distributed.load_model_state_dict(model, checkpoint.model)
-        distributed.load_optimizer_state_dict(model, optimizer, checkpoint.optimizer["optimizer"])
-        scheduler.load_state_dict(checkpoint.optimizer["scheduler"])
-        if self._scaler is not None and "grad_scaler" in checkpoint.optimizer:
-            self._scaler.load_state_dict(checkpoint.optimizer["grad_scaler"])
-        self.history = list(state["history"])
-        self.best, self.best_logits = state["best"], None  # evaluated before the resume
-        self._window = _Window(list(state["window_losses"]), state["window_examples"])
-        self._learning_rate = state["learning_rate"]
-        return _Position(checkpoint.step, state["epoch"], state["batches_done"])
-
-    @contextlib.contextmanager
-    def _stop_on_signals(self) -> Iterator[None]:
-        """While training, SIGINT and SIGTERM ask for a checkpoint after the current step.
-
-        Processes agree on stopping at each step (see ``_train_step``), so a signal reaching
-        one process of a job stops all of them at the same step. A second Ctrl-C stops at once.
-        Without a run directory (nothing to save) the signals keep their usual meaning.
-        """
-        main_thread = threading.current_thread() is threading.main_thread()
-        if not (main_thread and self.config.save_checkpoints and self.output_dir is not None):
-            yield
-            return
-
-        def request_stop(signum, frame) -> None:
-            if self._stop_signal is not None:
-                raise KeyboardInterrupt
-            self._stop_signal = signum
-            if self._context.is_main:
-                print(
-                    "bertfit: stopping after this step to save a checkpoint "
-                    "(Ctrl-C again stops at once)",
-                    file=sys.stderr,
-                )
-
-        signals = (signal.SIGINT, signal.SIGTERM)
-        previous = {signum: signal.signal(signum, request_stop) for signum in signals}
-        try:
-            yield
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-    def _is_better(self, record: dict) -> bool:
-        key = self._main_key
-        if key is None:
-            return True  # no dev set: the latest model is the one to keep
-        return self.best is None or record[key] > self.best[key]
+            self._checkpoints.save(self._parts, self._shape, loop)
 
     def _write_history(self) -> None:
         lines = "".join(json.dumps(record) + "\n" for record in self.history)

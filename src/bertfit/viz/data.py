@@ -227,6 +227,6 @@ def confusion_data(classifier, examples, split: str = "dev", batch_size: int = 6
     if examples.labels is None:
         raise ConfigError(f"{examples.source}: the {split} split has no labels")
     inputs = classifier.encode(examples.columns)
-    logits = predict_logits(classifier.model, inputs, classifier.padding_id, batch_size)
+    logits = predict_logits(classifier.model, inputs, batch_size)
     matrix = confusion_matrix(logits.argmax(axis=-1), examples.labels, len(names))
     return ConfusionData(matrix, names, split)

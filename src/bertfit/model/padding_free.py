@@ -1,13 +1,13 @@
 """Padding-free batches: sequences laid end to end, with what attention needs to split them.
 
 A padded batch of B sequences spends compute on ``B * L - T`` padding tokens in every linear
-layer, LayerNorm, activation and dropout. A :class:`PackedBatch` holds only the ``T`` real
+layer, LayerNorm, activation and dropout. A :class:`PaddingFreeBatch` holds only the ``T`` real
 tokens, [T] or [T, H]; attention alone works on a padded [B, L] view, built per layer by an
 index copy (``token_index``) and read back the same way.
 
 Optionally the rows are rounded up to a multiple (``row_multiple``) with a few spare rows after
 the real tokens. Why: on a CPU, oneDNN builds a matrix-product kernel for every new shape, and a
-packed batch's token count changes from step to step, so without rounding every step builds
+padding-free batch's token count changes from step to step, so without rounding every step builds
 its kernels anew (with AMX, building them took as long as running them). With rounding, a few
 row counts recur and their kernels are reused. Spare rows hold token id 0 at position 0 (any
 valid input gives finite values), are dropped before attention and never reach an output, so
@@ -28,7 +28,7 @@ import torch
 
 
 @dataclass
-class PackedBatch:
+class PaddingFreeBatch:
     """B sequences of ``T`` tokens in all, without padding.
 
     Attributes:
@@ -78,25 +78,27 @@ class PackedBatch:
         """Rows after the real tokens, there to round the row count up."""
         return self.num_rows - self.num_tokens
 
-    def to(self, device: torch.device | str) -> PackedBatch:
+    def to(self, device: torch.device | str) -> PaddingFreeBatch:
         """The same batch on ``device``."""
         tensors = {f.name: getattr(self, f.name) for f in fields(self)}
         return replace(self, **{n: t.to(device) for n, t in tensors.items() if torch.is_tensor(t)})
 
 
-def pack_arrays(
+def batch_from_arrays(
     word_ids: np.ndarray,
     type_ids: np.ndarray,
     lengths: np.ndarray,
     row_multiple: int = 1,
     length_multiple: int = 1,
-) -> PackedBatch:
-    """A :class:`PackedBatch` from flat token arrays and each sequence's length, its rows
+) -> PaddingFreeBatch:
+    """A :class:`PaddingFreeBatch` from flat token arrays and each sequence's length, its rows
     rounded up to a multiple of ``row_multiple`` and attention's width to one of
     ``length_multiple``."""
     lengths = np.asarray(lengths, dtype=np.int64)
     if lengths.size == 0 or lengths.min() < 1:
-        raise ValueError("a packed batch needs at least one sequence, each of one token or more")
+        raise ValueError(
+            "a padding-free batch needs at least one sequence, each of one token or more"
+        )
     longest = int(lengths.max())
     width = longest + -longest % length_multiple
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
@@ -106,7 +108,7 @@ def pack_arrays(
     key_mask = np.arange(width)[None, :] < lengths[:, None]
     token_index = rows * width + positions
     spare = -len(positions) % row_multiple
-    return PackedBatch(
+    return PaddingFreeBatch(
         input_word_ids=_with_spare_rows(word_ids, spare),
         input_type_ids=_with_spare_rows(type_ids, spare),
         positions=_with_spare_rows(positions, spare),
@@ -126,17 +128,17 @@ def _with_spare_rows(values: np.ndarray, spare: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(values))
 
 
-def pack_sequences(
+def batch_from_sequences(
     examples: Sequence[tuple[Sequence[int], Sequence[int]]],
     row_multiple: int = 1,
     length_multiple: int = 1,
-) -> PackedBatch:
-    """A :class:`PackedBatch` from ``(token ids, type ids)`` pairs, one per sequence, rounded
-    as :func:`pack_arrays` rounds."""
+) -> PaddingFreeBatch:
+    """A :class:`PaddingFreeBatch` from ``(token ids, type ids)`` pairs, one per sequence, rounded
+    as :func:`batch_from_arrays` rounds."""
     lengths = np.fromiter((len(ids) for ids, _ in examples), dtype=np.int64, count=len(examples))
     word_ids = np.concatenate([np.asarray(ids, dtype=np.int64) for ids, _ in examples])
     type_ids = np.concatenate([np.asarray(types, dtype=np.int64) for _, types in examples])
-    return pack_arrays(word_ids, type_ids, lengths, row_multiple, length_multiple)
+    return batch_from_arrays(word_ids, type_ids, lengths, row_multiple, length_multiple)
 
 
 class _GatherRows(torch.autograd.Function):

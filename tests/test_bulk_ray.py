@@ -1,0 +1,55 @@
+"""``--engine ray``: the same rows as the in-process engine, on a local Ray with 2 CPUs."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import ray
+
+from bertfit.bulk import BulkOptions, predict_bulk
+from bertfit.bulk.ray_engine import predict_bulk_ray
+from bertfit.cli import main
+from bertfit.errors import ConfigError
+from bertfit.export.export import export_classifier
+
+from conftest import make_tiny_classifier, synthetic_pairs
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_rows_equal_the_in_process_rows(local_ray, tmp_path, capsys):
+    classifier = make_tiny_classifier(tmp_path)
+    classifier.info.temperature = 1.3
+    export = tmp_path / "export"
+    export_classifier(classifier, export)
+    (first, second), _ = synthetic_pairs(300, 5)
+    rows = [{"id": 5000 + i, "sentence1": a * (1 + i % 3), "sentence2": b}
+            for i, (a, b) in enumerate(zip(first, second))]  # fmt: skip
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), source, row_group_size=64)
+    common = {"input": str(source), "chunk_rows": 50, "logits": True}
+    predict_bulk(export, BulkOptions(output=str(tmp_path / "local.jsonl"), **common))
+    summary = predict_bulk_ray(export, BulkOptions(output=str(tmp_path / "ray.jsonl"), **common))
+    assert summary.rows == 300
+    local = (tmp_path / "local.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in local] == [row["id"] for row in rows]
+    assert (tmp_path / "ray.jsonl").read_text().splitlines() == local
+    # the command: complete on a rerun; an export is required
+    out = str(tmp_path / "ray.jsonl")
+    args = ["predict", str(export), "--input", str(source), "--output", out, "--quiet",
+            "--chunk-rows", "50", "--logits", "--engine", "ray"]  # fmt: skip
+    assert main(args) == 0
+    assert "is complete (300 rows)" in capsys.readouterr().err
+    model_dir = tmp_path / "model"
+    classifier.save_pretrained(model_dir)
+    with pytest.raises(ConfigError, match="--engine ray runs an exported model"):
+        predict_bulk_ray(model_dir, BulkOptions(output=str(tmp_path / "x.jsonl"), **common))
