@@ -138,6 +138,7 @@ def _add_train(commands) -> None:
     )
     parser.add_argument("--seed", type=int, help=f"(default: {_TRAINER.seed})")
     parser.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
+    _add_evaluation_arguments(parser)
     parser.add_argument(
         "--class-weights",
         type=_class_weights,
@@ -167,6 +168,31 @@ def _add_train(commands) -> None:
     )
     _add_scale_arguments(parser)
     parser.set_defaults(handler=_run_train)
+
+
+def _add_evaluation_arguments(parser) -> None:
+    group = parser.add_argument_group("evaluations and early stopping")
+    group.add_argument(
+        "--eval-every-steps",
+        type=_positive_int,
+        metavar="N",
+        help="also evaluate on dev (and keep the best model) every N steps, not only after "
+        "each epoch (default: per epoch)",
+    )
+    group.add_argument(
+        "--early-stopping-patience",
+        type=_positive_int,
+        metavar="N",
+        help="stop after N evaluations in a row without the main metric improving; the best "
+        "model is kept (default: train to the end)",
+    )
+    group.add_argument(
+        "--early-stopping-delta",
+        type=_non_negative_float,
+        metavar="D",
+        help="an improvement must beat the best before it by more than D "
+        f"(default: {_TRAINER.early_stopping_delta:g})",
+    )
 
 
 def _add_scale_arguments(parser) -> None:
@@ -301,6 +327,7 @@ def _add_distill(commands) -> None:
     parser.add_argument("--epochs", type=_positive_int, help="(default: the teacher's)")
     parser.add_argument("--seed", type=int, help="(default: the teacher's)")
     parser.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
+    _add_evaluation_arguments(parser)
     parser.add_argument("--learning-rate", type=_positive_float, help="(default: the teacher's)")
     parser.add_argument(
         "--precision", choices=["auto", "fp32", "bf16", "fp16"], help="(default: the teacher's)"
@@ -325,6 +352,9 @@ def _run_distill(args) -> int:
 
     overrides = {
         "trainer.max_steps": args.max_steps,
+        "trainer.eval_every_steps": args.eval_every_steps,
+        "trainer.early_stopping_patience": args.early_stopping_patience,
+        "trainer.early_stopping_delta": args.early_stopping_delta,
         "optimizer.learning_rate": args.learning_rate,
         "trainer.precision": args.precision,
         "data_dir": args.data_dir,
@@ -493,6 +523,9 @@ def _train_flag_overrides(args) -> list[tuple[str, object]]:
         "trainer.batch_size": args.batch_size,
         "trainer.seed": args.seed,
         "trainer.max_steps": args.max_steps,
+        "trainer.eval_every_steps": args.eval_every_steps,
+        "trainer.early_stopping_patience": args.early_stopping_patience,
+        "trainer.early_stopping_delta": args.early_stopping_delta,
         "trainer.class_weights": args.class_weights,
         "trainer.precision": args.precision,
         "trainer.device": args.device,

@@ -41,6 +41,11 @@ class TrainerConfig:
     # Also evaluate (and keep the best model) every this many steps, not only after each epoch;
     # an evaluation record's train_loss then covers the steps since the one before.
     eval_every_steps: int | None = None
+    # Stop after this many evaluations in a row in which the main metric did not beat the best
+    # before it by more than early_stopping_delta (bertfit.train.callbacks.EarlyStopping); the
+    # best model is kept. None trains to the end. Needs a dev set.
+    early_stopping_patience: int | None = None
+    early_stopping_delta: float = 0.0
     # Feed the model only real tokens (see bertfit.model.padding_free); False pads every batch.
     padding_free: bool = True
     # auto | fp32 | bf16 | fp16 (see bertfit.precision); a run's config.json records the
@@ -81,6 +86,12 @@ class TrainerConfig:
             raise ConfigError(
                 f"trainer.eval_every_steps must be positive, got {self.eval_every_steps}"
             )
+        patience = self.early_stopping_patience
+        if patience is not None and patience <= 0:
+            raise ConfigError(f"trainer.early_stopping_patience must be positive, got {patience}")
+        delta = self.early_stopping_delta
+        if not 0 <= delta < math.inf:
+            raise ConfigError(f"trainer.early_stopping_delta must be 0 or more, got {delta}")
         if self.precision not in PRECISIONS:
             raise ConfigError(
                 f"trainer.precision: expected one of {', '.join(PRECISIONS)}, got {self.precision}"
@@ -281,6 +292,12 @@ class RunConfig:
         self.logging.validate()
         self.data.validate()
         self.distill.validate()
+        if self.trainer.early_stopping_patience is not None and (
+            self.data.train_file is not None and self.data.dev_file is None
+        ):
+            raise ConfigError(
+                "trainer.early_stopping_patience needs a dev set to watch (--dev or data.dev_file)"
+            )
         if self.optimizer.learning_rate <= 0:
             raise ConfigError(
                 f"optimizer.learning_rate must be positive, got {self.optimizer.learning_rate}"

@@ -50,6 +50,7 @@ from bertfit.train.calibrate import (
     fit_calibration,
     record_calibration,
 )
+from bertfit.train.callbacks import EarlyStopping, EvaluationCallback
 from bertfit.train.checkpoint import STATE_FILE, checkpoints_dir, latest_checkpoint, step_of
 from bertfit.train.class_weights import class_weight_vector
 from bertfit.train.config import RunConfig
@@ -346,6 +347,7 @@ def train_run(
         task, train_examples, dev_examples = load_task_data(config)
     # Checked before the model is built: a weight naming an unknown label is a user's mistake.
     class_weights = class_weight_vector(config.trainer.class_weights, task, train_examples.labels)
+    callbacks = _callbacks(config, task, dev_examples)
     with phases.phase("building model"):
         classifier = build_classifier(config, task)
     config.model = str(resolve_model_dir(config.model).resolve())  # repeatable from any cwd
@@ -360,6 +362,7 @@ def train_run(
         config.logging,
         phases=phases,
         loss_function=training_loss(config, task, classifier, class_weights),
+        callbacks=callbacks,
     )
     with phases.phase("tokenizing"):
         train_data = trainer.encode(train_examples)
@@ -396,6 +399,9 @@ def train_run(
         examples = {"train": len(train_examples)}
         examples.update({split: len(data) for split, data in dev_examples.items()})
         results = {"best": result.best, "steps": result.steps, "examples": examples}
+        if result.stopped is not None:
+            results["stopped_early"] = result.stopped
+            print(describe_stop(result.stopped))
         with phases.phase("calibration"):
             calibration = calibrate_trained(output, task, dev_data, result.best_logits)
         if calibration is not None:
@@ -410,6 +416,26 @@ def train_run(
 
 def _describe_setting(setting) -> str:
     return setting if isinstance(setting, str) else "as given"
+
+
+def _callbacks(config: RunConfig, task: TaskSpec, dev: dict) -> list[EvaluationCallback]:
+    """The trainer's per-evaluation callbacks that the config asks for: early stopping."""
+    trainer = config.trainer
+    if trainer.early_stopping_patience is None:
+        return []
+    if not dev:
+        raise ConfigError(
+            "trainer.early_stopping_patience needs a dev set to watch (--dev or data.dev_file)"
+        )
+    key = metric_prefix(next(iter(dev))) + task.main_metric  # what picks the best model
+    return [EarlyStopping(key, trainer.early_stopping_patience, trainer.early_stopping_delta)]
+
+
+def describe_stop(stopped: dict) -> str:
+    """The console's line about a run that a callback ended early."""
+    return (
+        f"stopped early at step {stopped['step']} (epoch {stopped['epoch']}): {stopped['reason']}"
+    )
 
 
 def _train_or_resume(
@@ -536,11 +562,18 @@ def resume_run(
     if not state["finished"]:
         return train_run(config, run_dir, progress, resume=checkpoint, phases=phases)
     if context.is_main:
+        stopped = state.get("stopped")
         if not (run_dir / "results.json").is_file():  # it stopped between the two writes
-            write_json(run_dir / "results.json", {"best": state["best"], "steps": state["step"]})
+            results = {"best": state["best"], "steps": state["step"]}
+            if stopped:
+                results["stopped_early"] = stopped
+            write_json(run_dir / "results.json", results)
         if not (find_model_dir(run_dir) / MODEL_CARD_FILE).is_file():  # or before the card
             write_model_card(run_dir)
-        print(f"{run_dir}: the run already finished ({state['step']} steps); nothing to resume")
+        how = f"; {describe_stop(stopped)}" if stopped else ""
+        print(
+            f"{run_dir}: the run already finished ({state['step']} steps{how}); nothing to resume"
+        )
     return None
 
 

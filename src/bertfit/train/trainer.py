@@ -79,8 +79,10 @@ class TrainResult:
     # The best evaluation's logits per dev split (one row per text), when this process ran it;
     # None when the best came from before a resume. Calibration fits on them.
     best_logits: dict[str, np.ndarray] | None = None
-    # Whether a callback ended the run before its planned steps (see bertfit.train.callbacks).
+    # Whether a callback ended the run before its planned steps (see bertfit.train.callbacks),
+    # and then where and why: {"step", "epoch", "reason"}.
     stopped_early: bool = False
+    stopped: dict | None = None
 
 
 class _EpochBar:
@@ -162,6 +164,7 @@ class Trainer:
         self._window = Window()
         self._learning_rate = float("nan")  # the rate of the latest update
         self._stopped_early = False  # a callback asked to stop
+        self._stopped: dict | None = None  # then where and why (TrainResult.stopped)
         # The loss's per-label weights (trainer.class_weights), from fit's training set.
         self.class_weights: np.ndarray | None = None
         self._class_weights: torch.Tensor | None = None
@@ -251,6 +254,7 @@ class Trainer:
             self.step_records,
             self.best_logits,
             self._stopped_early,
+            self._stopped,
         )
 
     def _start_fit(self, train: EncodedExamples, dev, resume) -> Position:
@@ -266,7 +270,7 @@ class Trainer:
         self._context = distributed.current()
         distributed.check_device(self.device)  # before any collective would fail on it
         self._signals.announce = self._context.is_main
-        self._window, self._stopped_early = Window(), False
+        self._window, self._stopped_early, self._stopped = Window(), False, None
         self._first_step_pending, self._step_seconds = True, []
         self._learning_rate = float("nan")
         # Each process its own dropout masks; a single process is seeded as before.
@@ -519,7 +523,10 @@ class Trainer:
         # training allocates around it.
         self._heap.release()
         evaluation = Evaluation(step, epoch, record, tuple(self.history), self.best, improved)
-        return asked_to_stop(self.callbacks, evaluation, self.device)
+        reason = asked_to_stop(self.callbacks, evaluation, self.device)
+        if reason is not None:
+            self._stopped = {"step": step, "epoch": epoch, "reason": reason}
+        return reason is not None
 
     def _save_model(self, directory: Path) -> None:
         """Save the model from rank 0 (every process takes part when the model is sharded)."""
@@ -541,6 +548,7 @@ class Trainer:
             self._tracker.pending,
             self.history,
             self.best,
+            self._stopped,
         )
         with self.phases.phase("checkpoint", step=position.step):
             self._checkpoints.save(self._parts, self._shape, loop)
