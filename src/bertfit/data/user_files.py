@@ -148,9 +148,7 @@ def _json_records(path: Path, handle, keep_lists: bool) -> Iterator[tuple[int, d
 def _parquet_records(
     path: Path, fields: Sequence[str] | None
 ) -> Iterator[tuple[int, dict[str, object]]]:
-    # pyarrow is a dependency, loaded only for a Parquet file; an install made with --no-deps
-    # (the torch-free runtime) may lack it.
-    try:
+    try:  # pyarrow: only for a Parquet file; a --no-deps (torch-free) install may lack it
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
