@@ -148,6 +148,34 @@ def test_two_processes_with_accumulation_train_as_one_big_batch(
 
 
 @pytest.mark.slow
+def test_class_weights_on_two_processes_train_as_one_process(tmp_path, glue_and_model):
+    """Balanced weights come from the whole training set on every process, and weighted
+    losses of two shards add up to the weighted loss of their batch."""
+    weights = ("--class-weights", "balanced")
+    _train(tmp_path / "one", glue_and_model, 16, 1, *weights)
+    _train(tmp_path / "two", glue_and_model, 8, 2, *weights)
+    _assert_same_training(tmp_path / "two", tmp_path / "one")
+
+
+@pytest.mark.slow
+def test_early_stopping_stops_both_processes_at_the_same_step(tmp_path, glue_and_model):
+    """7 steps an epoch: evaluations at 2 and 4, and with nothing beating the best by 1, a
+    stop at 4 that each process decides from the same history (a process that went on alone
+    would wait for the other in its next collective, and the run would not end)."""
+    stopping = ("--eval-every-steps", "2", "--early-stopping-patience", "1")
+    result = _train(
+        tmp_path / "run", glue_and_model, 8, 2, *stopping, "--early-stopping-delta", "1"
+    )
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["steps"] == 4 and results["stopped_early"]["step"] == 4
+    assert result.stdout.count("stopped early at step 4 (epoch 1)") == 1  # rank 0 prints
+    steps = (tmp_path / "run" / "steps.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in steps] == [1, 2, 3, 4]
+    state = json.loads((tmp_path / "run/checkpoints/step-4/trainer.json").read_text())
+    assert state["finished"] is True
+
+
+@pytest.mark.slow
 def test_fsdp_on_two_processes_trains_as_one_process(tmp_path, glue_and_model, one_process_run):
     _train(tmp_path / "run", glue_and_model, 8, 2, "--fsdp")
     _assert_same_training(tmp_path / "run", one_process_run)

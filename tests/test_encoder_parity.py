@@ -171,8 +171,12 @@ def test_classifier_outputs_must_fit_its_problem_type():
         BertClassifier(tiny_config(), 1)
     with pytest.raises(ValueError, match="a regression model has one output, not 3"):
         BertClassifier(tiny_config(), 3, problem_type=REGRESSION)
-    with pytest.raises(ValueError, match="multi-label models"):
-        BertClassifier(tiny_config(), 3, problem_type="multi_label_classification")
+    # Multi-label: one logit per label, any count of labels from one up.
+    assert (
+        BertClassifier(tiny_config(), 1, problem_type="multi_label_classification").num_classes == 1
+    )
+    with pytest.raises(ValueError, match="problem_type must be one of"):
+        BertClassifier(tiny_config(), 3, problem_type="multi_class")
 
 
 def test_weights_start_like_bert():

@@ -106,10 +106,37 @@ def test_compute_metrics_gives_plain_floats_in_order():
     assert compute_metrics([], PRED, LABELS) == {}
 
 
+GLUE_METRICS = ["accuracy", "f1", "matthews_correlation", "pearson", "spearman"]
+MULTI_LABEL_METRICS = ["micro_f1", "macro_f1", "subset_accuracy"]
+
+
 def test_every_glue_metric_name_is_known():
-    names = ["accuracy", "f1", "matthews_correlation", "pearson", "spearman"]
-    assert sorted(METRICS) == sorted(names)
-    assert set(compute_metrics(names, PRED, LABELS)) == set(names)
+    assert sorted(METRICS) == sorted(GLUE_METRICS + MULTI_LABEL_METRICS)
+    assert set(compute_metrics(GLUE_METRICS, PRED, LABELS)) == set(GLUE_METRICS)
+
+
+def test_multi_label_metrics_agree_with_sklearn():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(3)
+    labels = (rng.random((200, 5)) < [0.5, 0.3, 0.1, 0.05, 0.0]).astype(int)
+    pred = np.where(rng.random((200, 5)) < 0.8, labels, 1 - labels)
+    pred[:, 4] = 0  # a label neither present nor predicted: its F1 is 0
+    scores = compute_metrics(MULTI_LABEL_METRICS, pred, labels)
+    assert scores["micro_f1"] == pytest.approx(metrics.f1_score(labels, pred, average="micro"))
+    assert scores["macro_f1"] == pytest.approx(
+        metrics.f1_score(labels, pred, average="macro", zero_division=0)
+    )
+    assert scores["subset_accuracy"] == pytest.approx(metrics.accuracy_score(labels, pred))
+
+
+@pytest.mark.parametrize("name", MULTI_LABEL_METRICS)
+def test_multi_label_metrics_refuse_rows_of_other_shapes(name):
+    with pytest.raises(ValueError, match="of one shape"):
+        METRICS[name]([[1, 0]], [[1, 0, 1]])
+    with pytest.raises(ValueError, match="of one shape"):
+        METRICS[name]([1, 0], [1, 0])
+    with pytest.raises(ValueError, match="no predictions"):
+        METRICS[name](np.zeros((0, 2)), np.zeros((0, 2)))
 
 
 def test_unknown_metric_names_the_closest():
@@ -119,7 +146,7 @@ def test_unknown_metric_names_the_closest():
         compute_metrics(["mcc"], PRED, LABELS)
 
 
-@pytest.mark.parametrize("metric", list(METRICS.values()))
+@pytest.mark.parametrize("metric", [METRICS[name] for name in GLUE_METRICS])
 def test_mismatched_or_empty_inputs_are_refused(metric):
     with pytest.raises(ValueError, match="3 predictions for 2 labels"):
         metric([1, 0, 1], [1, 0])

@@ -129,8 +129,11 @@ def test_parquet_errors_name_the_file_row_and_column(tmp_path):
     with pytest.raises(DataError, match=r"e\.parquet, row 5: empty text in column 'premise'$"):
         scan_user_file(path, PAIR)
 
+    # A list column holds multi-label rows, whose labels are names, not numbers.
     lists = write_parquet(tmp_path / "x.parquet", dict(columns, verdict=[[1]] * 12))
-    with pytest.raises(DataError, match=r"x\.parquet, row 1: label in column 'verdict' is list"):
+    with pytest.raises(
+        DataError, match=r"x\.parquet, row 1: column 'verdict': a label list holds 1, not a label"
+    ):
         scan_user_file(lists, PAIR)
 
     none = write_parquet(

@@ -74,8 +74,16 @@ def saved(request, tmp_path_factory):
 
 
 def test_problem_types_use_hugging_faces_names_and_the_users_words_map_both_ways():
-    assert PROBLEM_TYPES == ("single_label_classification", "regression")
-    assert TASK_TYPES == {"classification": SINGLE_LABEL, "regression": REGRESSION}
+    assert PROBLEM_TYPES == (
+        "single_label_classification",
+        "regression",
+        "multi_label_classification",
+    )
+    assert TASK_TYPES == {
+        "classification": SINGLE_LABEL,
+        "regression": REGRESSION,
+        "multi_label": "multi_label_classification",
+    }
     for word, problem_type in TASK_TYPES.items():
         assert task_type_of(problem_type) == word
     # data.task_type takes "auto" and the user's words, from the one list.
@@ -92,8 +100,9 @@ def test_a_stored_problem_type_is_checked_and_a_missing_one_is_inferred_once():
         stored_problem_type(REGRESSION, 2, "f")
     with pytest.raises(CheckpointError, match="^f: a single-label classifier needs at least 2"):
         stored_problem_type(SINGLE_LABEL, 1, "f")
-    with pytest.raises(CheckpointError, match="multi-label models .* are not supported"):
-        stored_problem_type("multi_label_classification", 4, "f")
+    assert stored_problem_type("multi_label_classification", 4, "f") == "multi_label_classification"
+    with pytest.raises(CheckpointError, match="^f: problem_type must be one of"):
+        stored_problem_type("multi_class", 4, "f")
     with pytest.raises(CheckpointError, match="must be a string"):
         stored_problem_type(True, 1, "f")
 
@@ -154,7 +163,11 @@ def test_disagreeing_or_unsupported_records_are_refused(tmp_path):
     config = json.loads((model_dir / "config.json").read_text())
     config["problem_type"] = "multi_label_classification"  # transformers' third kind
     (model_dir / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="config.json: multi-label models"):
+    with pytest.raises(CheckpointError, match="problem_type 'single_label_classification' differs"):
+        TextClassifier.from_pretrained(model_dir)
+    config["problem_type"] = "multi_class"  # no kind at all
+    (model_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="config.json: problem_type must be one of"):
         TextClassifier.from_pretrained(model_dir)
 
 

@@ -159,6 +159,15 @@ def _add_train(commands) -> None:
     )
     parser.add_argument("--seed", type=int, help=f"(default: {_TRAINER.seed})")
     parser.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
+    _add_evaluation_arguments(parser)
+    parser.add_argument(
+        "--class-weights",
+        type=_class_weights,
+        metavar="balanced|NAME=W,...",
+        help="weigh the labels in the loss: balanced (inverse frequency in the training set; "
+        "multi-label: each label's negatives / positives) or weights by label name, e.g. "
+        "yes=3,no=1 (others 1); default: none",
+    )
     parser.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16", "fp16"],
@@ -180,6 +189,31 @@ def _add_train(commands) -> None:
     )
     _add_scale_arguments(parser)
     parser.set_defaults(handler=_run_train)
+
+
+def _add_evaluation_arguments(parser) -> None:
+    group = parser.add_argument_group("evaluations and early stopping")
+    group.add_argument(
+        "--eval-every-steps",
+        type=_positive_int,
+        metavar="N",
+        help="also evaluate on dev (and keep the best model) every N steps, not only after "
+        "each epoch (default: per epoch)",
+    )
+    group.add_argument(
+        "--early-stopping-patience",
+        type=_positive_int,
+        metavar="N",
+        help="stop after N evaluations in a row without the main metric improving; the best "
+        "model is kept (default: train to the end)",
+    )
+    group.add_argument(
+        "--early-stopping-delta",
+        type=_non_negative_float,
+        metavar="D",
+        help="an improvement must beat the best before it by more than D "
+        f"(default: {_TRAINER.early_stopping_delta:g})",
+    )
 
 
 def _add_scale_arguments(parser) -> None:
@@ -231,9 +265,27 @@ def _add_user_data_arguments(parser) -> None:
     group.add_argument("--text-b", help="column of the second text, for pairs")
     group.add_argument("--label", help=f"column of the label (default: {_DATA.label})")
     group.add_argument("--labels", type=_name_list, help="label names in class order, a,b,c")
+    group.add_argument(
+        "--label-separator",
+        metavar="SEP",
+        help="multi-label CSV/TSV: what separates the names in one label field "
+        f"(default: {_DATA.label_separator}; JSON lines hold an array)",
+    )
+    group.add_argument(
+        "--label-columns",
+        type=_column_list,
+        metavar="A,B,...",
+        help="multi-label: one 0/1 column per label instead of --label",
+    )
     kind = group.add_mutually_exclusive_group()
     kind.add_argument("--regression", action="store_true", help="numeric targets (MSE loss)")
     kind.add_argument("--classification", action="store_true", help="labels are classes")
+    kind.add_argument(
+        "--multi-label",
+        action="store_true",
+        help="any number of labels per row, none included (sigmoid, binary cross-entropy); "
+        "inferred from lists of labels unless a flag says",
+    )
 
 
 def _add_config_arguments(parser) -> None:
@@ -296,6 +348,7 @@ def _add_distill(commands) -> None:
     parser.add_argument("--epochs", type=_positive_int, help="(default: the teacher's)")
     parser.add_argument("--seed", type=int, help="(default: the teacher's)")
     parser.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
+    _add_evaluation_arguments(parser)
     parser.add_argument("--learning-rate", type=_positive_float, help="(default: the teacher's)")
     parser.add_argument(
         "--precision", choices=["auto", "fp32", "bf16", "fp16"], help="(default: the teacher's)"
@@ -320,6 +373,9 @@ def _run_distill(args) -> int:
 
     overrides = {
         "trainer.max_steps": args.max_steps,
+        "trainer.eval_every_steps": args.eval_every_steps,
+        "trainer.early_stopping_patience": args.early_stopping_patience,
+        "trainer.early_stopping_delta": args.early_stopping_delta,
         "optimizer.learning_rate": args.learning_rate,
         "trainer.precision": args.precision,
         "data_dir": args.data_dir,
@@ -356,6 +412,13 @@ def _add_evaluate(commands) -> None:
     parser.add_argument("--data-dir", help="GLUE directory (default: the one the run used)")
     parser.add_argument("--batch-size", type=_positive_int, default=_EVAL_BATCH_SIZE)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="also each label's precision, recall, F1 and support, their macro and weighted "
+        "averages and the confusion matrix (--json: under the key 'report', per split; needs "
+        "scikit-learn, the report extra)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=_run_evaluate)
 
@@ -481,6 +544,10 @@ def _train_flag_overrides(args) -> list[tuple[str, object]]:
         "trainer.batch_size": args.batch_size,
         "trainer.seed": args.seed,
         "trainer.max_steps": args.max_steps,
+        "trainer.eval_every_steps": args.eval_every_steps,
+        "trainer.early_stopping_patience": args.early_stopping_patience,
+        "trainer.early_stopping_delta": args.early_stopping_delta,
+        "trainer.class_weights": args.class_weights,
         "trainer.precision": args.precision,
         "trainer.device": args.device,
         "optimizer.learning_rate": args.learning_rate,
@@ -497,11 +564,9 @@ def _train_flag_overrides(args) -> list[tuple[str, object]]:
         "data.text_b": args.text_b,
         "data.label": args.label,
         "data.label_names": args.labels,
-        "data.task_type": "regression"
-        if args.regression
-        else "classification"
-        if args.classification
-        else None,
+        "data.label_separator": args.label_separator,
+        "data.label_columns": args.label_columns,
+        "data.task_type": _task_type_flag(args),
     }
     return [(key, value) for key, value in flags.items() if value is not None]
 
@@ -572,11 +637,39 @@ def _resume_train(args) -> int:
     return _print_best(resume_run(args.resume, progress=progress), Path(args.resume))
 
 
+def _task_type_flag(args) -> str | None:
+    for word in ("regression", "classification", "multi_label"):
+        if getattr(args, word):
+            return word
+    return None
+
+
+def _column_list(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected distinct column names like a,b, got {text!r}")
+    return names
+
+
 def _name_list(text: str) -> list[str]:
     names = [part.strip() for part in text.split(",") if part.strip()]
     if len(names) < 2 or len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"expected distinct names like neg,pos, got {text!r}")
     return names
+
+
+def _class_weights(text: str) -> str | dict[str, float]:
+    if text.strip() == "balanced":
+        return "balanced"
+    weights: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(
+                f"expected balanced or NAME=WEIGHT pairs like yes=3,no=1, got {text!r}"
+            )
+        weights[name.strip()] = _positive_float(value)
+    return weights
 
 
 def _seed_list(text: str) -> list[int]:
@@ -601,14 +694,21 @@ def _print_seed_summary(summary: dict, output: Path) -> int:
 def _run_evaluate(args) -> int:
     from bertfit.train.run import evaluate_run  # torch loads only for commands that run models
 
-    evaluation = evaluate_run(args.run, args.split, args.data_dir, args.batch_size)
+    evaluation = evaluate_run(args.run, args.split, args.data_dir, args.batch_size, args.report)
     if args.json:
-        print(json.dumps(evaluation.metrics))
+        output = dict(evaluation.metrics)
+        if args.report:  # one key, so that plain --json stays the flat object of metrics
+            output["report"] = {scores.split: scores.report for scores in evaluation.splits}
+        print(json.dumps(output))
         return 0
     for scores in evaluation.splits:
         print(f"{evaluation.task} {scores.split} ({scores.examples} examples)")
         for name, value in scores.metrics.items():
             print(f"  {name}: {value:.4f}")
+        if scores.report is not None:
+            from bertfit.train.report import format_report  # loaded already by evaluate_run
+
+            print(format_report(scores.report))
     if evaluation.temperature is not None:
         print(f"(_before: at temperature 1; _after: at the model's {evaluation.temperature:.4f})")
     return 0

@@ -39,7 +39,12 @@ from bertfit.model.padding_free import PaddingFreeBatch, batch_from_arrays, batc
 from bertfit.paths import BERTFIT_FILE
 from bertfit.precision import autocast
 from bertfit.predictions import prediction_rows
-from bertfit.probabilities import check_temperature, mean_by_owner, note_uncalibrated
+from bertfit.probabilities import (
+    check_temperature,
+    check_thresholds,
+    mean_by_owner,
+    note_uncalibrated,
+)
 from bertfit.problem import REGRESSION, ProblemType
 from bertfit.progress import bar as progress_bar
 from bertfit.text.packing import DEFAULT_TRUNCATOR, Truncator, pad_packed
@@ -76,6 +81,9 @@ class ClassifierInfo:
     # What the model's outputs mean (bertfit.problem; config.json records it too). None in a
     # bertfit.json written before it was recorded: the model's own (config.json's) is taken.
     problem_type: str | None = None
+    # A multi-label model's decision thresholds, one per label in label_names' order, fitted
+    # on dev after training (bertfit.thresholds). None: 0.5 for every label.
+    thresholds: list[float] | None = None
 
 
 Packed = tuple[list[int], list[int]]
@@ -235,6 +243,7 @@ class TextClassifier:
             )
         tokenizer = WordpieceTokenizer(directory / VOCAB_FILE_NAME, lower_case=info.lower_case)
         check_temperature(info.temperature, f"{info_path}: temperature")
+        check_thresholds(info.thresholds, len(info.label_names), f"{info_path}: thresholds")
         classifier = cls(model, tokenizer, info)
         classifier.source = str(directory)
         return classifier
@@ -248,6 +257,13 @@ class TextClassifier:
                 note_uncalibrated(self.source or f"this {self.info.task} model", self)
             return 1.0
         return self.info.temperature
+
+    @property
+    def thresholds(self) -> np.ndarray | None:
+        """A multi-label model's decision thresholds, one per label (None: 0.5 each)."""
+        if self.info.thresholds is None:
+            return None
+        return np.asarray(self.info.thresholds, dtype=np.float64)
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write the model directory atomically: it is complete or left as it was.
@@ -349,12 +365,21 @@ class TextClassifier:
         self, columns: list[list[str]], batch_size: int = 64, calibrated: bool = True
     ) -> list[dict]:
         """One dict per example: ``label``, ``class_id``, ``probabilities``, ``logits`` (a
-        regression model: ``score`` and ``logits``), as :func:`bertfit.predictions.prediction_rows`
+        regression model: ``score`` and ``logits``; a multi-label one: ``labels``, each label's
+        probability by name, ``logits``), as :func:`bertfit.predictions.prediction_rows`
         gives them to every predictor.
 
-        The probabilities are calibrated (``softmax(logits / temperature)``); ``calibrated``
-        False gives the raw ``softmax(logits)``.
+        The probabilities are calibrated (``softmax(logits / temperature)``, or the sigmoid of
+        a multi-label model); ``calibrated`` False gives the raw ones. A multi-label model's
+        labels are chosen at its temperature and thresholds either way.
         """
         logits = self.logits(columns, batch_size)
-        temperature = self.temperature if calibrated else 1.0
-        return prediction_rows(logits, self.problem_type, self.info.label_names, temperature)
+        temperature = self.temperature
+        return prediction_rows(
+            logits,
+            self.problem_type,
+            self.info.label_names,
+            temperature if calibrated else 1.0,
+            self.thresholds,
+            temperature,
+        )

@@ -34,7 +34,7 @@ from bertfit.paths import (
     RUN_MODEL_DIR,
     find_model_dir,
 )
-from bertfit.problem import REGRESSION, stored_problem_type
+from bertfit.problem import MULTI_LABEL, REGRESSION, stored_problem_type
 
 #: Where the GLUE tasks live on the Hugging Face Hub; each task is a config of it.
 GLUE_DATASET = "nyu-mll/glue"
@@ -46,7 +46,13 @@ HUB_METRICS = {
     "matthews_correlation": ("matthews_correlation", "Matthews correlation"),
     "pearson": ("pearsonr", "Pearson correlation"),
     "spearman": ("spearmanr", "Spearman correlation"),
+    # A multi-label model's (the Hub tells micro from macro averaging by the metric's config).
+    "micro_f1": ("f1", "Micro F1"),
+    "macro_f1": ("f1", "Macro F1"),
+    "subset_accuracy": ("accuracy", "Subset accuracy"),
 }
+#: The Hub's ``metric_config`` of the metrics that need one.
+HUB_METRIC_CONFIGS = {"micro_f1": "micro", "macro_f1": "macro"}
 
 # What each GLUE task asks, in a phrase for the card's first line.
 _GLUE_QUESTIONS = {
@@ -84,12 +90,22 @@ class CardFacts:
     base_model: str | None = None
 
     @property
-    def regression(self) -> bool:
-        """Whether the model outputs one score rather than class probabilities (its
-        ``bertfit.json`` says so, else its ``config.json``, as loading decides)."""
+    def problem_type(self) -> str:
+        """The model's problem type: its ``bertfit.json`` says, else its ``config.json``, as
+        loading decides."""
         stored = self.info.get("problem_type", self.encoder.get("problem_type"))
         outputs = self.encoder.get("num_labels", len(self.encoder.get("id2label") or {}) or 2)
-        return stored_problem_type(stored, outputs, "the model's bertfit.json") == REGRESSION
+        return stored_problem_type(stored, outputs, "the model's bertfit.json")
+
+    @property
+    def regression(self) -> bool:
+        """Whether the model outputs one score rather than class probabilities."""
+        return self.problem_type == REGRESSION
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether the model gives each label its own probability (sigmoids, thresholds)."""
+        return self.problem_type == MULTI_LABEL
 
     @property
     def glue_task(self) -> str | None:
@@ -191,6 +207,7 @@ def dev_results(facts: CardFacts) -> list[EvalResult]:
                     dataset_args=glue,
                     metric_type=hub_type,
                     metric_name=hub_name,
+                    metric_config=HUB_METRIC_CONFIGS.get(metric),
                     metric_value=value,
                 )
             )
@@ -258,6 +275,8 @@ def _body(facts: CardFacts) -> str:
 def _summary(facts: CardFacts) -> str:
     glue = facts.glue_task
     what = "A regression model" if facts.regression else "A text classifier"
+    if facts.multi_label:
+        what = "A multi-label text classifier"
     how = "distilled" if facts.info.get("distilled_from") else "fine-tuned"
     base = f" from `{facts.base_model}`" if facts.base_model else ""
     data = f"GLUE {TASKS[glue].glue_dir}" if glue else "the user's own data"
@@ -273,6 +292,17 @@ def _task_section(facts: CardFacts) -> str:
     lines = ["## Task and labels", "", f"- Task: `{info.get('task')}`; input: {kind} ({inputs})."]
     if facts.regression:
         lines.append("- Output: one score (regression), with no probabilities.")
+    elif facts.multi_label:
+        names = info.get("label_names", [])
+        labels = ", ".join(f"{i} `{name}`" for i, name in enumerate(names))
+        lines.append(f"- Labels (output, name), any number per text (one sigmoid each): {labels}.")
+        thresholds = info.get("thresholds")
+        cuts = (
+            ", ".join(f"`{name}` {value:.4f}" for name, value in zip(names, thresholds))
+            if thresholds
+            else "0.5 for every label (none were fitted)"
+        )
+        lines.append(f"- A label is chosen when its probability reaches its threshold: {cuts}.")
     else:
         labels = ", ".join(f"{i} `{name}`" for i, name in enumerate(info.get("label_names", [])))
         lines.append(f"- Labels (class id, name): {labels}.")
@@ -406,13 +436,15 @@ def _calibration_section(facts: CardFacts) -> str:
         return ""
     temperature = facts.info.get("temperature")
     if temperature is None:
+        plain = "sigmoids" if facts.multi_label else "softmax"
         return (
             "## Calibration\n\nNo temperature was fitted: bertfit's probabilities are the plain "
-            "softmax of the logits."
+            f"{plain} of the logits."
         )
+    function = "each sigmoid" if facts.multi_label else "the softmax"
     text = (
         f"## Calibration\n\nbertfit divides the logits by the temperature **{temperature:.4f}** "
-        "before the softmax (`predict`, `evaluate`, exports and the server), so that the "
+        f"before {function} (`predict`, `evaluate`, exports and the server), so that the "
         "probabilities match how often the model is right"
     )
     fit = facts.calibration or {}
@@ -439,6 +471,8 @@ def _usage_section(facts: CardFacts) -> str:
     answer = (
         "`score` is the prediction"
         if facts.regression
+        else "scores are sigmoid(logits), without the temperature or the thresholds"
+        if facts.multi_label
         else "scores are softmax(logits), without the temperature"
     )
     return "\n".join(
@@ -478,7 +512,13 @@ def _limits_section(facts: CardFacts) -> str:
     if dev_scores(facts):
         lines.append(
             "- Every figure here is from the dev set, which also chose the best evaluation"
-            + ("" if facts.regression else " and fitted the temperature")
+            + (
+                ""
+                if facts.regression
+                else " and fitted the temperature and the thresholds"
+                if facts.multi_label
+                else " and fitted the temperature"
+            )
             + ": it is an optimistic estimate, and no test-set figure was measured."
         )
     elif facts.results is not None:

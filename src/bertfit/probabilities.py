@@ -22,6 +22,35 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
+def sigmoid(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """``1 / (1 + exp(-logits / temperature))``, element by element (multi-label
+    probabilities), computed without overflow for logits of either sign."""
+    scaled = np.asarray(logits) / temperature
+    small = np.exp(-np.abs(scaled))  # never overflows: its exponent is 0 or less
+    return np.where(scaled >= 0, 1.0 / (1.0 + small), small / (1.0 + small)).astype(scaled.dtype)
+
+
+def chosen_labels(
+    logits: np.ndarray, temperature: float = 1.0, thresholds: np.ndarray | None = None
+) -> np.ndarray:
+    """Which labels of a multi-label model each row has: ``sigmoid(logits / temperature)``
+    at or above each label's threshold (0.5 where ``thresholds`` is None); bool [n, labels]."""
+    cut = 0.5 if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+    return sigmoid(np.asarray(logits, dtype=np.float64), temperature) >= cut
+
+
+def check_thresholds(value, count: int, where: str) -> None:
+    """Refuse stored thresholds that are not ``None`` or ``count`` numbers in (0, 1)."""
+    if value is None:
+        return
+    if not isinstance(value, list) or len(value) != count:
+        raise CheckpointError(f"{where} must be a list of {count} numbers (one per label)")
+    for item in value:
+        number = isinstance(item, (int, float)) and not isinstance(item, bool)
+        if not number or not 0 < item < 1:
+            raise CheckpointError(f"{where} must hold numbers in (0, 1), got {item!r}")
+
+
 def mean_by_owner(logits: np.ndarray, owners: np.ndarray | None, count: int) -> np.ndarray:
     """Average the logits of each text's windows (``owners[i]``: the text of row ``i``)."""
     if owners is None:

@@ -7,9 +7,9 @@ and the fields of each result row (:mod:`bertfit.predictions`). Its values are H
 - ``"single_label_classification"``: one class per example; one logit per class, softmax,
   cross-entropy.
 - ``"regression"``: one real-valued score per example; one output, squared error.
-
-Multi-label (Hugging Face's ``"multi_label_classification"``) will be one more member of
-:data:`ProblemType` and of :data:`TASK_TYPES`.
+- ``"multi_label_classification"``: any number of labels per example (none included); one
+  logit per label, a sigmoid each, binary cross-entropy; a label is chosen when its
+  probability reaches its threshold (0.5 until thresholds are fitted on dev).
 
 Users name the kind with the short words of ``--classification`` / ``--regression`` and the
 config key ``data.task_type`` (:data:`TaskType`); :data:`TASK_TYPES` maps them. Standard library
@@ -23,14 +23,19 @@ from typing import Literal, get_args
 from bertfit.errors import CheckpointError
 
 #: What a task is; the values are Hugging Face's ``problem_type`` names.
-ProblemType = Literal["single_label_classification", "regression"]
+ProblemType = Literal["single_label_classification", "regression", "multi_label_classification"]
 SINGLE_LABEL: ProblemType = "single_label_classification"
 REGRESSION: ProblemType = "regression"
+MULTI_LABEL: ProblemType = "multi_label_classification"
 PROBLEM_TYPES: tuple[ProblemType, ...] = get_args(ProblemType)
 
 #: The user's words for a problem type (``data.task_type``, ``--classification``, ...).
-TaskType = Literal["classification", "regression"]
-TASK_TYPES: dict[str, ProblemType] = {"classification": SINGLE_LABEL, "regression": REGRESSION}
+TaskType = Literal["classification", "regression", "multi_label"]
+TASK_TYPES: dict[str, ProblemType] = {
+    "classification": SINGLE_LABEL,
+    "regression": REGRESSION,
+    "multi_label": MULTI_LABEL,
+}
 
 
 def task_type_of(problem_type: ProblemType) -> str:
@@ -46,10 +51,6 @@ def num_outputs(problem_type: ProblemType, num_labels: int) -> int:
 def outputs_mismatch(problem_type: str, outputs: int) -> str | None:
     """Why a model with ``outputs`` logits cannot be of ``problem_type``, or None if it can."""
     if problem_type not in PROBLEM_TYPES:
-        if problem_type == "multi_label_classification":
-            return (
-                "multi-label models (problem_type 'multi_label_classification') are not supported"
-            )
         return f"problem_type must be one of {list(PROBLEM_TYPES)}, got {problem_type!r}"
     if problem_type == REGRESSION and outputs != 1:
         return f"a regression model has one output, not {outputs}"
@@ -58,6 +59,8 @@ def outputs_mismatch(problem_type: str, outputs: int) -> str | None:
             f"a single-label classifier needs at least 2 classes, not {outputs} "
             "(a one-output model is a regression)"
         )
+    if problem_type == MULTI_LABEL and outputs < 1:
+        return "a multi-label classifier needs at least 1 label"
     return None
 
 

@@ -5,6 +5,10 @@ before the softmax (Guo et al., 2017): it leaves the predicted class unchanged a
 stretches or flattens the probabilities. :func:`fit_temperature` finds the ``T`` that minimizes
 the negative log-likelihood of a labelled (dev) set with ``torch.optim.LBFGS``; :func:`ece` and
 :func:`nll` measure calibration before and after.
+
+A multi-label model's labels are 0/1 rows [n, labels] instead of class ids: its temperature
+divides the logits before each label's sigmoid and minimizes the binary cross-entropy, and
+ECE and NLL are each label's (as a two-class problem), averaged over the labels.
 """
 
 from __future__ import annotations
@@ -62,10 +66,41 @@ def ece(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> 
     return float(total)
 
 
+def _multi_label_check(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+    if logits.ndim != 2 or labels.shape != logits.shape or len(logits) == 0:
+        raise ConfigError(
+            f"multi-label calibration needs logits and 0/1 labels of one shape [n, labels], "
+            f"got {logits.shape} and {labels.shape}"
+        )
+    if not np.isfinite(logits).all():
+        raise ConfigError("calibration: the logits hold NaN or infinite values")
+    if not np.isin(labels, (0, 1)).all():
+        raise ConfigError("multi-label calibration needs labels of 0 and 1")
+    return logits, labels.astype(np.int64)
+
+
+def multi_label_metrics(
+    logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0
+) -> dict[str, float]:
+    """``{"ece": ..., "nll": ...}`` of a multi-label model: each label as a two-class problem
+    (``[1 - p, p]``, ``p = sigmoid(logit / temperature)``), averaged over the labels."""
+    logits, labels = _multi_label_check(logits, labels)
+    eces, nlls = [], []
+    for column, targets in zip(logits.T, labels.T):
+        pair = np.stack([np.zeros_like(column), column], axis=1)  # softmax([0, x]) = [1-p, p]
+        eces.append(ece(softmax(pair, temperature), targets))
+        nlls.append(nll(pair, targets, temperature))
+    return {"ece": float(np.mean(eces)), "nll": float(np.mean(nlls))}
+
+
 def calibration_metrics(
     logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0
 ) -> dict[str, float]:
-    """``{"ece": ..., "nll": ...}`` of ``logits`` scaled by ``temperature``."""
+    """``{"ece": ..., "nll": ...}`` of ``logits`` scaled by ``temperature`` (a multi-label
+    model's, when ``labels`` are 0/1 rows [n, labels]: :func:`multi_label_metrics`)."""
+    if np.ndim(labels) == 2:
+        return multi_label_metrics(logits, labels, temperature)
     return {
         "ece": ece(softmax(np.asarray(logits, dtype=np.float64), temperature), labels),
         "nll": nll(logits, labels, temperature),
@@ -73,7 +108,8 @@ def calibration_metrics(
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 100) -> float:
-    """The temperature minimizing the NLL of ``labels`` under ``softmax(logits / T)``.
+    """The temperature minimizing the NLL of ``labels`` under ``softmax(logits / T)`` (for
+    0/1 rows [n, labels], the binary cross-entropy under ``sigmoid(logits / T)``).
 
     Optimizes ``log T`` (so ``T`` stays positive) in float64 with ``torch.optim.LBFGS`` and a
     strong-Wolfe line search, from ``T = 1``; the result is clipped to
@@ -82,9 +118,15 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 100)
     """
     import torch  # only fitting needs it; the torch-free runtime applies a stored temperature
 
-    logits, labels = _check(logits, labels)
+    multi_label = np.ndim(labels) == 2  # 0/1 rows: each label's sigmoid and its BCE
+    logits, labels = (_multi_label_check if multi_label else _check)(logits, labels)
     x = torch.from_numpy(logits)
     y = torch.from_numpy(labels)
+    if multi_label:
+        y = y.double()
+        loss_of = torch.nn.functional.binary_cross_entropy_with_logits
+    else:
+        loss_of = torch.nn.functional.cross_entropy
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
     # Tight tolerances: on a set the model gets (almost) all right the NLL is nearly flat in T,
     # and the default ones stop far from its minimum.
@@ -102,7 +144,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 100)
         optimizer.zero_grad()
         # Outside the range the clamp's gradient is 0, so the search stops at its edge.
         temperature = log_t.clamp(low, high).exp()
-        loss = torch.nn.functional.cross_entropy(x / temperature, y)
+        loss = loss_of(x / temperature, y)
         loss.backward()
         return loss
 

@@ -168,7 +168,7 @@ def prepare(model: BulkModel, options: BulkOptions) -> Job:
     if output.exists() and any(output.samefile(file) for file in files):
         raise ConfigError(f"{output} is an input file; choose another --output")
     layout = _layout(files, model, options)
-    renamed = _renamed_keep(layout.keep, model.regression, options.logits)
+    renamed = _renamed_keep(layout.keep, model.problem_type, options.logits)
     return Job(output, kind, files, layout, renamed, count_rows(files))
 
 
@@ -209,10 +209,10 @@ def _layout(files: list[Path], model: BulkModel, options: BulkOptions) -> Layout
     return resolve_keep(files, layout, keep)
 
 
-def _renamed_keep(keep: Sequence[str], regression: bool, logits: bool) -> list[str]:
+def _renamed_keep(keep: Sequence[str], problem_type: str, logits: bool) -> list[str]:
     """Kept column names, with ``input_`` before a name that a prediction column has (an
     input's own ``label`` column is kept as ``input_label``)."""
-    taken = set(result_names(regression, logits))
+    taken = set(result_names(problem_type, logits))
     renamed = [f"input_{name}" if name in taken else name for name in keep]
     clashes = [name for name in keep if name in taken]
     if clashes:
@@ -254,7 +254,13 @@ def _predict_chunk(
     columns = [[values[i] for i in good] for values in chunk.texts]
     logits = model.logits(columns) if good else _no_logits(model)
     results = result_columns(
-        logits, model.label_names, model.regression, temperature, options.logits
+        logits,
+        model.label_names,
+        model.problem_type,
+        temperature,
+        options.logits,
+        model.thresholds,
+        model.temperature if not model.regression else None,
     )
     kept = chunk.kept.take(pa.array(good, type=pa.int64())) if chunk.kept.num_columns else None
     arrays = [*(kept.columns if kept is not None else []), *results.values()]
@@ -268,8 +274,7 @@ def _predict_chunk(
 
 
 def _no_logits(model: BulkModel) -> np.ndarray:
-    width = 1 if model.regression else len(model.label_names)
-    return np.zeros((0, width), dtype=np.float32)
+    return np.zeros((0, model.outputs), dtype=np.float32)
 
 
 def _reject_record(reject: dict[str, Any]) -> dict[str, Any]:

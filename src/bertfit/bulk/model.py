@@ -22,7 +22,7 @@ from bertfit.export.manifest import MANIFEST_FILE
 from bertfit.paths import find_model_dir
 from bertfit.predictions import prediction_columns
 from bertfit.predictors import EXPORT, load_predictor, source_kind
-from bertfit.problem import REGRESSION, SINGLE_LABEL
+from bertfit.problem import MULTI_LABEL, REGRESSION
 
 
 @dataclass
@@ -51,6 +51,17 @@ class BulkModel:
     def temperature(self) -> float:
         """The fitted softmax temperature (1 when none was fitted)."""
         return self.predictor.temperature
+
+    @property
+    def thresholds(self) -> list[float] | None:
+        """A multi-label model's decision thresholds, one per label (None: 0.5 each)."""
+        thresholds = getattr(self.predictor, "thresholds", None)
+        return None if thresholds is None else [float(value) for value in thresholds]
+
+    @property
+    def outputs(self) -> int:
+        """How many logits the model gives per row."""
+        return 1 if self.regression else len(self.label_names)
 
 
 def is_export(source: str | Path) -> bool:
@@ -92,26 +103,33 @@ def _sha256_files(paths: Sequence[Path]) -> str:
 def result_columns(
     logits: np.ndarray,
     label_names: Sequence[str],
-    regression: bool,
+    problem_type: str,
     temperature: float,
     with_logits: bool = False,
+    thresholds: Sequence[float] | None = None,
+    decision_temperature: float | None = None,
 ) -> dict[str, pa.Array]:
     """The prediction columns of ``logits`` [n, outputs], as ``bertfit predict`` prints them:
     :func:`~bertfit.predictions.prediction_columns`, with ``logits`` only when asked.
 
-    Classification: ``label``, ``class_id`` and ``probabilities`` (one per class,
-    ``softmax(logits / temperature)``); regression: ``score``.
+    Single-label classification: ``label``, ``class_id`` and ``probabilities`` (one per class,
+    ``softmax(logits / temperature)``); regression: ``score``; multi-label: ``labels`` (the
+    names chosen by ``thresholds`` at ``decision_temperature``, see there) and
+    ``probabilities`` (one sigmoid per label, in label order).
     """
     logits = np.asarray(logits, dtype=np.float32)
-    problem_type = REGRESSION if regression else SINGLE_LABEL
-    fields = prediction_columns(logits, problem_type, list(label_names), temperature)
+    fields = prediction_columns(
+        logits, problem_type, list(label_names), temperature, thresholds, decision_temperature
+    )
     columns: dict[str, pa.Array] = {}
-    for name in result_names(regression, with_logits):
+    for name in result_names(problem_type, with_logits):
         values = fields[name]
         if values.ndim == 2:
             columns[name] = _lists(values.astype(np.float32))
         elif name == "label":
             columns[name] = pa.array(values.tolist(), type=pa.string())
+        elif name == "labels":
+            columns[name] = pa.array(values.tolist(), type=pa.list_(pa.string()))
         else:
             columns[name] = pa.array(values)
     return columns
@@ -124,7 +142,12 @@ def _lists(matrix: np.ndarray) -> pa.Array:
     return pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1)))
 
 
-def result_names(regression: bool, with_logits: bool) -> tuple[str, ...]:
+def result_names(problem_type: str, with_logits: bool) -> tuple[str, ...]:
     """The names :func:`result_columns` gives, in order."""
-    names = ("score",) if regression else ("label", "class_id", "probabilities")
+    if problem_type == REGRESSION:
+        names: tuple[str, ...] = ("score",)
+    elif problem_type == MULTI_LABEL:
+        names = ("labels", "probabilities")
+    else:
+        names = ("label", "class_id", "probabilities")
     return (*names, "logits") if with_logits else names

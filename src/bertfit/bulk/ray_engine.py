@@ -77,14 +77,16 @@ class RowPredictor:
         good = [i for i in range(count) if problems[i] is None]
         logits = self.model.logits([[column[i] for i in good] for column in columns])
         if not good:
-            logits = np.zeros((0, 1 if self.model.regression else len(self.model.label_names)))
+            logits = np.zeros((0, self.model.outputs))
         results = pa.table(
             result_columns(
                 logits,
                 self.model.label_names,
-                self.model.regression,
+                self.model.problem_type,
                 self.temperature,
                 self.with_logits,
+                self.model.thresholds,
+                self.model.temperature if not self.model.regression else None,
             )
         )
         position = {row: k for k, row in enumerate(good)}

@@ -6,8 +6,10 @@ writer); when every part is in, :func:`assemble` streams them, one part at a tim
 temporary file beside the output and renames it into place. So the output path only ever holds
 a complete output.
 
-Lists (``probabilities``, ``logits``) are JSON arrays in JSON lines and list columns in Parquet;
-CSV has no lists, so they become one column per class: ``probability_<label>``, ``logit_<label>``.
+Lists (``probabilities``, ``logits``, a multi-label model's ``labels``) are JSON arrays in JSON
+lines and list columns in Parquet; CSV has no lists, so numbers become one column per class
+(``probability_<label>``, ``logit_<label>``) and label names one field joined by ``;``, as a
+multi-label training file holds them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ OUTPUT_FORMATS = {
 }
 PART_SUFFIX = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet"}
 LIST_PREFIX = {"probabilities": "probability", "logits": "logit"}
+#: Joins a multi-label row's chosen label names in a CSV field (training files' default).
+LABEL_SEPARATOR = ";"
 
 
 def output_format(path: Path) -> str:
@@ -96,6 +100,8 @@ def _write_csv_rows(table: pa.Table, handle) -> None:
         for name, value in row.items():
             if name in LIST_PREFIX and isinstance(value, list):
                 cells += [_csv_cell(v) for v in value]
+            elif name == "labels" and isinstance(value, list):
+                cells.append(LABEL_SEPARATOR.join(value))
             else:
                 cells.append(_csv_cell(value))
         writer.writerow(cells)

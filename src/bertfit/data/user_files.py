@@ -7,7 +7,7 @@ or inferred from the labels. The result is an ordinary :class:`TaskSpec` plus
 
 A text file's rows are named by line number (``train.csv:12``); a Parquet file's, which has no
 lines, by row number counted from 1 (``train.parquet, row 12``). Parquet is read with pyarrow
-(the ``parquet`` extra), a batch of rows at a time and only the named columns.
+a batch of rows at a time and only the named columns.
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ from pathlib import Path
 from bertfit.data.readers import TextExamples, iter_json_objects, open_text
 from bertfit.data.tasks import TaskSpec
 from bertfit.errors import ConfigError, DataError
-from bertfit.problem import REGRESSION, SINGLE_LABEL, ProblemType, task_type_of
+from bertfit.problem import MULTI_LABEL, REGRESSION, SINGLE_LABEL, ProblemType, task_type_of
+
+#: A multi-label task's metrics; the first (micro F1) picks the best model.
+MULTI_LABEL_METRICS = ("micro_f1", "macro_f1", "subset_accuracy")
 
 FORMATS = {
     ".csv": "csv",
@@ -39,13 +42,24 @@ FORMATS = {
 PARQUET_BATCH_ROWS = 65536
 
 
+#: What separates label names in one CSV/TSV field of a multi-label column, unless told.
+DEFAULT_LABEL_SEPARATOR = ";"
+
+
 @dataclass(frozen=True)
 class Columns:
-    """Which fields hold the texts (one or two) and the label."""
+    """Which fields hold the texts (one or two) and the labels.
+
+    The labels are one column (``label``): a class name, a number, or for multi-label data a
+    list of names (a JSON array in JSON lines, names joined by ``separator`` in CSV/TSV).
+    Multi-label data may instead name several 0/1 columns (``label_columns``), one per label.
+    """
 
     text_a: str
     text_b: str | None
     label: str
+    label_columns: tuple[str, ...] = ()
+    separator: str = DEFAULT_LABEL_SEPARATOR
 
     @property
     def texts(self) -> tuple[str, ...]:
@@ -70,15 +84,17 @@ def row_location(source: str | Path, number: int) -> str:
 
 
 def iter_records(
-    path: str | Path, fields: Sequence[str] | None = None
+    path: str | Path, fields: Sequence[str] | None = None, keep_lists: bool = False
 ) -> Iterator[tuple[int, dict[str, object]]]:
     """(position, record) for every record of a CSV/TSV (with header), JSON lines or Parquet
     file: the line number in a text file, the row number (from 1) in a Parquet file.
 
-    Text files give every field as a string. A Parquet file gives only ``fields`` (all columns
-    when None; one it lacks is an error naming it) as the values its columns hold: strings,
-    numbers, booleans, ``None`` for null. Streams the file: memory does not grow with its size
-    (with a Parquet file's row groups, which its writer chose, at most).
+    Text files give every field as a string: JSON values that are not strings arrive as their
+    JSON text, except arrays with ``keep_lists`` (label lists), which stay Python lists. A
+    Parquet file gives only ``fields`` (all columns when None; one it lacks is an error naming
+    it) as the values its columns hold: strings, numbers, booleans, lists, ``None`` for null.
+    Streams the file: memory does not grow with its size (with a Parquet file's row groups,
+    which its writer chose, at most).
     """
     path = Path(path)
     kind = file_format(path)
@@ -88,7 +104,7 @@ def iter_records(
     with open_text(path) as handle:
         try:
             if kind == "jsonl":
-                yield from _json_records(path, handle)
+                yield from _json_records(path, handle, keep_lists)
             else:
                 yield from _table_records(path, handle, kind)
         except UnicodeDecodeError:
@@ -115,10 +131,18 @@ def _table_records(path: Path, handle, kind: str) -> Iterator[tuple[int, dict[st
         yield reader.line_num, dict(zip(header, row))
 
 
-def _json_records(path: Path, handle) -> Iterator[tuple[int, dict[str, str]]]:
+def _json_records(path: Path, handle, keep_lists: bool) -> Iterator[tuple[int, dict[str, str]]]:
     for number, record in iter_json_objects(path, handle):
         # Non-string values (numeric labels) are kept as their JSON text.
-        yield number, {k: v if isinstance(v, str) else json.dumps(v) for k, v in record.items()}
+        yield (
+            number,
+            {
+                k: v
+                if isinstance(v, str) or (keep_lists and isinstance(v, list))
+                else json.dumps(v)
+                for k, v in record.items()
+            },
+        )
 
 
 def _parquet_records(
@@ -259,6 +283,9 @@ def build_user_task(
         values: tuple[str, ...] = ()
         names: tuple[str, ...] = ("score",)
         metrics: tuple[str, ...] = ("pearson", "spearman")
+    elif problem_type == MULTI_LABEL:
+        values = names = tuple(label_names)
+        metrics = MULTI_LABEL_METRICS
     else:
         values = names = tuple(label_names)
         metrics = ("accuracy", "f1") if len(values) == 2 else ("accuracy",)
@@ -266,7 +293,7 @@ def build_user_task(
         name="custom",
         glue_dir="",
         text_columns=columns.texts,
-        label_column=columns.label,
+        label_column=columns.label_columns[0] if columns.label_columns else columns.label,
         label_values=values,
         label_names=names,
         metrics=metrics,

@@ -16,8 +16,8 @@ import numpy as np
 
 from bertfit.errors import ConfigError
 from bertfit.explain.words import WordRow
-from bertfit.probabilities import softmax
-from bertfit.problem import REGRESSION, ProblemType
+from bertfit.probabilities import sigmoid, softmax
+from bertfit.problem import MULTI_LABEL, REGRESSION, ProblemType
 
 METHODS = ("integrated_gradients", "occlusion")
 
@@ -112,11 +112,13 @@ def build_explanation(
         )
     logits = np.asarray(logits, dtype=np.float64)
     regression = problem_type == REGRESSION
+    # A multi-label model's labels each have their own sigmoid; the target is one label.
+    probability = sigmoid if problem_type == MULTI_LABEL else softmax
     return Explanation(
         method=method,
         label=None if regression else label_names[target],
         class_id=int(target),
-        probabilities=None if regression else softmax(logits, temperature).tolist(),
+        probabilities=None if regression else probability(logits, temperature).tolist(),
         logits=logits.tolist(),
         texts=texts,
         baseline_difference=baseline_difference,

@@ -288,6 +288,7 @@ def classifier_spec(classifier, export_format: str, precision: str) -> Classifie
         ),
         temperature=info.temperature,
         problem_type=classifier.problem_type,
+        thresholds=None if info.thresholds is None else list(info.thresholds),
     )
 
 

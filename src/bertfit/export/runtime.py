@@ -91,7 +91,9 @@ class ExportedClassifier:
     [n, num_classes] (calibrated with the run's temperature; ``calibrated=False`` gives the raw
     softmax), ``class_id`` [n] (argmax over classes) and ``label`` [n] (label names), also
     under the reference tutorial's name ``class``. A regression model gives ``score`` [n] and
-    ``logits`` [n, 1]. These are :func:`bertfit.predictions.prediction_columns`, the fields of
+    ``logits`` [n, 1]; a multi-label one ``labels`` [n] (lists of the label names chosen at
+    the model's thresholds), ``probabilities`` [n, labels] (sigmoids) and ``logits``.
+    These are :func:`bertfit.predictions.prediction_columns`, the fields of
     every ``predict`` row and server answer.
     Any number of examples may be passed; they are run in length-sorted batches of
     ``batch_size``. Over-long texts are trimmed exactly as in training.
@@ -147,6 +149,11 @@ class ExportedClassifier:
     def input_names(self) -> list[str]:
         """The text columns, in segment order."""
         return list(self.spec.input_names)
+
+    @property
+    def thresholds(self) -> list[float] | None:
+        """A multi-label model's decision thresholds, one per label (None: 0.5 each)."""
+        return None if self.spec.thresholds is None else list(self.spec.thresholds)
 
     @property
     def label_names(self) -> list[str]:
@@ -211,12 +218,21 @@ class ExportedClassifier:
     ) -> list[dict]:
         """One dict per example, as :meth:`bertfit.inference.TextClassifier.predict` gives:
         ``label``, ``class_id``, ``probabilities`` (calibrated unless ``calibrated`` is False)
-        and ``logits``; a regression model's ``score``."""
+        and ``logits``; a regression model's ``score``; a multi-label model's ``labels``
+        (chosen at its temperature and thresholds either way) and each label's probability
+        by name."""
         if isinstance(columns, (str, Mapping)) or len(columns) != len(self.input_names):
             raise DataError(f"expected one list of texts per input column {self.input_names}")
         logits = self.logits(self.columns(dict(zip(self.input_names, columns))), batch_size)
-        temperature = self.temperature if calibrated else 1.0
-        return prediction_rows(logits, self.problem_type, self.label_names, temperature)
+        temperature = self.temperature
+        return prediction_rows(
+            logits,
+            self.problem_type,
+            self.label_names,
+            temperature if calibrated else 1.0,
+            self.thresholds,
+            temperature,
+        )
 
     def explain(self, inputs, method: str = "occlusion", target: int | None = None) -> Explanation:
         """Word attributions of one input row toward ``target`` (default: the predicted class).
@@ -259,8 +275,15 @@ class ExportedClassifier:
     def outputs(self, logits: np.ndarray, calibrated: bool = True) -> dict[str, np.ndarray]:
         """The output columns for ``logits`` (see the class docstring); probabilities are
         calibrated unless ``calibrated`` is False."""
-        temperature = self.temperature if calibrated else 1.0
-        columns = prediction_columns(logits, self.problem_type, self.label_names, temperature)
+        temperature = self.temperature
+        columns = prediction_columns(
+            logits,
+            self.problem_type,
+            self.label_names,
+            temperature if calibrated else 1.0,
+            self.thresholds,
+            temperature,
+        )
         if "label" in columns:
             columns["class"] = columns["label"]  # the reference tutorial's name for it
         return columns

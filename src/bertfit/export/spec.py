@@ -13,7 +13,7 @@ from typing import Any
 
 from bertfit.config import dataclass_from_dict, read_json
 from bertfit.errors import CheckpointError, ConfigError
-from bertfit.probabilities import check_temperature
+from bertfit.probabilities import check_temperature, check_thresholds
 from bertfit.problem import stored_problem_type
 from bertfit.text.tokenizer import VOCAB_FILE_NAME
 
@@ -79,6 +79,8 @@ class ClassifierSpec:
     # What the logits mean (bertfit.problem). An export written before it was recorded has
     # none: reading it fills in bertfit.problem.legacy_problem_type's answer.
     problem_type: str | None = None
+    # A multi-label model's decision thresholds, one per label (from the run); None: 0.5 each.
+    thresholds: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -121,4 +123,5 @@ class ClassifierSpec:
             if not ok:
                 raise CheckpointError(f"{where}: {message}")
         check_temperature(self.temperature, f"{where}: temperature")
+        check_thresholds(self.thresholds, len(self.label_names), f"{where}: thresholds")
         self.problem_type = stored_problem_type(self.problem_type, self.model.num_classes, where)

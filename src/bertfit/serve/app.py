@@ -23,7 +23,8 @@ from starlette.routing import Route
 
 import bertfit
 from bertfit.predictions import prediction_rows
-from bertfit.probabilities import softmax
+from bertfit.probabilities import sigmoid, softmax
+from bertfit.problem import MULTI_LABEL
 from bertfit.serve.config import ServeConfig
 from bertfit.serve.page import render_page
 
@@ -236,7 +237,8 @@ def explain_row(predictor, texts: list[str], calibrated: bool) -> dict[str, Any]
     probabilities when ``calibrated`` is False."""
     explanation = predictor.explain(texts).to_dict()
     if not calibrated and explanation["probabilities"] is not None:
-        explanation["probabilities"] = softmax(np.asarray(explanation["logits"])).tolist()
+        raw = sigmoid if predictor.problem_type == MULTI_LABEL else softmax
+        explanation["probabilities"] = raw(np.asarray(explanation["logits"])).tolist()
     return explanation
 
 
@@ -260,6 +262,8 @@ def metadata_of(predictor, config: ServeConfig) -> dict[str, Any]:
         # a model trained before calibration has no fitted temperature and uses 1.
         "temperature": getattr(predictor, "temperature", 1.0),
         "calibrated": getattr(getattr(predictor, "spec", None), "temperature", None) is not None,
+        # A multi-label model's decision thresholds, one per label (null: 0.5 each).
+        "thresholds": getattr(predictor, "thresholds", None),
         "export": manifest.get("export"),
         "exported_with": manifest.get("versions"),
         "created": manifest.get("created"),
@@ -298,8 +302,15 @@ def create_app(predictor, config: ServeConfig | None = None) -> Starlette:
             logits = await batcher.submit(columns)
         except Overloaded as error:
             return _error(503, f"server busy: {error}; retry later")
-        temperature = info["temperature"] if calibrated else 1.0
-        rows = prediction_rows(logits, predictor.problem_type, predictor.label_names, temperature)
+        temperature = info["temperature"]
+        rows = prediction_rows(
+            logits,
+            predictor.problem_type,
+            predictor.label_names,
+            temperature if calibrated else 1.0,
+            info["thresholds"],
+            temperature,
+        )
         return JSONResponse({"predictions": rows})
 
     async def explain(request: Request) -> JSONResponse:

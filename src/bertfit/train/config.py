@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bertfit.config import dataclass_from_dict, dataclass_to_dict, read_json
+from bertfit.data.user_files import DEFAULT_LABEL_SEPARATOR, Columns
 from bertfit.errors import ConfigError
 from bertfit.precision import PRECISIONS
 from bertfit.problem import TaskType
 from bertfit.text.packing import DEFAULT_TRUNCATOR, Truncator, check_truncator
+from bertfit.train.class_weights import check_class_weights
 from bertfit.train.optim import OptimizationConfig
 
 DEFAULT_LEARNING_RATE = 5e-5
@@ -39,6 +41,11 @@ class TrainerConfig:
     # Also evaluate (and keep the best model) every this many steps, not only after each epoch;
     # an evaluation record's train_loss then covers the steps since the one before.
     eval_every_steps: int | None = None
+    # Stop after this many evaluations in a row in which the main metric did not beat the best
+    # before it by more than early_stopping_delta (bertfit.train.callbacks.EarlyStopping); the
+    # best model is kept. None trains to the end. Needs a dev set.
+    early_stopping_patience: int | None = None
+    early_stopping_delta: float = 0.0
     # Feed the model only real tokens (see bertfit.model.padding_free); False pads every batch.
     padding_free: bool = True
     # auto | fp32 | bf16 | fp16 (see bertfit.precision); a run's config.json records the
@@ -61,9 +68,14 @@ class TrainerConfig:
     # Under torchrun: "ddp" (a whole model per process) or "fsdp" (parameters, gradients and
     # optimizer state sharded between processes, for encoders that do not fit one device).
     parallel: Literal["ddp", "fsdp"] = "ddp"
+    # Weights of the labels in the loss (bertfit.train.class_weights): None, "balanced"
+    # (inverse frequency in the training set), or {label name: weight} (others weigh 1).
+    # Multi-label: each label's positive weight.
+    class_weights: Literal["balanced"] | dict[str, float] | None = None
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid setting."""
+        check_class_weights(self.class_weights)
         names = ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "keep_checkpoints")
         for name in names:
             if getattr(self, name) <= 0:
@@ -74,6 +86,12 @@ class TrainerConfig:
             raise ConfigError(
                 f"trainer.eval_every_steps must be positive, got {self.eval_every_steps}"
             )
+        patience = self.early_stopping_patience
+        if patience is not None and patience <= 0:
+            raise ConfigError(f"trainer.early_stopping_patience must be positive, got {patience}")
+        delta = self.early_stopping_delta
+        if not 0 <= delta < math.inf:
+            raise ConfigError(f"trainer.early_stopping_delta must be 0 or more, got {delta}")
         if self.precision not in PRECISIONS:
             raise ConfigError(
                 f"trainer.precision: expected one of {', '.join(PRECISIONS)}, got {self.precision}"
@@ -114,13 +132,45 @@ class UserDataConfig:
     label: str = "label"
     task_type: Literal["auto", TaskType] = "auto"
     label_names: list[str] | None = None
+    # Multi-label data: label names in one CSV/TSV field are separated by this (JSON lines
+    # hold an array), or label_columns names one 0/1 column per label instead of `label`.
+    label_separator: str = DEFAULT_LABEL_SEPARATOR
+    label_columns: list[str] | None = None
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid setting."""
         if self.train_file is None and self.dev_file is not None:
             raise ConfigError("data.dev_file is set but data.train_file is not")
-        if self.label_names is not None and len(set(self.label_names)) < 2:
-            raise ConfigError(f"data.label_names needs two distinct names, got {self.label_names}")
+        if self.label_names is not None:
+            fewest = 1 if self.task_type == "multi_label" else 2
+            if len(set(self.label_names)) < fewest or len(set(self.label_names)) != len(
+                self.label_names
+            ):
+                raise ConfigError(
+                    f"data.label_names needs {fewest} or more distinct names, "
+                    f"got {self.label_names}"
+                )
+        if not self.label_separator.strip():
+            raise ConfigError("data.label_separator must be a visible character or string")
+        if self.label_columns is not None:
+            if not self.label_columns or len(set(self.label_columns)) != len(self.label_columns):
+                raise ConfigError(
+                    f"data.label_columns needs distinct column names, got {self.label_columns}"
+                )
+            if self.label_names is not None and self.label_names != self.label_columns:
+                raise ConfigError(
+                    "data.label_names: with data.label_columns the labels are the columns"
+                )
+
+    def columns(self) -> Columns:
+        """Where the texts and labels are in the files."""
+        return Columns(
+            self.text_a,
+            self.text_b,
+            self.label,
+            tuple(self.label_columns or ()),
+            self.label_separator,
+        )
 
 
 @dataclass
@@ -253,6 +303,12 @@ class RunConfig:
         self.logging.validate()
         self.data.validate()
         self.distill.validate()
+        if self.trainer.early_stopping_patience is not None and (
+            self.data.train_file is not None and self.data.dev_file is None
+        ):
+            raise ConfigError(
+                "trainer.early_stopping_patience needs a dev set to watch (--dev or data.dev_file)"
+            )
         if self.optimizer.learning_rate <= 0:
             raise ConfigError(
                 f"optimizer.learning_rate must be positive, got {self.optimizer.learning_rate}"

@@ -152,9 +152,19 @@ def describe_keys() -> list[tuple[str, str, Any]]:
         value = defaults
         for part in key.split("."):
             value = value[part]
-        kind = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-        rows.append((key, kind, value))
+        rows.append((key, _type_name(annotation), value))
     return rows
+
+
+def _type_name(annotation: Any) -> str:
+    """A key's type as ``config keys`` lists it: ``int | None``, ``'balanced' | dict | None``."""
+    if typing.get_origin(annotation) is typing.Union:
+        return " | ".join(_type_name(arg) for arg in typing.get_args(annotation))
+    if typing.get_origin(annotation) is typing.Literal:
+        return " | ".join(repr(arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
 # Short names people type for a key; suggestions look them up before guessing.
@@ -219,8 +229,21 @@ def parse_value(text: str, annotation: Any = Any) -> Any:
     if optional and text.strip().lower() in ("null", "none", "~"):
         return None
     if _accepts_str(annotation):
-        return text
+        try:
+            return _check_type(text, annotation, "value")
+        except ConfigError:
+            # A field that takes a word or a mapping (trainer.class_weights) reads the rest
+            # as YAML; a field that takes text alone keeps it, for the type check to name.
+            if not _accepts_mapping(annotation):
+                return text
     return load_yaml(text, f"value {text!r}")
+
+
+def _accepts_mapping(annotation: Any) -> bool:
+    """Whether a field of this type (or one member of its union) takes a mapping."""
+    if typing.get_origin(annotation) is dict:
+        return True
+    return any(_accepts_mapping(arg) for arg in typing.get_args(annotation))
 
 
 def apply_overrides(

@@ -164,10 +164,14 @@ def learns_from_teacher(config: RunConfig) -> bool:
 
 
 def training_loss(
-    config: RunConfig, task: TaskSpec, student: TextClassifier
+    config: RunConfig,
+    task: TaskSpec,
+    student: TextClassifier,
+    class_weights: np.ndarray | None = None,
 ) -> DistillationLoss | None:
-    """The trainer's loss hook for this run: None (the task's own loss) unless it learns from
-    a teacher's outputs. With ``distill.layer_weight``, it taps every layer of ``student``'s
+    """The trainer's loss hook for this run: None (the task's own loss, which the trainer
+    weighs itself) unless it learns from a teacher's outputs; ``class_weights`` weigh its
+    gold-label term. With ``distill.layer_weight``, it taps every layer of ``student``'s
     encoder for the layer-matching term; with ``distill.token_weight``, it loads the teacher
     to run beside the student on every training batch (:class:`TeacherShadow`)."""
     if not learns_from_teacher(config):
@@ -187,4 +191,5 @@ def training_loss(
         tap,
         distill.token_weight,
         shadow,
+        None if class_weights is None else torch.from_numpy(class_weights),
     )

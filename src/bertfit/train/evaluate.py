@@ -15,7 +15,8 @@ from bertfit.data.encoding import ChunkedTexts, encode_stream
 from bertfit.data.readers import TextExamples
 from bertfit.data.tasks import TaskSpec
 from bertfit.inference import Packed, TextClassifier, mean_by_owner, predict_logits
-from bertfit.problem import REGRESSION
+from bertfit.probabilities import chosen_labels
+from bertfit.problem import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 from bertfit.temperature import calibration_metrics
 from bertfit.train.metrics import compute_metrics
 
@@ -59,7 +60,8 @@ def encode_examples(
     :func:`bertfit.data.encoding.encode_stream`), so a large file never lives in memory as
     Python strings or lists.
     """
-    dtype = np.float32 if task.problem_type == REGRESSION else np.int64
+    # Class ids; a regression's scores and a multi-label task's 0/1 rows are floats.
+    dtype = np.int64 if task.problem_type == SINGLE_LABEL else np.float32
     labels = np.asarray(examples.labels, dtype=dtype)
     inputs, owners = encode_stream(
         classifier.processor, examples, classifier.info.window_stride, progress
@@ -79,8 +81,17 @@ def logits_of_encoded(
     return mean_by_owner(logits, data.owners, len(data.labels))
 
 
-def predictions_of(task: TaskSpec, logits: np.ndarray) -> np.ndarray:
-    """Class ids of ``logits``, or the scores themselves for a regression task."""
+def predictions_of(
+    task: TaskSpec,
+    logits: np.ndarray,
+    temperature: float = 1.0,
+    thresholds: np.ndarray | None = None,
+) -> np.ndarray:
+    """Class ids of ``logits``, the scores themselves for a regression task, or a multi-label
+    task's 0/1 rows: the labels whose ``sigmoid(logits / temperature)`` reaches their
+    ``thresholds`` (0.5 each when None, as in training's evaluations)."""
+    if task.problem_type == MULTI_LABEL:
+        return chosen_labels(logits, temperature, thresholds).astype(np.int8)
     return logits[:, 0] if task.problem_type == REGRESSION else logits.argmax(axis=-1)
 
 
@@ -97,10 +108,30 @@ def evaluate_encoded(
     model's temperature: ``ece_before``, ``ece_after``, ``nll_before``, ``nll_after``.
     """
     logits = logits_of_encoded(classifier, data, batch_size)
-    scores = compute_metrics(task.metrics, predictions_of(task, logits), data.labels)
+    return score_logits(classifier, task, logits, data.labels, calibration)
+
+
+def decisions_of(classifier: TextClassifier, task: TaskSpec, logits: np.ndarray) -> np.ndarray:
+    """:func:`predictions_of` as ``classifier`` decides: a multi-label model at its own
+    temperature and fitted thresholds."""
+    if task.problem_type != MULTI_LABEL:
+        return predictions_of(task, logits)
+    return predictions_of(task, logits, classifier.temperature, classifier.thresholds)
+
+
+def score_logits(
+    classifier: TextClassifier,
+    task: TaskSpec,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    calibration: bool = False,
+) -> dict[str, float]:
+    """The task's metrics of ``logits`` (one row per text) against ``labels``; see
+    :func:`evaluate_encoded` for ``calibration``."""
+    scores = compute_metrics(task.metrics, decisions_of(classifier, task, logits), labels)
     if calibration and task.problem_type != REGRESSION:
-        before = calibration_metrics(logits, data.labels)
-        after = calibration_metrics(logits, data.labels, classifier.temperature)
+        before = calibration_metrics(logits, labels)
+        after = calibration_metrics(logits, labels, classifier.temperature)
         for name in ("ece", "nll"):
             scores[f"{name}_before"] = before[name]
             scores[f"{name}_after"] = after[name]

@@ -13,20 +13,40 @@ import torch
 import torch.nn.functional as F
 
 from bertfit.model.taps import FirstTokenTap, LayerRows, TeacherShadow
-from bertfit.problem import REGRESSION, ProblemType
+from bertfit.problem import MULTI_LABEL, REGRESSION, ProblemType
 
 #: The class id of a row with no gold label (augmented inputs), as PyTorch's ``ignore_index``.
 NO_LABEL_CLASS = -100
 
 
 def task_loss(
-    logits: torch.Tensor, labels: torch.Tensor, problem_type: ProblemType
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    problem_type: ProblemType,
+    class_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean cross-entropy of class ``logits`` [B, C] against class ids, or for a regression
-    (``logits`` [B, 1]) the mean squared error against the target scores."""
+    """The task's loss of ``logits`` against the gold labels.
+
+    Single-label: mean cross-entropy of class ``logits`` [B, C] against class ids, each
+    example's term multiplied by its class's weight when ``class_weights`` [C] are given. The
+    mean stays one over examples (PyTorch's ``weight=`` would divide by the batch's summed
+    weights instead), so that shards and accumulated micro-batches add up to the loss of the
+    whole batch, as they do unweighted; balanced weights average 1 over the training set.
+    Multi-label: binary cross-entropy
+    of each of the C logits against the 0/1 targets [B, C], averaged over examples and labels,
+    ``class_weights`` being each label's positive weight (``pos_weight``). Regression
+    (``logits`` [B, 1]): the mean squared error against the target scores.
+    """
     if problem_type == REGRESSION:
         return F.mse_loss(logits.squeeze(-1).float(), labels)
-    return F.cross_entropy(logits.float(), labels)
+    if problem_type == MULTI_LABEL:
+        return F.binary_cross_entropy_with_logits(
+            logits.float(), labels.float(), pos_weight=class_weights
+        )
+    if class_weights is None:
+        return F.cross_entropy(logits.float(), labels)
+    losses = F.cross_entropy(logits.float(), labels, reduction="none")
+    return (losses * class_weights[labels]).mean()
 
 
 def soft_target_loss(
@@ -58,23 +78,31 @@ def distillation_loss(
     temperature: float,
     alpha: float,
     problem_type: ProblemType,
+    class_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``alpha * task_loss(logits, labels) + (1 - alpha) * soft_target_loss(...)``, the task's
-    loss over the rows that have a gold label (:func:`labelled_task_loss`).
+    loss over the rows that have a gold label (:func:`labelled_task_loss`), with the run's
+    ``class_weights`` if any.
 
     ``alpha`` 1 is exactly :func:`task_loss` (the teacher's term is not computed, so the loss
     and its gradients are bit for bit those of ordinary training); ``alpha`` 0 learns from the
     teacher alone.
     """
     if alpha == 1:
-        return task_loss(logits, labels, problem_type)
+        return task_loss(logits, labels, problem_type, class_weights)
     soft = soft_target_loss(logits, teacher_logits, temperature, problem_type)
     if alpha == 0:
         return soft
-    return alpha * labelled_task_loss(logits, labels, problem_type) + (1 - alpha) * soft
+    gold = labelled_task_loss(logits, labels, problem_type, class_weights)
+    return alpha * gold + (1 - alpha) * soft
 
 
-def labelled_task_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: ProblemType):
+def labelled_task_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    problem_type: ProblemType,
+    class_weights: torch.Tensor | None = None,
+):
     """:func:`task_loss` over the rows that have a gold label, 0 when none has.
 
     Rows without one (augmented inputs, see :mod:`bertfit.train.augment`) are marked by the
@@ -83,11 +111,11 @@ def labelled_task_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type:
     """
     missing = labels.isnan() if problem_type == REGRESSION else labels == NO_LABEL_CLASS
     if not bool(missing.any()):
-        return task_loss(logits, labels, problem_type)
+        return task_loss(logits, labels, problem_type, class_weights)
     keep = ~missing
     if not bool(keep.any()):
         return logits.float().sum() * 0.0  # no gold rows: nothing to learn, a graph to keep
-    return task_loss(logits[keep], labels[keep], problem_type)
+    return task_loss(logits[keep], labels[keep], problem_type, class_weights)
 
 
 def layer_match_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -140,6 +168,8 @@ class DistillationLoss:
     tap: FirstTokenTap | None = None
     token_weight: float = 0.0
     shadow: TeacherShadow | None = None
+    # The run's class weights (bertfit.train.class_weights) on the gold-label term.
+    class_weights: torch.Tensor | None = None
 
     def __call__(
         self, logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
@@ -147,8 +177,17 @@ class DistillationLoss:
         if targets is None:
             raise ValueError("distillation needs the teacher's logits with the training data")
         outputs = logits.shape[-1]
+        weights = self.class_weights
+        if weights is not None and weights.device != logits.device:
+            weights = weights.to(logits.device)
         loss = distillation_loss(
-            logits, labels, targets[:, :outputs], self.temperature, self.alpha, self.problem_type
+            logits,
+            labels,
+            targets[:, :outputs],
+            self.temperature,
+            self.alpha,
+            self.problem_type,
+            weights,
         )
         if self.layer_weight:
             if self.tap is None:

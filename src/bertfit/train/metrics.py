@@ -1,4 +1,5 @@
-"""GLUE metrics on plain arrays: accuracy, F1, Matthews correlation, Pearson and Spearman.
+"""GLUE metrics on plain arrays: accuracy, F1, Matthews correlation, Pearson and Spearman, and
+the multi-label ones (micro and macro F1, subset accuracy).
 
 numpy only (no torch, no scikit-learn), so evaluating predictions stays light. Every metric
 returns a plain Python float, and higher is better for all of them.
@@ -21,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from bertfit.errors import ConfigError
-from bertfit.problem import REGRESSION, ProblemType
+from bertfit.problem import MULTI_LABEL, REGRESSION, ProblemType
 
 DEV_PREFIX = "dev_"
 
@@ -138,12 +139,57 @@ def spearman(x, y) -> float:
     return _pearson(_average_ranks(x), _average_ranks(y))
 
 
+def _label_rows(pred, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Both inputs as boolean [n, labels] arrays of the same shape (multi-label rows)."""
+    pred, labels = np.asarray(pred), np.asarray(labels)
+    if pred.ndim != 2 or pred.shape != labels.shape:
+        raise ValueError(
+            f"expected 0/1 rows [n, labels] of one shape, got {pred.shape} and {labels.shape}"
+        )
+    if len(pred) == 0:
+        raise ValueError("no predictions to score")
+    return pred.astype(bool), labels.astype(bool)
+
+
+def micro_f1(pred, labels) -> float:
+    """Multi-label F1 over every (example, label) decision pooled: ``2 tp / (2 tp + fp + fn)``
+    counted over all labels; 0.0 when no label is present or predicted."""
+    pred, labels = _label_rows(pred, labels)
+    true_pos = int(np.sum(pred & labels))
+    denominator = int(np.sum(pred)) + int(np.sum(labels))
+    return 2.0 * true_pos / denominator if denominator else 0.0
+
+
+def per_label_f1(pred, labels) -> np.ndarray:
+    """Each label's F1 over the examples (0.0 where a label is neither present nor predicted)."""
+    pred, labels = _label_rows(pred, labels)
+    true_pos = np.sum(pred & labels, axis=0)
+    denominator = np.sum(pred, axis=0) + np.sum(labels, axis=0)
+    return np.divide(
+        2.0 * true_pos, denominator, out=np.zeros(len(true_pos)), where=denominator > 0
+    )
+
+
+def macro_f1(pred, labels) -> float:
+    """Multi-label F1: the mean of each label's F1, every label counting the same."""
+    return float(np.mean(per_label_f1(pred, labels)))
+
+
+def subset_accuracy(pred, labels) -> float:
+    """Fraction of examples whose predicted label set is exactly right (every label)."""
+    pred, labels = _label_rows(pred, labels)
+    return float(np.mean(np.all(pred == labels, axis=1)))
+
+
 METRICS: dict[str, Callable[..., float]] = {
     "accuracy": accuracy,
     "f1": f1_score,
     "matthews_correlation": matthews_corrcoef,
     "pearson": pearson,
     "spearman": spearman,
+    "micro_f1": micro_f1,
+    "macro_f1": macro_f1,
+    "subset_accuracy": subset_accuracy,
 }
 
 
@@ -151,7 +197,8 @@ def compute_metrics(names: Sequence[str], predictions, labels) -> dict[str, floa
     """Each named metric of ``predictions`` against ``labels``, in the order named.
 
     ``predictions`` are class ids for accuracy, f1 and matthews_correlation (take the argmax
-    of the logits first) and scores for pearson and spearman. An unknown name raises
+    of the logits first), scores for pearson and spearman, and 0/1 rows [n, labels] for the
+    multi-label metrics (micro_f1, macro_f1, subset_accuracy). An unknown name raises
     :class:`ConfigError` naming it and the closest known one.
     """
     if isinstance(names, str):
@@ -175,6 +222,14 @@ def collapse_message(
     """
     values = np.asarray(predictions)
     if values.size == 0:
+        return None
+    if problem_type == MULTI_LABEL:
+        rows = np.unique(values.astype(bool), axis=0)
+        if len(rows) == 1:
+            chosen = [name for name, on in zip(label_names, rows[0]) if on]
+            return (
+                f"collapse: the model predicts the labels {chosen} for all {len(values)} examples"
+            )
         return None
     if problem_type == REGRESSION:
         spread = float(np.std(values))

@@ -24,7 +24,7 @@ from bertfit.config import read_json, write_json
 from bertfit.data.readers import TextExamples, read_glue_split
 from bertfit.data.sources import resolve_task_dir
 from bertfit.data.tasks import TaskSpec, get_task
-from bertfit.data.user_files import Columns, build_user_task
+from bertfit.data.user_files import build_user_task
 from bertfit.data.user_stream import (
     FileExamples,
     read_user_examples,
@@ -50,7 +50,9 @@ from bertfit.train.calibrate import (
     fit_calibration,
     record_calibration,
 )
+from bertfit.train.callbacks import EarlyStopping, EvaluationCallback
 from bertfit.train.checkpoint import STATE_FILE, checkpoints_dir, latest_checkpoint, step_of
+from bertfit.train.class_weights import class_weight_vector
 from bertfit.train.config import RunConfig
 from bertfit.train.distillation import (
     build_student_classifier,
@@ -58,10 +60,16 @@ from bertfit.train.distillation import (
     training_loss,
     with_teacher_targets,
 )
-from bertfit.train.evaluate import encode_examples, evaluate_examples
+from bertfit.train.evaluate import (
+    decisions_of,
+    encode_examples,
+    logits_of_encoded,
+    score_logits,
+)
 from bertfit.train.memory import limit_kernel_caches
 from bertfit.train.metrics import dev_metrics, metric_prefix
 from bertfit.train.phases import TIMINGS_FILE, PhaseTimer, process_age
+from bertfit.train.report import classification_report
 from bertfit.train.trainer import Trainer, TrainResult
 
 
@@ -147,7 +155,7 @@ def load_task_data(
 
 def _load_user_data(config: RunConfig) -> tuple[TaskSpec, FileExamples, dict[str, FileExamples]]:
     data = config.data
-    columns = Columns(data.text_a, data.text_b, data.label)
+    columns = data.columns()
     train_scan = scan_user_file(data.train_file, columns)
     asked = TASK_TYPES.get(data.task_type)  # None for "auto": inferred from the labels
     task, how = scan_task(train_scan, columns, asked, data.label_names)
@@ -157,6 +165,8 @@ def _load_user_data(config: RunConfig) -> tuple[TaskSpec, FileExamples, dict[str
     data.train_file = str(Path(data.train_file).resolve())
     data.task_type = task_type_of(task.problem_type)
     data.label_names = None if task.problem_type == REGRESSION else list(task.label_names)
+    if data.label_columns is not None:
+        data.label_names = None  # the columns name them
     dev = {}
     if data.dev_file is not None:
         data.dev_file = str(Path(data.dev_file).resolve())
@@ -187,8 +197,9 @@ def task_of(config: RunConfig) -> TaskSpec:
     data = config.data
     if data.train_file is None:
         return get_task(config.task)
-    columns = Columns(data.text_a, data.text_b, data.label)
-    return build_user_task(columns, TASK_TYPES[data.task_type], data.label_names or ())
+    columns = data.columns()
+    names = data.label_columns or data.label_names or ()
+    return build_user_task(columns, TASK_TYPES[data.task_type], names)
 
 
 def read_split(
@@ -202,8 +213,7 @@ def read_split(
     files = {"train": data.train_file, "dev": data.dev_file}
     if files.get(split) is None:
         raise ConfigError(f"this run has no {split} file (its splits: train, dev when given)")
-    columns = Columns(data.text_a, data.text_b, data.label)
-    return read_user_examples(files[split], columns, task, split)
+    return read_user_examples(files[split], data.columns(), task, split)
 
 
 @dataclass
@@ -213,6 +223,8 @@ class SplitScores:
     split: str
     examples: int
     metrics: dict[str, float]
+    # The per-class report (bertfit.train.report), when asked for.
+    report: dict | None = None
 
 
 @dataclass
@@ -245,18 +257,25 @@ def load_run_model(run: str | Path) -> tuple[TextClassifier, RunConfig, TaskSpec
 
 
 def evaluate_run(
-    run: str | Path, split: str = "dev", data_dir: str | Path | None = None, batch_size: int = 64
+    run: str | Path,
+    split: str = "dev",
+    data_dir: str | Path | None = None,
+    batch_size: int = 64,
+    report: bool = False,
 ) -> RunEvaluation:
     """The metrics of a run's best model (or of a saved model directory) on a labelled split.
 
     Classification tasks also get their calibration: ``ece`` (15 bins) and ``nll`` before
-    (``_before``) and after (``_after``) the model's temperature.
+    (``_before``) and after (``_after``) the model's temperature. ``report`` adds each split's
+    per-class report (:func:`bertfit.train.report.classification_report`; needs scikit-learn).
 
     ``split`` "dev" means every dev file of the task; otherwise a split name such as
     ``train`` or ``dev_mismatched``. The data is the run's own (``RUN/config.json``) unless
     ``data_dir`` names another GLUE directory; a bare model directory knows only its task.
     """
     classifier, config, task = load_run_model(run)
+    if report and task.problem_type == REGRESSION:
+        raise ConfigError(f"--report needs classes; {task.name} is a regression")
     splits = task.dev_splits if split == "dev" else (split,)
     result = RunEvaluation(task.name)
     if task.problem_type != REGRESSION:
@@ -265,8 +284,18 @@ def evaluate_run(
         examples = read_split(config, task, name, data_dir)
         if examples.labels is None:
             raise ConfigError(f"split {name!r} has no labels to evaluate against; use predict")
-        scores = evaluate_examples(classifier, task, examples, batch_size, calibration=True)
-        result.splits.append(SplitScores(name, len(examples), scores))
+        data = encode_examples(classifier, task, examples)
+        logits = logits_of_encoded(classifier, data, batch_size)
+        scores = score_logits(classifier, task, logits, data.labels, calibration=True)
+        table = None
+        if report:
+            table = classification_report(
+                decisions_of(classifier, task, logits),
+                data.labels,
+                task.label_names,
+                task.problem_type,
+            )
+        result.splits.append(SplitScores(name, len(examples), scores, table))
         if len(splits) == 1:
             result.metrics.update(scores)
         else:  # named after the file, as a run's records name them, less the "dev_"
@@ -331,6 +360,9 @@ def train_run(
     context = distributed.init_from_env(resolve_device(config.trainer.device))
     with phases.phase("reading data"):
         task, train_examples, dev_examples = load_task_data(config)
+    # Checked before the model is built: a weight naming an unknown label is a user's mistake.
+    class_weights = class_weight_vector(config.trainer.class_weights, task, train_examples.labels)
+    callbacks = _callbacks(config, task, dev_examples)
     with phases.phase("building model"):
         classifier = build_classifier(config, task)
     config.model = str(resolve_model_dir(config.model).resolve())  # repeatable from any cwd
@@ -344,7 +376,8 @@ def train_run(
         progress,
         config.logging,
         phases=phases,
-        loss_function=training_loss(config, task, classifier),
+        loss_function=training_loss(config, task, classifier, class_weights),
+        callbacks=callbacks,
     )
     with phases.phase("tokenizing"):
         train_data = trainer.encode(train_examples)
@@ -368,6 +401,9 @@ def train_run(
             f"{config.trainer.global_batch_size(context.world_size)} examples{processes}, "
             f"{trainer.device.type} {trainer.precision}, model {config.model}"
         )
+        if class_weights is not None:
+            weights = ", ".join(f"{n} {w:.4g}" for n, w in zip(task.label_names, class_weights))
+            print(f"class weights ({_describe_setting(config.trainer.class_weights)}): {weights}")
         if config.distill.teacher is not None:
             print(describe_distillation(config))
         if resume is not None:
@@ -378,6 +414,9 @@ def train_run(
         examples = {"train": len(train_examples)}
         examples.update({split: len(data) for split, data in dev_examples.items()})
         results = {"best": result.best, "steps": result.steps, "examples": examples}
+        if result.stopped is not None:
+            results["stopped_early"] = result.stopped
+            print(describe_stop(result.stopped))
         with phases.phase("calibration"):
             calibration = calibrate_trained(output, task, dev_data, result.best_logits)
         if calibration is not None:
@@ -388,6 +427,30 @@ def train_run(
         write_json(output / TIMINGS_FILE, phases.to_dict(process_age()))
         print(f"time: {phases.summary()}")
     return result
+
+
+def _describe_setting(setting) -> str:
+    return setting if isinstance(setting, str) else "as given"
+
+
+def _callbacks(config: RunConfig, task: TaskSpec, dev: dict) -> list[EvaluationCallback]:
+    """The trainer's per-evaluation callbacks that the config asks for: early stopping."""
+    trainer = config.trainer
+    if trainer.early_stopping_patience is None:
+        return []
+    if not dev:
+        raise ConfigError(
+            "trainer.early_stopping_patience needs a dev set to watch (--dev or data.dev_file)"
+        )
+    key = metric_prefix(next(iter(dev))) + task.main_metric  # what picks the best model
+    return [EarlyStopping(key, trainer.early_stopping_patience, trainer.early_stopping_delta)]
+
+
+def describe_stop(stopped: dict) -> str:
+    """The console's line about a run that a callback ended early."""
+    return (
+        f"stopped early at step {stopped['step']} (epoch {stopped['epoch']}): {stopped['reason']}"
+    )
 
 
 def _train_or_resume(
@@ -474,11 +537,20 @@ def describe_distillation(config: RunConfig) -> str:
 def describe_calibration(calibration: Calibration) -> str:
     """One line about a temperature fit, for the console."""
     before, after = calibration.before, calibration.after
-    return (
+    line = (
         f"calibrated: temperature {calibration.temperature:.4f} on {calibration.examples} dev "
         f"examples; ece {before['ece']:.4f} -> {after['ece']:.4f}, "
         f"nll {before['nll']:.4f} -> {after['nll']:.4f}"
     )
+    if calibration.thresholds is not None:
+        cuts = ", ".join(f"{name} {value:.3f}" for name, value in calibration.thresholds.items())
+        at_half, fitted = calibration.decisions["at_0.5"], calibration.decisions["fitted"]
+        line += (
+            f"\nthresholds fitted on dev: {cuts}; micro F1 {at_half['micro_f1']:.4f} -> "
+            f"{fitted['micro_f1']:.4f}, macro F1 {at_half['macro_f1']:.4f} -> "
+            f"{fitted['macro_f1']:.4f} (at 0.5 -> fitted)"
+        )
+    return line
 
 
 def resume_run(
@@ -505,11 +577,18 @@ def resume_run(
     if not state["finished"]:
         return train_run(config, run_dir, progress, resume=checkpoint, phases=phases)
     if context.is_main:
+        stopped = state.get("stopped")
         if not (run_dir / "results.json").is_file():  # it stopped between the two writes
-            write_json(run_dir / "results.json", {"best": state["best"], "steps": state["step"]})
+            results = {"best": state["best"], "steps": state["step"]}
+            if stopped:
+                results["stopped_early"] = stopped
+            write_json(run_dir / "results.json", results)
         if not (find_model_dir(run_dir) / MODEL_CARD_FILE).is_file():  # or before the card
             write_model_card(run_dir)
-        print(f"{run_dir}: the run already finished ({state['step']} steps); nothing to resume")
+        how = f"; {describe_stop(stopped)}" if stopped else ""
+        print(
+            f"{run_dir}: the run already finished ({state['step']} steps{how}); nothing to resume"
+        )
     return None
 
 

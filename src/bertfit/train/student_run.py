@@ -83,6 +83,10 @@ def distill_config(
     # The teacher's config.json, then the student's settings, then the caller's overrides.
     config = load_run_config(teacher, [*given, *overrides])
     config.validate()
+    if config.data.task_type == "multi_label":
+        # The soft-target loss is a softmax's KL divergence; a multi-label teacher's outputs
+        # are independent sigmoids, which it does not match.
+        raise ConfigError(f"{teacher}: distilling a multi-label model is not supported")
     return config
 
 

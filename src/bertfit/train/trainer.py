@@ -37,6 +37,7 @@ from bertfit.train import distributed
 from bertfit.train.best_model import BestModel
 from bertfit.train.callbacks import Evaluation, EvaluationCallback, asked_to_stop
 from bertfit.train.checkpoint import restore_rng_state
+from bertfit.train.class_weights import class_weight_vector
 from bertfit.train.config import LoggingConfig, TrainerConfig
 from bertfit.train.evaluate import (
     EncodedExamples,
@@ -78,8 +79,10 @@ class TrainResult:
     # The best evaluation's logits per dev split (one row per text), when this process ran it;
     # None when the best came from before a resume. Calibration fits on them.
     best_logits: dict[str, np.ndarray] | None = None
-    # Whether a callback ended the run before its planned steps (see bertfit.train.callbacks).
+    # Whether a callback ended the run before its planned steps (see bertfit.train.callbacks),
+    # and then where and why: {"step", "epoch", "reason"}.
     stopped_early: bool = False
+    stopped: dict | None = None
 
 
 class _EpochBar:
@@ -161,6 +164,10 @@ class Trainer:
         self._window = Window()
         self._learning_rate = float("nan")  # the rate of the latest update
         self._stopped_early = False  # a callback asked to stop
+        self._stopped: dict | None = None  # then where and why (TrainResult.stopped)
+        # The loss's per-label weights (trainer.class_weights), from fit's training set.
+        self.class_weights: np.ndarray | None = None
+        self._class_weights: torch.Tensor | None = None
         self._step_seconds: list[float] = []  # this fit's steps after the first
         self._first_step_pending = True
 
@@ -247,6 +254,7 @@ class Trainer:
             self.step_records,
             self.best_logits,
             self._stopped_early,
+            self._stopped,
         )
 
     def _start_fit(self, train: EncodedExamples, dev, resume) -> Position:
@@ -262,12 +270,18 @@ class Trainer:
         self._context = distributed.current()
         distributed.check_device(self.device)  # before any collective would fail on it
         self._signals.announce = self._context.is_main
-        self._window, self._stopped_early = Window(), False
+        self._window, self._stopped_early, self._stopped = Window(), False, None
         self._first_step_pending, self._step_seconds = True, []
         self._learning_rate = float("nan")
         # Each process its own dropout masks; a single process is seeded as before.
         torch.manual_seed(self.config.seed + self._context.rank)
         model = self.classifier.model.to(self.device)
+        # From the whole training set, which every process holds: the same weights on each,
+        # and on resume the same as before.
+        self.class_weights = class_weight_vector(self.config.class_weights, self.task, train.labels)
+        self._class_weights = None
+        if self.class_weights is not None:
+            self._class_weights = torch.from_numpy(self.class_weights).to(self.device)
         scaler = grad_scaler(self.precision, self.device)
         world_size = self._context.world_size
         total_steps = self.plan_steps(len(train))
@@ -466,7 +480,7 @@ class Trainer:
         (loss if scaler is None else scaler.scale(loss)).backward()
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return task_loss(logits, labels, self.task.problem_type)
+        return task_loss(logits, labels, self.task.problem_type, self._class_weights)
 
     def evaluate(self, data: EncodedExamples) -> dict[str, float]:
         """The task's metrics on encoded examples."""
@@ -511,7 +525,10 @@ class Trainer:
         # training allocates around it.
         self._heap.release()
         evaluation = Evaluation(step, epoch, record, tuple(self.history), self.best, improved)
-        return asked_to_stop(self.callbacks, evaluation, self.device)
+        reason = asked_to_stop(self.callbacks, evaluation, self.device)
+        if reason is not None:
+            self._stopped = {"step": step, "epoch": epoch, "reason": reason}
+        return reason is not None
 
     def _save_model(self, directory: Path) -> None:
         """Save the model from rank 0 (every process takes part when the model is sharded)."""
@@ -533,6 +550,7 @@ class Trainer:
             self._tracker.pending,
             self.history,
             self.best,
+            self._stopped,
         )
         with self.phases.phase("checkpoint", step=position.step):
             self._checkpoints.save(self._parts, self._shape, loop)

@@ -72,6 +72,8 @@ class LoopState:
     tracker_pending: list[dict] = field(default_factory=list)  # see RunTracker.pending
     history: list[dict] = field(default_factory=list)
     best: dict | None = None
+    # Where and why a callback ended the run early ({"step", "epoch", "reason"}); None if not.
+    stopped: dict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The fields of ``trainer.json`` that this state fills (the step is the directory's)."""
@@ -85,6 +87,7 @@ class LoopState:
             "tracker_pending": self.tracker_pending,
             "history": self.history,
             "best": self.best,
+            "stopped": self.stopped,
         }
 
     @classmethod
@@ -98,6 +101,7 @@ class LoopState:
             tracker_pending=list(state["tracker_pending"]),
             history=list(state["history"]),
             best=state["best"],
+            stopped=state.get("stopped"),  # checkpoints written before it have none
         )
 
 
