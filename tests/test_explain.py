@@ -192,6 +192,24 @@ def test_bad_explain_requests_name_the_problem(tiny):
         tiny.explain(["a", "b"], method="shap")
     with pytest.raises(ConfigError, match="input column 'sentence2': expected a string"):
         tiny.explain(["a", 3])
+    with pytest.raises(ConfigError, match="unknown label 'maybe'; expected one of"):
+        tiny.explain(["a", "b"], target="maybe")
+    with pytest.raises(ConfigError, match="target 2 is not a label index below 2"):
+        tiny.explain(["a", "b"], target=2)
+
+
+@pytest.mark.parametrize("method", ["occlusion", "integrated_gradients"])
+def test_a_single_label_model_explains_the_class_it_is_given_by_name(tiny, method):
+    texts = ["the cat sat on a red mat .", "a big dog ran ."]
+    predicted = tiny.explain(texts, method=method)
+    other = 1 - predicted.class_id
+    name = tiny.info.label_names[other]
+    by_name = tiny.explain(texts, method=method, target=name)
+    assert (by_name.label, by_name.class_id) == (name, other)
+    assert by_name.to_dict() == tiny.explain(texts, method=method, target=other).to_dict()
+    # Two classes: the other logit's attributions are not the predicted one's.
+    assert not np.allclose(by_name.attributions, predicted.attributions)
+    assert by_name.labels is None  # chosen labels are a multi-label model's
 
 
 # -- the exported predictor ---------------------------------------------------------------------

@@ -602,3 +602,76 @@ def test_a_multi_label_run_is_not_distilled(multi_run, tmp_path, capsys):
     assert main(["distill", str(run), "--output", str(tmp_path / "student"), "--layers", "1"]) == 2
     assert "distilling a multi-label model is not supported" in capsys.readouterr().err
     assert not (tmp_path / "student").exists()
+
+
+# -- explaining one label -----------------------------------------------------------------------
+
+RED_CAT = "the red cat sat ."
+
+
+def _top_word(explanation: dict) -> str:
+    words = [word for text in explanation["texts"] for word in text["words"]]
+    return max(words, key=lambda word: word["attribution"])["text"]
+
+
+def test_explain_attributes_toward_the_most_probable_or_the_named_label(multi_run):
+    from bertfit.errors import ConfigError
+
+    classifier = TextClassifier.from_pretrained(multi_run["run"] / "model")
+    expected = classifier.predict([[RED_CAT]])[0]
+    default = classifier.explain([RED_CAT], method="occlusion")
+    assert default.label == max(expected["probabilities"], key=expected["probabilities"].get)
+    assert default.labels == expected["labels"] and {"pet", "warm"} <= set(default.labels)
+    # Each label's own evidence: the colour for "warm", the animal for "pet".
+    for method in ("occlusion", "integrated_gradients"):
+        pet = classifier.explain([RED_CAT], method=method, target="pet")
+        warm = classifier.explain([RED_CAT], method=method, target="warm")
+        assert (pet.label, pet.class_id, warm.label, warm.class_id) == ("pet", 1, "warm", 2)
+        assert (_top_word(pet.to_dict()), _top_word(warm.to_dict())) == ("cat", "red")
+    with pytest.raises(ConfigError, match=r"unknown label 'fish'; expected one of \['cool'"):
+        classifier.explain([RED_CAT], target="fish")
+
+
+def test_the_explain_command_takes_a_label_and_refuses_an_unknown_one(multi_run, capsys):
+    run = str(multi_run["run"])
+    args = ["explain", run, "--sentence1", RED_CAT, "--method", "occlusion"]
+    assert main([*args, "--label", "pet", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["label"] == "pet" and _top_word(answer) == "cat"
+    assert main([*args, "--label", "warm"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("label: warm (probability ")
+    assert lines[1] == "chosen labels: " + ", ".join(answer["labels"])
+    assert main([*args, "--label", "fish"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == "bertfit: error: unknown label 'fish'; expected one of ['cool', 'pet', 'warm']"
+
+
+def test_the_server_explains_the_label_a_request_names(multi_run, tmp_path):
+    from starlette.testclient import TestClient
+
+    from bertfit.export.export import export_classifier
+    from bertfit.export.runtime import load_exported
+    from bertfit.serve.app import create_app
+
+    export_classifier(multi_run["run"], tmp_path / "export", check_examples=4)
+    predictor = load_exported(tmp_path / "export")
+    instances = [{"text": RED_CAT}]
+    with TestClient(create_app(predictor)) as client:
+        answers = {
+            label: client.post("/explain", json={"instances": instances, "label": label})
+            for label in ("pet", "warm", "fish")
+        }
+        predict = client.post("/predict", json={"instances": instances, "label": "pet"})
+        chosen = client.post("/predict", json={"instances": instances}).json()["predictions"][0]
+    for label, word in (("pet", "cat"), ("warm", "red")):
+        assert answers[label].status_code == 200, answers[label].text
+        explanation = answers[label].json()["explanations"][0]
+        assert explanation["label"] == label and _top_word(explanation) == word
+        assert explanation["labels"] == chosen["labels"]
+        assert explanation == predictor.explain(instances[0], target=label).to_dict()
+    assert answers["fish"].status_code == 422
+    assert answers["fish"].json()["error"]["message"] == (
+        "'label': unknown label 'fish'; expected one of ['cool', 'pet', 'warm']"
+    )
+    assert predict.status_code == 422 and "unknown field 'label'" in predict.text

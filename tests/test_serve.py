@@ -154,6 +154,22 @@ def test_explain_answers_each_instances_words_and_calibrated_probabilities(clien
             )
 
 
+def test_explain_attributes_toward_the_label_a_request_names(client, predictor):
+    for label in predictor.label_names:
+        response = client.post("/explain", json={"instances": [PAIR], "label": label})
+        assert response.status_code == 200, response.text
+        answer = response.json()["explanations"][0]
+        assert answer == predictor.explain(PAIR, target=label).to_dict()
+        assert answer["label"] == label
+    for label, message in (
+        ("maybe", "'label': unknown label 'maybe'; expected one of "),
+        (1, "'label' must be a label name, got a number"),
+    ):
+        response = client.post("/explain", json={"instances": [PAIR], "label": label})
+        assert response.status_code == 422
+        assert response.json()["error"]["message"].startswith(message)
+
+
 def test_the_page_is_one_self_contained_document_built_from_the_metadata(client):
     response = client.get("/")
     assert response.status_code == 200

@@ -504,6 +504,12 @@ def _add_explain(commands) -> None:
     parser.add_argument(
         "--steps", type=_positive_int, help="integrated gradients' path steps (default: 64)"
     )
+    parser.add_argument(
+        "--label",
+        metavar="NAME",
+        help="attribute toward this label (default: the predicted one; multi-label: the most "
+        "probable)",
+    )
     parser.add_argument("--json", action="store_true", help="print the explanation as JSON")
     parser.add_argument("--png", metavar="FILE", help="also draw the words as a heat map")
     parser.set_defaults(handler=_run_explain)
@@ -814,7 +820,7 @@ def _run_explain(args) -> int:
         raise ConfigError("this model takes one text: give --sentence1 only")
     method = args.method or default_explain_method(predictor)
     options = {"n_steps": args.steps} if args.steps else {}
-    explanation = predictor.explain(texts, method=method, **options)
+    explanation = predictor.explain(texts, method=method, target=args.label, **options)
     if args.png:
         # matplotlib (the viz extra) only when a figure is asked for
         from bertfit.viz.figures import explanation_figure, save_figure
@@ -835,6 +841,8 @@ def _print_explanation(explanation) -> None:
     else:
         probability = explanation.probabilities[explanation.class_id]
         print(f"label: {explanation.label} (probability {probability:.4f})")
+    if explanation.labels is not None:
+        print(f"chosen labels: {', '.join(explanation.labels) or '(none)'}")
     print(f"attributions toward it ({explanation.method.replace('_', ' ')}):")
     for text in explanation.texts:
         print(f"  {text.name}:")

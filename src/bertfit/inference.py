@@ -328,11 +328,12 @@ class TextClassifier:
         self,
         texts,
         method: str = "integrated_gradients",
-        target: int | None = None,
+        target: int | str | None = None,
         n_steps: int | None = None,
     ) -> Explanation:
         """Word attributions of one input row (one text per input column, or a mapping from
-        column name to text) toward ``target`` (default: the predicted class).
+        column name to text) toward ``target``: a label
+        name or index (default: the predicted class; a multi-label model's most probable label).
 
         ``method`` is ``"integrated_gradients"`` (Captum, the ``explain`` extra; ``n_steps``
         path steps) or ``"occlusion"``. Returns a :class:`bertfit.explain.Explanation`.
@@ -355,6 +356,7 @@ class TextClassifier:
             problem_type=self.problem_type,
             temperature=self.temperature,
             truncator=self.info.truncator,
+            thresholds=self.info.thresholds,
         )
 
     def logits_of_packed(self, examples: list[Packed], batch_size: int = 64) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bertfit.explain.explanation import Explanation, build_explanation
+from bertfit.explain.explanation import Explanation, build_explanation, target_index
 from bertfit.explain.occlusion import LogitsOfPacked, occlusion
 from bertfit.explain.words import WordRow, mask_id
 from bertfit.problem import ProblemType
@@ -30,15 +30,23 @@ class Packing:
     problem_type: ProblemType
     temperature: float = 1.0
     truncator: str = DEFAULT_TRUNCATOR
+    # A multi-label model's decision thresholds (None: 0.5 each), to name its chosen labels.
+    thresholds: list[float] | None = None
+
+    def target(self, target: int | str | None) -> int | None:
+        """``target`` (a label name or index; None: the predicted one) as an output index."""
+        return target_index(target, self.label_names, self.problem_type)
 
 
 def explain_by_occlusion(
     packing: Packing,
     texts: list[str],
     logits_of_packed: LogitsOfPacked,
-    target: int | None = None,
+    target: int | str | None = None,
 ) -> Explanation:
-    """Occlusion scores of each word of ``texts`` (one text per input column)."""
+    """Occlusion scores of each word of ``texts`` (one text per input column) toward
+    ``target`` (a label name or index; default: the predicted label)."""
+    target = packing.target(target)
     row = WordRow(packing.tokenizer, texts)
     logits, scores, target = occlusion(
         row,
@@ -54,9 +62,15 @@ def explain_by_occlusion(
 
 
 def explain_by_gradients(
-    packing: Packing, texts: list[str], model, target: int | None = None, n_steps: int | None = None
+    packing: Packing,
+    texts: list[str],
+    model,
+    target: int | str | None = None,
+    n_steps: int | None = None,
 ) -> Explanation:
-    """Integrated-gradients attributions of each word of ``texts`` for a ``BertClassifier``."""
+    """Integrated-gradients attributions of each word of ``texts`` for a ``BertClassifier``
+    toward ``target`` (a label name or index; default: the predicted label)."""
+    target = packing.target(target)
     # torch and Captum: the exported predictor's occlusion, which imports this module, needs
     # neither.
     from bertfit.explain.integrated_gradients import DEFAULT_STEPS, integrated_gradients
@@ -91,4 +105,5 @@ def _build(packing, row, method, logits, scores, target, difference=None) -> Exp
         row.seen(keys),
         packing.temperature,
         difference,
+        packing.thresholds,
     )

@@ -1,9 +1,11 @@
 """What an explanation holds, and how a predictor's row becomes one.
 
 An :class:`Explanation` gives, for every word of every input text, a signed attribution
-toward the explained (by default the predicted) label: positive words pushed the model toward
-it, negative ones away. It also carries the label and the class probabilities (calibrated with
-the model's temperature, as ``predict`` gives them). ``to_dict()`` is what ``bertfit explain
+toward the explained label (by default the predicted one; a multi-label model's most probable
+label), chosen by name or index with :func:`target_index`: positive words pushed the model
+toward it, negative ones away. It also carries the label and the class probabilities
+(calibrated with the model's temperature, as ``predict`` gives them), and a multi-label model's
+chosen ``labels``. ``to_dict()`` is what ``bertfit explain
 --json`` prints and what ``POST /explain`` answers.
 """
 
@@ -16,7 +18,7 @@ import numpy as np
 
 from bertfit.errors import ConfigError
 from bertfit.explain.words import WordRow
-from bertfit.probabilities import sigmoid, softmax
+from bertfit.probabilities import chosen_labels, sigmoid, softmax
 from bertfit.problem import MULTI_LABEL, REGRESSION, ProblemType
 
 METHODS = ("integrated_gradients", "occlusion")
@@ -57,6 +59,9 @@ class Explanation:
     # the attributions add up to.
     baseline_difference: float | None = None
     score: float | None = None  # regression models: the predicted score
+    # Multi-label models: the labels whose probability reaches their threshold, as predict
+    # chooses them (at the model's temperature); the explained label need not be one of them.
+    labels: list[str] | None = None
 
     @property
     def words(self) -> list[WordAttribution]:
@@ -85,6 +90,24 @@ def check_method(method: str, available: tuple[str, ...]) -> str:
     return method
 
 
+def target_index(
+    target: int | str | None, label_names: list[str], problem_type: ProblemType
+) -> int | None:
+    """The output to explain: ``target`` given as a label name or an index (None: the
+    predicted one). Raises :class:`ConfigError` for an unknown label or a regression model."""
+    if target is None:
+        return None
+    if problem_type == REGRESSION:
+        raise ConfigError("a regression model has one score and no labels to explain toward")
+    if isinstance(target, str):
+        if target not in label_names:
+            raise ConfigError(f"unknown label {target!r}; expected one of {label_names}")
+        return label_names.index(target)
+    if isinstance(target, bool) or not 0 <= int(target) < len(label_names):
+        raise ConfigError(f"target {target!r} is not a label index below {len(label_names)}")
+    return int(target)
+
+
 def build_explanation(
     row: WordRow,
     input_names: list[str],
@@ -97,10 +120,12 @@ def build_explanation(
     seen: np.ndarray,
     temperature: float,
     baseline_difference: float | None = None,
+    thresholds: list[float] | None = None,
 ) -> Explanation:
     """Put a method's per-word ``scores`` and the row's ``logits`` into an :class:`Explanation`.
 
-    A regression model gets its ``score`` and no label or probabilities.
+    A regression model gets its ``score`` and no label or probabilities; a multi-label model
+    its chosen ``labels`` (at ``thresholds``, 0.5 each where None).
     """
     texts = [TextAttributions(name, text, []) for name, text in zip(input_names, row.texts)]
     for word, score, was_seen in zip(row.words, scores, seen):
@@ -113,7 +138,12 @@ def build_explanation(
     logits = np.asarray(logits, dtype=np.float64)
     regression = problem_type == REGRESSION
     # A multi-label model's labels each have their own sigmoid; the target is one label.
-    probability = sigmoid if problem_type == MULTI_LABEL else softmax
+    multi_label = problem_type == MULTI_LABEL
+    probability = sigmoid if multi_label else softmax
+    chosen = None
+    if multi_label:
+        mask = chosen_labels(logits[None, :], temperature, thresholds)[0]
+        chosen = [name for name, keep in zip(label_names, mask) if keep]
     return Explanation(
         method=method,
         label=None if regression else label_names[target],
@@ -123,6 +153,7 @@ def build_explanation(
         texts=texts,
         baseline_difference=baseline_difference,
         score=float(logits[0]) if regression else None,
+        labels=chosen,
     )
 
 

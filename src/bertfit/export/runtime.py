@@ -234,8 +234,11 @@ class ExportedClassifier:
             temperature,
         )
 
-    def explain(self, inputs, method: str = "occlusion", target: int | None = None) -> Explanation:
-        """Word attributions of one input row toward ``target`` (default: the predicted class).
+    def explain(
+        self, inputs, method: str = "occlusion", target: int | str | None = None
+    ) -> Explanation:
+        """Word attributions of one input row toward ``target``: a label
+        name or index (default: the predicted class; a multi-label model's most probable label).
 
         ``inputs`` maps each text column to one string (or is a sequence of one text per
         column). Only ``"occlusion"`` runs here: it needs no gradients, so no PyTorch. Returns
@@ -257,6 +260,7 @@ class ExportedClassifier:
             problem_type=self.problem_type,
             temperature=self.temperature,
             truncator=self.truncator,
+            thresholds=self.thresholds,
         )
 
     def logits_of_packed(

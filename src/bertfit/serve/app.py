@@ -24,7 +24,7 @@ from starlette.routing import Route
 import bertfit
 from bertfit.predictions import prediction_rows
 from bertfit.probabilities import sigmoid, softmax
-from bertfit.problem import MULTI_LABEL
+from bertfit.problem import MULTI_LABEL, REGRESSION
 from bertfit.serve.config import ServeConfig
 from bertfit.serve.page import render_page
 
@@ -187,15 +187,33 @@ def parse_calibrated(body: Any) -> bool:
     return value
 
 
-def parse_instances(body: Any, input_names: list[str], max_instances: int) -> list[list[str]]:
-    """Text columns from ``{"instances": [{name: text, ...}, ...]}``; refusals name the field."""
+def parse_label(body: Any, label_names: list[str], problem_type: str) -> str | None:
+    """``/explain``'s ``"label"``: the label to attribute toward (None: the predicted one)."""
+    value = body.get("label") if isinstance(body, dict) else None
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RequestError(422, f"'label' must be a label name, got {_json_type(value)}")
+    if problem_type == REGRESSION:
+        raise RequestError(422, "'label': a regression model has no labels to explain toward")
+    if value not in label_names:
+        raise RequestError(422, f"'label': unknown label {value!r}; expected one of {label_names}")
+    return value
+
+
+def parse_instances(
+    body: Any, input_names: list[str], max_instances: int, fields: tuple[str, ...] = ()
+) -> list[list[str]]:
+    """Text columns from ``{"instances": [{name: text, ...}, ...]}``; refusals name the field.
+
+    The body may also hold ``"calibrated"`` and the other top-level ``fields``."""
     if not isinstance(body, dict):
         raise RequestError(422, f"expected a JSON object with 'instances', got {_json_type(body)}")
-    unknown = sorted(set(body) - {"instances", "calibrated"})
+    allowed = ("calibrated", *fields)
+    unknown = sorted(set(body) - {"instances", *allowed})
     if unknown:
-        raise RequestError(
-            422, f"unknown field {unknown[0]!r}; expected 'instances' (and 'calibrated')"
-        )
+        also = ", ".join(repr(name) for name in allowed)
+        raise RequestError(422, f"unknown field {unknown[0]!r}; expected 'instances' (and {also})")
     instances = body.get("instances")
     if not isinstance(instances, list):
         raise RequestError(422, f"'instances' must be a list, got {_json_type(instances)}")
@@ -232,10 +250,12 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def explain_row(predictor, texts: list[str], calibrated: bool) -> dict[str, Any]:
-    """The ``/explain`` answer for one instance: its occlusion explanation as a dict, with raw
-    probabilities when ``calibrated`` is False."""
-    explanation = predictor.explain(texts).to_dict()
+def explain_row(
+    predictor, texts: list[str], calibrated: bool, label: str | None = None
+) -> dict[str, Any]:
+    """The ``/explain`` answer for one instance: its occlusion explanation toward ``label``
+    (None: the predicted one) as a dict, with raw probabilities when ``calibrated`` is False."""
+    explanation = predictor.explain(texts, target=label).to_dict()
     if not calibrated and explanation["probabilities"] is not None:
         raw = sigmoid if predictor.problem_type == MULTI_LABEL else softmax
         explanation["probabilities"] = raw(np.asarray(explanation["logits"])).tolist()
@@ -285,15 +305,16 @@ def create_app(predictor, config: ServeConfig | None = None) -> Starlette:
     info = metadata_of(predictor, config)
     page_html = render_page(info)
 
-    async def read_request(request: Request) -> tuple[list[list[str]], bool]:
-        """The instances' text columns and whether to calibrate (/predict and /explain alike)."""
+    async def read_request(request: Request, fields: tuple[str, ...] = ()) -> tuple:
+        """The instances' text columns, whether to calibrate (/predict and /explain alike) and
+        the body, whose other ``fields`` are allowed."""
         body = await read_json_body(request, config.max_body_bytes)
-        columns = parse_instances(body, predictor.input_names, config.max_instances)
-        return columns, parse_calibrated(body)
+        columns = parse_instances(body, predictor.input_names, config.max_instances, fields)
+        return columns, parse_calibrated(body), body
 
     async def predict(request: Request) -> JSONResponse:
         try:
-            columns, calibrated = await read_request(request)
+            columns, calibrated, _ = await read_request(request)
         except RequestError as error:
             return _error(error.status, str(error))
         if not columns[0]:
@@ -315,13 +336,14 @@ def create_app(predictor, config: ServeConfig | None = None) -> Starlette:
 
     async def explain(request: Request) -> JSONResponse:
         try:
-            columns, calibrated = await read_request(request)
+            columns, calibrated, body = await read_request(request, ("label",))
+            label = parse_label(body, predictor.label_names, predictor.problem_type)
         except RequestError as error:
             return _error(error.status, str(error))
         rows = [list(row) for row in zip(*columns)]
         try:
             explanations = await batcher.call(
-                lambda: [explain_row(predictor, row, calibrated) for row in rows], len(rows)
+                lambda: [explain_row(predictor, row, calibrated, label) for row in rows], len(rows)
             )
         except Overloaded as error:
             return _error(503, f"server busy: {error}; retry later")
