@@ -1,6 +1,8 @@
 // The try-it page: builds a text box per input column from the inlined model metadata, sends
 // the texts to POST /explain, and shows the label, every class's probability and each word
-// shaded by its attribution. Errors show the server's own message.
+// shaded by its attribution. A multi-label model gets one bar per label with the chosen ones
+// marked; the words are shaded toward the most probable label, or the one picked in the
+// "explain toward" list. Errors show the server's own message.
 "use strict";
 
 const meta = JSON.parse(document.getElementById("model-metadata").textContent);
@@ -9,6 +11,7 @@ const submit = document.getElementById("submit");
 const statusLine = document.getElementById("status");
 const errorBox = document.getElementById("error");
 const result = document.getElementById("result");
+const multiLabel = meta.problem_type === "multi_label_classification";
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -37,6 +40,20 @@ function buildForm() {
     box.rows = 3;
     inputs.append(label, box);
   }
+  if (meta.problem_type === "regression") return;
+  // Which label the words are shaded toward: the predicted (most probable) one by default.
+  const picker = element("label", "", "explain toward");
+  picker.htmlFor = "target";
+  const select = element("select");
+  select.id = "target";
+  const choices = [["", multiLabel ? "the most probable label" : "the predicted label"]];
+  for (const name of meta.labels) choices.push([name, name]);
+  for (const [value, text] of choices) {
+    const option = element("option", "", text);
+    option.value = value;
+    select.append(option);
+  }
+  inputs.append(picker, select);
 }
 
 function showError(message) {
@@ -62,14 +79,19 @@ function showProbabilities(explanation) {
     return;
   }
   explanation.probabilities.forEach((p, i) => {
-    const row = element("div", "prob-row" + (i === explanation.class_id ? " predicted" : ""));
-    row.dataset.label = meta.labels[i];
+    const name = meta.labels[i];
+    // Single-label: the predicted class; multi-label: every label above its threshold.
+    const chosen = multiLabel ? explanation.labels.includes(name) : i === explanation.class_id;
+    const row = element("div", "prob-row" + (chosen ? " chosen" : "") +
+      (i === explanation.class_id ? " explained" : ""));
+    row.dataset.label = name;
     row.dataset.probability = String(p);
+    row.dataset.chosen = String(chosen);
     const track = element("div", "prob-track");
     const bar = element("div", "prob-bar");
     bar.style.width = (100 * p).toFixed(2) + "%";
     track.append(bar);
-    row.append(element("span", "prob-name", meta.labels[i]), track,
+    row.append(element("span", "prob-name", (chosen ? "\u2713 " : "") + name), track,
       element("span", "prob-value", (100 * p).toFixed(1) + "%"));
     box.append(row);
   });
@@ -107,14 +129,18 @@ async function classify(event) {
   for (const name of meta.input_names) {
     instance[name] = document.getElementById("input-" + name).value;
   }
+  const request = { instances: [instance] };
+  const target = document.getElementById("target");
+  if (target && target.value) request.label = target.value;
   submit.disabled = true;
+  document.body.dataset.state = "working";
   statusLine.textContent = "working\u2026";
   errorBox.hidden = true;
   try {
     const response = await fetch("explain", {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ instances: [instance] }),
+      body: JSON.stringify(request),
     });
     let body = null;
     try {
@@ -128,8 +154,11 @@ async function classify(event) {
       return;
     }
     const explanation = body.explanations[0];
-    document.getElementById("result-label").textContent =
-      explanation.label === null ? "score" : explanation.label;
+    let shown = explanation.label === null ? "score" : explanation.label;
+    if (multiLabel) shown = explanation.labels.length ? explanation.labels.join(", ") : "no label";
+    document.getElementById("result-label").textContent = shown;
+    document.getElementById("explained-label").textContent =
+      explanation.label === null ? "a higher score" : explanation.label;
     showProbabilities(explanation);
     showWords(explanation);
     result.hidden = false;
