@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from bertfit.export.manifest import MANIFEST_FILE
+from bertfit.export.manifest import MANIFEST_FILE, sha256_file
 from bertfit.paths import find_model_dir
 from bertfit.predictions import prediction_columns
 from bertfit.predictors import EXPORT, load_predictor, source_kind
@@ -85,18 +85,17 @@ def load_model(source: str | Path, batch_size: int, threads: int | None = None) 
         tuple(predictor.input_names),
         tuple(predictor.label_names),
         predictor.problem_type,
-        _sha256_files(weights),
+        _fingerprint(weights),
         batch_size,
     )
 
 
-def _sha256_files(paths: Sequence[Path]) -> str:
+def _fingerprint(paths: Sequence[Path]) -> str:
+    """One sha256 over the files' names and contents (each hashed by the export's own
+    :func:`~bertfit.export.manifest.sha256_file`)."""
     digest = hashlib.sha256()
     for path in paths:
-        digest.update(path.name.encode() + b"\0")
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        digest.update(f"{path.name}\0{sha256_file(path)}\n".encode())
     return digest.hexdigest()
 
 
