@@ -178,7 +178,45 @@ def summarize(path: Path) -> str:
             cells.append("/".join(str(r["steps"]) for r in runs))
             lines.append(_row(cells))
         lines.append("")
+    lines += _early_stopping_table(records)
     return "\n".join(lines)
+
+
+def _early_stopping_table(records: list[dict]) -> list[str]:
+    """``patience2`` against ``default`` paired by task and seed: steps and wall time, the
+    share of wall time saved, and the main dev metric each kept."""
+    runs = {job_key(r): r for r in records}
+    pairs = [
+        (runs[(task, "default", seed)], stopped)
+        for (task, variant, seed), stopped in sorted(runs.items())
+        if variant == "patience2" and (task, "default", seed) in runs
+    ]
+    if not pairs:
+        return []
+    header = ["task", "seed", "full: steps, s", "patience 2: steps, s", "time saved"]
+    header += ["full: dev metric", "patience 2: dev metric", "stopped"]
+    lines = ["### early stopping", "", _row(header), _row(["---"] * len(header))]
+    saved = []
+    for full, early in pairs:
+        key = next(k for k in full["best"] if k.startswith("dev_") and k != "dev_loss")
+        saved.append(1 - early["wall_seconds"] / full["wall_seconds"])
+        stop = early["stopped_early"]
+        lines.append(
+            _row(
+                [
+                    full["task"],
+                    str(full["seed"]),
+                    f"{full['steps']}, {full['wall_seconds']:.0f}",
+                    f"{early['steps']}, {early['wall_seconds']:.0f}",
+                    f"{saved[-1]:.1%}",
+                    f"{key[4:]} {full['best'][key]:.4f}",
+                    f"{early['best'][key]:.4f}",
+                    f"epoch {stop['epoch']}" if stop else "no (ran to the end)",
+                ]
+            )
+        )
+    lines += ["", f"median time saved: {np.median(saved):.1%}", ""]
+    return lines
 
 
 def _row(cells: list[str]) -> str:
