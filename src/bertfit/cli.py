@@ -1008,7 +1008,7 @@ def _run_config_keys(args) -> int:
 
 def _add_plot(commands) -> None:
     parser = commands.add_parser(
-        "plot", help="draw a figure: schedule, inputs, history or confusion"
+        "plot", help="draw a figure: schedule, inputs, history, confusion or tune"
     )
     figures = parser.add_subparsers(dest="figure", required=True, metavar="FIGURE")
     schedule = figures.add_parser("schedule", help="learning rate against the train step")
@@ -1038,7 +1038,11 @@ def _add_plot(commands) -> None:
     confusion.add_argument("--batch-size", type=_positive_int, default=_EVAL_BATCH_SIZE)
     confusion.add_argument("--normalize", action="store_true", help="colour by share of row")
     confusion.add_argument("--quiet", action="store_true", help="no progress bar")
-    for sub in (schedule, inputs, history, confusion):
+    tune = figures.add_parser(
+        "tune", help="a search's optimization history and parameter importances"
+    )
+    tune.add_argument("source", metavar="run", help="bertfit tune's output folder")
+    for sub in (schedule, inputs, history, confusion, tune):
         sub.add_argument("--output", "-o", required=True, help="image file: .png, .svg or .pdf")
         sub.add_argument("--data", help="also write the plotted numbers to this JSON file")
         sub.add_argument("--dpi", type=_positive_int, default=120, help="(default: 120)")

@@ -23,8 +23,13 @@ from typing import Any
 
 import optuna
 
-from bertfit.config import atomic_write_text, make_staging_dir, read_json, replace_directory
-from bertfit.config import write_json
+from bertfit.config import (
+    atomic_write_text,
+    make_staging_dir,
+    read_json,
+    replace_directory,
+    write_json,
+)
 from bertfit.model_card import write_model_card
 from bertfit.train.config import RunConfig
 from bertfit.train.config_file import dump_config

@@ -34,7 +34,13 @@ import yaml
 
 from bertfit.errors import ConfigError
 from bertfit.train.config import RunConfig
-from bertfit.train.config_file import _Loader, _unknown_key, apply_overrides, config_keys
+from bertfit.train.config_file import (
+    _Loader,
+    _unknown_key,
+    apply_overrides,
+    config_keys,
+    load_yaml,
+)
 
 _SPEC_FIELDS = ("low", "high", "log", "step", "choices")
 # Re-initialized layers the default space tries at most (Zhang et al. 2021 find 1-6 of
@@ -176,17 +182,12 @@ def read_space(path: str | Path) -> SearchSpace:
         raise ConfigError(f"{path}: space file not found") from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
-    try:
-        node = yaml.compose(text, Loader=_Loader)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML ({where}{getattr(error, 'problem', error)})")
-    if node is None:
+    data = load_yaml(text, str(path))  # errors name the file and line
+    if data is None:
         raise ConfigError(f"{path}: an empty space; give keys with ranges or choices")
-    data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no objects
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys to ranges or choices")
+    node = yaml.compose(text, Loader=_Loader)  # parsed already: only for the keys' lines
     lines = _key_lines(node)
     specs = _flatten(data)
     keys = config_keys()
