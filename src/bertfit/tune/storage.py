@@ -9,7 +9,7 @@ marks it FAIL, so it is never counted, and the same command continues the study.
 processes on one or many machines. A lock cannot tell a dead worker there from a live one on
 another machine, so each trial beats a heartbeat; a trial whose heartbeat stops for
 :data:`GRACE_SECONDS` is marked FAIL by the next worker that starts a trial, and Optuna's
-``RetryFailedTrialCallback`` queues it again with the same parameters.
+``RetryHeartbeatStaleTrialCallback`` queues it again with the same parameters.
 """
 
 from __future__ import annotations
@@ -64,11 +64,11 @@ def open_storage(url: str, shared: bool):
     if shared:
         with warnings.catch_warnings():  # the retry callback is marked experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            retry = optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
         options.update(
             heartbeat_interval=HEARTBEAT_SECONDS,
             grace_period=GRACE_SECONDS,
-            failed_trial_callback=retry,
+            heartbeat_stale_trial_callback=retry,
         )
     try:
         with warnings.catch_warnings():

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import optuna
 
+from bertfit.data.tasks import get_task
 from bertfit.errors import ConfigError
 from bertfit.model.presets import resolve_model_dir
 from bertfit.model.sources import describe_source
@@ -126,6 +127,8 @@ def check_options(options: TuneOptions) -> None:
     data = options.config.data
     if data.train_file is not None and data.dev_file is None:
         raise ConfigError("tune scores each trial on a dev set: give --dev FILE")
+    if data.train_file is None:
+        get_task(options.config.task)  # an unknown task: refused before the study starts
     options.config.validate()
 
 
