@@ -106,9 +106,20 @@ def _recipe_default(key: str, fallback) -> str:
 
 def _add_train(commands) -> None:
     parser = commands.add_parser("train", help="fine-tune a pretrained encoder on a task")
-    # Flags default to None: only a flag given on the command line overrides the --config file.
+    _add_run_arguments(
+        parser,
+        output="run directory to write (required unless --resume)",
+        seeds="comma-separated seeds (e.g. 1,2,3): one run each in OUTPUT/seed-N and a summary",
+    )
+    parser.set_defaults(handler=_run_train)
+
+
+def _add_run_arguments(parser, output: str, seeds: str) -> None:
+    """The flags of a training run, shared by ``train`` and ``tune`` (whose trials are runs)."""
+    # Flags default to None: only a flag given on the command line overrides the --config file
+    # (and, for tune, leaves the search).
     parser.add_argument("--task", help=f"task name (default: {_RUN.task})")
-    parser.add_argument("--output", help="run directory to write (required unless --resume)")
+    parser.add_argument("--output", help=output)
     parser.add_argument(
         "--model",
         help="preset (`bertfit models`), model directory, TensorFlow checkpoint or SavedModel, "
@@ -174,11 +185,7 @@ def _add_train(commands) -> None:
         help="auto (default): bf16 autocast where the device does bf16 natively, else fp32",
     )
     parser.add_argument("--device", help="auto (default: CUDA if visible), cpu, cuda or cuda:N")
-    parser.add_argument(
-        "--seeds",
-        type=_seed_list,
-        help="comma-separated seeds (e.g. 1,2,3): one run each in OUTPUT/seed-N and a summary",
-    )
+    parser.add_argument("--seeds", type=_seed_list, help=seeds)
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing run directory's contents"
     )
@@ -188,7 +195,61 @@ def _add_train(commands) -> None:
         "--tensorboard", action="store_true", help="also log to TensorBoard in RUN/tensorboard"
     )
     _add_scale_arguments(parser)
-    parser.set_defaults(handler=_run_train)
+
+
+def _add_tune(commands) -> None:
+    parser = commands.add_parser(
+        "tune", help="search for a better recipe: training runs as trials of an Optuna study"
+    )
+    _add_run_arguments(
+        parser,
+        output="folder of the search: study.db, trials/, trials.csv, best.yaml, best/",
+        seeds="score each trial by the mean of its runs on these seeds, e.g. 1,2 "
+        "(default: one run on --seed)",
+    )
+    group = parser.add_argument_group(
+        "the search (a flag above fixes its key for every trial: it is not searched)"
+    )
+    group.add_argument(
+        "--trials",
+        type=_positive_int,
+        metavar="N",
+        help="finished (complete or pruned) trials the study should hold; the same command "
+        "again continues to N (default: 20 unless --timeout)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=_duration,
+        metavar="TIME",
+        help="start no trial after this long, e.g. 90m or 2h (the one under way finishes)",
+    )
+    group.add_argument(
+        "--space",
+        metavar="FILE",
+        help="YAML of dotted config keys with {low, high[, log]} or {choices: [...]} "
+        "(default: learning rate, epochs, warmup, weight decay, batch size, layer decay, "
+        "re-initialized layers)",
+    )
+    group.add_argument(
+        "--storage",
+        metavar="URL",
+        help="database of a study shared between processes and machines, e.g. "
+        "postgresql://USER:PASSWORD@HOST/DB (default: OUTPUT/study.db, SQLite)",
+    )
+    group.add_argument("--study", metavar="NAME", help="study name (default: OUTPUT's name)")
+    parser.set_defaults(handler=_run_tune)
+
+
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    scale = units.get(text.strip()[-1:].lower())
+    try:
+        number = float(text.strip()[:-1] if scale else text)
+    except ValueError:
+        number = float("nan")
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a time like 90m, 2h or 3600, got {text!r}")
+    return number * (scale or 1)
 
 
 def _add_evaluation_arguments(parser) -> None:
@@ -523,6 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bertfit {bertfit.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(commands)
+    _add_tune(commands)
     _add_distill(commands)
     _add_evaluate(commands)
     _add_predict(commands)
@@ -608,6 +670,58 @@ def _run_train(args) -> int:
         config, output, progress=progress, phases=phases, resume_if_exists=args.resume_if_exists
     )
     return _print_best(result, output)
+
+
+def _run_tune(args) -> int:
+    refused = {"--resume": args.resume, "--resume-if-exists": args.resume_if_exists,
+               "--overwrite": args.overwrite, "--fsdp": args.fsdp}  # fmt: skip
+    given = [flag for flag, value in refused.items() if value]
+    if given:
+        raise ConfigError(
+            f"tune does not take {given[0]}: the same command continues a stopped search; "
+            "a new one needs another --output (or --study)"
+        )
+    if args.output is None:
+        raise ConfigError("give --output DIR, the folder of the search")
+    # Flags and KEY=VALUE overrides are fixed for every trial and left out of the search.
+    fixed = _train_flag_overrides(args) + parse_overrides(args.overrides)
+    config = load_run_config(args.config, fixed)
+    from bertfit.tune import require_optuna  # no optuna yet: it names the extra when missing
+
+    require_optuna()
+    from bertfit.tune.study import TuneOptions, run_tune  # optuna and torch: only to tune
+
+    options = TuneOptions(
+        config=config,
+        output=Path(args.output),
+        fixed=[key for key, value in fixed],
+        trials=args.trials,
+        timeout=args.timeout,
+        seeds=args.seeds,
+        space=args.space,
+        storage=args.storage,
+        study=args.study,
+        progress=False if args.quiet else None,
+    )
+    try:
+        summary = run_tune(options)
+    except KeyboardInterrupt as interrupted:  # TrainingInterrupted too: trials never resume
+        print(
+            "bertfit: interrupted; the trial under way is marked FAIL, and the same command "
+            "continues the study",
+            file=sys.stderr,
+        )
+        terminated = getattr(interrupted, "signum", None) == signal.SIGTERM
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(summary.counts.items()))
+    print(f"study {summary.study!r}: {counts or 'no trials'} ({summary.ran} run here)")
+    if summary.best_number is not None:
+        output = summary.output
+        print(
+            f"best: trial {summary.best_number}, {summary.best_value:.4f} -> "
+            f"{output / 'best.yaml'}; trials: {output / 'trials.csv'}"
+        )
+    return 0
 
 
 def _print_best(result, output: Path) -> int:
@@ -894,7 +1008,7 @@ def _run_config_keys(args) -> int:
 
 def _add_plot(commands) -> None:
     parser = commands.add_parser(
-        "plot", help="draw a figure: schedule, inputs, history or confusion"
+        "plot", help="draw a figure: schedule, inputs, history, confusion or tune"
     )
     figures = parser.add_subparsers(dest="figure", required=True, metavar="FIGURE")
     schedule = figures.add_parser("schedule", help="learning rate against the train step")
@@ -924,7 +1038,11 @@ def _add_plot(commands) -> None:
     confusion.add_argument("--batch-size", type=_positive_int, default=_EVAL_BATCH_SIZE)
     confusion.add_argument("--normalize", action="store_true", help="colour by share of row")
     confusion.add_argument("--quiet", action="store_true", help="no progress bar")
-    for sub in (schedule, inputs, history, confusion):
+    tune = figures.add_parser(
+        "tune", help="a search's optimization history and parameter importances"
+    )
+    tune.add_argument("source", metavar="run", help="bertfit tune's output folder")
+    for sub in (schedule, inputs, history, confusion, tune):
         sub.add_argument("--output", "-o", required=True, help="image file: .png, .svg or .pdf")
         sub.add_argument("--data", help="also write the plotted numbers to this JSON file")
         sub.add_argument("--dpi", type=_positive_int, default=120, help="(default: 120)")

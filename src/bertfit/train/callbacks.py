@@ -8,7 +8,7 @@ string saying why, asks to stop: the run then ends after this evaluation, as a f
 search's pruning hangs here too, without editing the loop::
 
     def prune(evaluation):
-        trial.report(evaluation.record["dev_accuracy"], evaluation.step)
+        trial.report(evaluation.record[evaluation.key], len(evaluation.history))
         return trial.should_prune()  # then raise optuna.TrialPruned after fit returns
 
 Under ``torchrun`` every process evaluates the same model on the same dev data, so the
@@ -32,7 +32,9 @@ class Evaluation:
     ``record`` is its ``history.jsonl`` record (metrics named ``dev_<metric>``, or
     ``<split>_<metric>`` for several dev sets); ``history`` every record so far, this one last
     (restored with a resumed run, so a callback that reads it needs no state of its own);
-    ``best`` the best record after this one; ``improved`` whether this one is the new best.
+    ``best`` the best record after this one; ``improved`` whether this one is the new best;
+    ``key`` the record key of the main metric that picks the best model (``dev_accuracy``;
+    None without a dev set), the value a search reports.
     """
 
     step: int
@@ -41,6 +43,7 @@ class Evaluation:
     history: tuple[dict, ...]
     best: dict | None
     improved: bool
+    key: str | None = None
 
 
 #: A per-evaluation callback: True, or a reason (a string), asks to stop training after this

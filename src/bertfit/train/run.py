@@ -14,6 +14,7 @@ rank 0 writes and prints.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -337,6 +338,7 @@ def train_run(
     resume: str | Path | None = None,
     phases: PhaseTimer | None = None,
     resume_if_exists: bool = False,
+    callbacks: Sequence[EvaluationCallback] = (),
 ) -> TrainResult | None:
     """Train as ``config`` says and write the run directory ``output``.
 
@@ -349,10 +351,13 @@ def train_run(
     This is what a job that is started again with the same command needs (``torchrun
     --max-restarts``, a scheduler requeueing a preempted job). A run of another config in
     ``output`` is refused with :class:`ConfigError`.
+
+    ``callbacks``: per-evaluation callbacks (:mod:`bertfit.train.callbacks`) beside those the
+    config asks for, such as a hyperparameter search's pruning (``bertfit tune``).
     """
     if resume_if_exists:
-        if resume is not None:
-            raise ConfigError("give resume or resume_if_exists, not both")
+        if resume is not None or callbacks:
+            raise ConfigError("resume_if_exists goes without resume and callbacks")
         return _train_or_resume(config, Path(output), progress, phases)
     phases = phases if phases is not None else PhaseTimer()
     limit_kernel_caches()  # before anything here runs a matrix product (a teacher's, say)
@@ -362,7 +367,7 @@ def train_run(
         task, train_examples, dev_examples = load_task_data(config)
     # Checked before the model is built: a weight naming an unknown label is a user's mistake.
     class_weights = class_weight_vector(config.trainer.class_weights, task, train_examples.labels)
-    callbacks = _callbacks(config, task, dev_examples)
+    callbacks = [*_callbacks(config, task, dev_examples), *callbacks]
     with phases.phase("building model"):
         classifier = build_classifier(config, task)
     config.model = str(resolve_model_dir(config.model).resolve())  # repeatable from any cwd

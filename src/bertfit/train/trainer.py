@@ -524,7 +524,9 @@ class Trainer:
         # Evaluation's batches leave free heap of other sizes behind; hand it back before
         # training allocates around it.
         self._heap.release()
-        evaluation = Evaluation(step, epoch, record, tuple(self.history), self.best, improved)
+        evaluation = Evaluation(
+            step, epoch, record, tuple(self.history), self.best, improved, self.best_model.key
+        )
         reason = asked_to_stop(self.callbacks, evaluation, self.device)
         if reason is not None:
             self._stopped = {"step": step, "epoch": epoch, "reason": reason}

@@ -1,5 +1,5 @@
 """Figures of what bertfit computes: the learning-rate schedule, packed inputs, training
-history, confusion matrices and word attributions.
+history, confusion matrices, word attributions and hyperparameter searches.
 
 * :mod:`bertfit.viz.data`: the numbers each figure draws (no matplotlib, no torch);
 * :mod:`bertfit.viz.figures`: matplotlib figures of those numbers, drawn headless;
@@ -29,11 +29,13 @@ _EXPORTS = {
     "history_figure": "figures",
     "confusion_figure": "figures",
     "explanation_figure": "figures",
+    "tune_figure": "figures",
     "save_figure": "figures",
     "plot_schedule": "plots",
     "plot_inputs": "plots",
     "plot_history": "plots",
     "plot_confusion": "plots",
+    "plot_tune": "plots",
 }
 
 __all__ = sorted(_EXPORTS)

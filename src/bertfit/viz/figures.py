@@ -206,6 +206,54 @@ def _history_title(data: HistoryData) -> str:
     return title
 
 
+# -- tune ---------------------------------------------------------------------------------------
+
+
+def tune_figure(data):
+    """A search (:class:`bertfit.tune.report.TuneData`): its optimization history beside the
+    searched keys' importances.
+
+    ``axes[0]``: each COMPLETE trial's value (``collections[0]``), each PRUNED trial's last
+    reported value (``collections[1]``) and the best so far (``lines[0]``). ``axes[1]``: one
+    bar per key, most important on top, or the note that says why there are none.
+    """
+    figure = _figure(11.0, 4.5)
+    from matplotlib.ticker import MaxNLocator  # after _figure, which checked matplotlib is there
+
+    history_ax, importance_ax = figure.subplots(1, 2)
+    for state, style in (
+        ("COMPLETE", {"color": "tab:blue", "marker": "o", "label": "complete"}),
+        ("PRUNED", {"color": "grey", "marker": "x", "label": "pruned (last evaluation)"}),
+    ):
+        points = [(n, v) for n, s, v in zip(data.numbers, data.states, data.values)
+                  if s == state and v is not None]  # fmt: skip
+        x, y = zip(*points) if points else ((), ())
+        history_ax.scatter(x, y, s=24, **style)
+    best = [(n, v) for n, v in zip(data.numbers, data.best_so_far) if v is not None]
+    x, y = zip(*best) if best else ((), ())
+    history_ax.step(x, y, where="post", color="tab:red", label="best so far")
+    history_ax.set_title(f"Optimization history ({len(data.numbers)} trials)")
+    history_ax.set_xlabel("trial")
+    history_ax.set_ylabel(data.metric)
+    history_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    history_ax.grid(alpha=0.3)
+    history_ax.legend(fontsize=8)
+    importance_ax.set_title("Parameter importances (fANOVA)")
+    if data.importances:
+        keys = list(data.importances)[::-1]  # the most important on top
+        importance_ax.barh(keys, [data.importances[key] for key in keys], color="tab:blue")
+        importance_ax.set_xlabel("share of the value's variance")
+        importance_ax.grid(alpha=0.3, axis="x")
+    else:
+        importance_ax.set_axis_off()
+        importance_ax.text(
+            0.5, 0.5, data.note or "no importances", ha="center", va="center", wrap=True,
+            fontsize=9, transform=importance_ax.transAxes,
+        )  # fmt: skip
+    figure.suptitle(f"Study {data.study}", fontsize=10)
+    return figure
+
+
 # -- confusion matrix ---------------------------------------------------------------------------
 
 

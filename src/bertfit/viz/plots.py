@@ -1,6 +1,6 @@
 """One call per figure, from what a user has at hand: a run, a config file, a model or preset.
 
-These are what ``bertfit plot {schedule,inputs,history,confusion}`` runs. Each builds the data
+These are what ``bertfit plot {schedule,inputs,history,confusion,tune}`` runs. Each builds the data
 (:mod:`bertfit.viz.data`), draws it (:mod:`bertfit.viz.figures`), saves the image when given a
 path, and returns ``(data, figure)`` so callers can check or reuse the numbers.
 """
@@ -195,6 +195,23 @@ def plot_history(run: str | Path, output: str | Path | None = None):
     """A run's training and evaluation curves (see :func:`figures.history_figure`)."""
     data = viz_data.read_history(run)
     figure = figures.history_figure(data)
+    _save(figure, output)
+    return data, figure
+
+
+# -- tune ---------------------------------------------------------------------------------------
+
+
+def plot_tune(run: str | Path, output: str | Path | None = None):
+    """A search's optimization history and parameter importances (``bertfit tune``'s output
+    folder; see :func:`figures.tune_figure`)."""
+    from bertfit.tune import require_optuna  # the tune extra: only this figure reads a study
+
+    require_optuna()
+    from bertfit.tune.report import tune_data  # optuna, now known to be there
+
+    data = tune_data(run)
+    figure = figures.tune_figure(data)
     _save(figure, output)
     return data, figure
 
