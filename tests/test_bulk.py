@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from bertfit import cli
+from bertfit import cli, predictors
 from bertfit.bulk import BulkOptions, engine, parts, predict_bulk
 from bertfit.bulk.model import load_model
 from bertfit.cli import main
@@ -514,6 +514,23 @@ def test_bulk_flags_need_output_and_the_old_forms_are_unchanged(model_dir, tmp_p
     assert "--output needs --input" in capsys.readouterr().err
     assert _cli(str(model_dir), "--input", str(tsv), "--output", str(tmp_path / "x.xlsx")) == 2
     assert "unknown output type '.xlsx'" in capsys.readouterr().err
+
+
+def test_threads_reach_the_onnx_session_in_both_forms(export_dir, tmp_path, monkeypatch):
+    opened = []
+
+    def recording(*args, **kwargs):
+        opened.append(load_exported(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(predictors, "load_exported", recording)
+    source = write_input(tmp_path / "in.parquet", pairs(6))
+    out = str(tmp_path / "out.parquet")
+    assert _cli(str(export_dir), "--input", str(source), "--output", out, "--threads", "1") == 0
+    assert _cli(str(export_dir), "--sentence1", "a", "--sentence2", "b", "--threads", "1") == 0
+    assert _cli(str(export_dir), "--sentence1", "a", "--sentence2", "b") == 0
+    threads = [p.backend.session.get_session_options().intra_op_num_threads for p in opened]
+    assert threads == [1, 1, 0]  # 0: ONNX Runtime's default, one per core
 
 
 def test_regression_models_write_a_score(tmp_path):

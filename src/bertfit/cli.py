@@ -496,6 +496,11 @@ def _add_predict(commands) -> None:
     )
     parser.add_argument("--batch-size", type=_positive_int, default=_EVAL_BATCH_SIZE)
     parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="model threads (default: one per core; --engine ray: per worker, default 1)",
+    )
+    parser.add_argument(
         "--raw-probabilities",
         action="store_true",
         help="softmax of the logits without the run's fitted temperature (default: calibrated)",
@@ -847,7 +852,7 @@ def _run_predict(args) -> int:
     # torch loads only for a run's model; an export predicts without it
     from bertfit.predictors import load_predictor
 
-    predictor = load_predictor(args.run)
+    predictor = load_predictor(args.run, threads=args.threads)
     names = tuple(predictor.input_names)
     if args.input:
         if args.sentence1 or args.sentence2:
@@ -887,6 +892,7 @@ def _run_bulk_predict(args) -> int:
         overwrite=args.overwrite,
         chunk_rows=args.chunk_rows,
         batch_size=args.batch_size,
+        threads=args.threads,
         calibrated=not args.raw_probabilities,
     )
     try:

@@ -56,6 +56,10 @@ class BulkOptions:
     # from there: bertfit.train loads torch, which an export is run without (tests/test_bulk.py
     # checks that the two agree).
     batch_size: int = 64
+    #: Model threads (ONNX Runtime's intra-op threads, or torch's); None: the runtime's default
+    #: (--engine ray: per actor, default 1). Not in the job's record: threads change the speed,
+    #: not which rows go into which part or batch.
+    threads: int | None = None
     calibrated: bool = True
 
 
@@ -99,7 +103,7 @@ def predict_bulk(
     model = source if isinstance(source, BulkModel) else None
     if model is None:
         _check_options(options)
-        model = load_model(source, options.batch_size)
+        model = load_model(source, options.batch_size, options.threads)
     job = prepare(model, options)
     store = PartStore.open(job.output, job_record(job, model, options), options.overwrite)
     if store.complete:

@@ -106,13 +106,15 @@ def predict_bulk_ray(
     options: BulkOptions,
     address: str | None = None,
     workers: int = 2,
-    threads: int = 1,
+    threads: int | None = None,
     progress: bool | None = None,
 ) -> BulkSummary:
     """:func:`bertfit.bulk.engine.predict_bulk` on Ray Data; see the module docstring.
 
     ``address`` is a Ray cluster's (``None``: the one this process is connected to, or a new
-    local Ray); ``workers`` predictor actors, each with ``threads`` ONNX Runtime threads.
+    local Ray); ``workers`` predictor actors, each with ``threads`` ONNX Runtime threads
+    (``None``: ``options.threads``, or 1: ``workers`` actors then keep about ``workers`` cores
+    busy).
     """
     # ray[data] (the ray extra) only on this path
     import ray
@@ -125,6 +127,7 @@ def predict_bulk_ray(
         )
     if options.on_error != "fail":
         raise ConfigError("--engine ray stops at a bad row; --on-error skip is in-process only")
+    threads = threads or options.threads or 1
     model = load_model(source, options.batch_size, threads)
     job = prepare(model, options)
     store = PartStore.open(
