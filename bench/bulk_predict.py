@@ -1,20 +1,31 @@
 """Bulk prediction (``bertfit predict SOURCE --input IN --output OUT``): rows/s and peak memory.
 
 Generates the input once: MRPC train pairs resampled (with replacement, seeded) into a Parquet
-file with an ``id`` column, ``--rows`` rows. Then, each in a fresh process of its own so that
-its peak RSS (``VmHWM``) is its own, on the same rows and with ``--threads`` ONNX Runtime
-threads:
+file with an ``id`` column, ``--rows`` rows, written a row group at a time. Then, each in a fresh
+process of its own so that its peak RSS (``VmHWM``) is its own, on the same rows and with
+``--threads`` ONNX Runtime threads:
 
 - ``read``: the chunk reader alone (``bertfit.bulk.sources.read_chunks``), what reading costs;
 - ``in_memory``: the exported predictor's own batched rate, every text held in memory at once;
 - ``bulk``: the streaming path end to end (read, predict, commit parts, join the output).
 
+The model's load is outside the timed span of both model modes. ``--repeat N`` runs every mode
+N times, in the given order on even repetitions and in reverse on odd ones (so neither side
+always runs on a warmer or cooler machine), and reports each mode's median and the ratio of the
+streaming median to the in-memory one.
+
 Without ``--source`` it exports the packaged all-MiniLM-L6-v2 with a fresh two-class head
 (int8 unless ``--precision fp32``; the weights' values do not change the speed) into
-``bench/results/bulk/``. Prints the results as JSON and writes ``bench/results/bulk_predict.json``::
+``bench/results/bulk/``, where the generated inputs are kept too: a second invocation reuses
+both. Each finished run is written to ``bench/results/bulk_predict.json`` at once; with
+``--resume`` the runs already there (with the same settings) are kept and not run again, so
+a stopped invocation goes on::
 
-    .venv/bin/python bench/bulk_predict.py --rows 200000 --threads 2
+    .venv/bin/python bench/bulk_predict.py --rows 200000 --threads 2 --repeat 3 --resume
     .venv/bin/python bench/bulk_predict.py --rows 2000            # a short check that it runs
+
+``bench/bulk_runs.py`` measures the ``bertfit predict`` command itself (peak RSS at two sizes,
+``kill -9`` and the same command again, Ray against in-process) with these helpers.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -31,6 +43,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 WORK = RESULTS / "bulk"
+#: Rows per row group of the generated inputs (and per slice drawn while generating them).
+ROW_GROUP = 65536
 
 
 def memory_mib() -> float:
@@ -65,7 +79,12 @@ def make_export(precision: str) -> Path:
 
 
 def make_input(data_dir: Path, rows: int, seed: int) -> Path:
-    """MRPC train pairs resampled into ``rows`` rows of Parquet with an id (made once)."""
+    """MRPC train pairs resampled into ``rows`` rows of Parquet with an id (made once).
+
+    Written a row group at a time, so a million rows cost one row group of memory. The draws
+    come from one seeded generator in order, so the first N rows of a larger file are the
+    N-row file's rows.
+    """
     path = WORK / f"mrpc-{rows}-{seed}.parquet"
     if path.is_file():
         return path
@@ -77,15 +96,121 @@ def make_input(data_dir: Path, rows: int, seed: int) -> Path:
     from bertfit.data.tasks import MRPC
 
     train = read_glue_split(data_dir / "MRPC" / "train.tsv", MRPC, "train")
-    picks = np.random.default_rng(seed).integers(0, len(train), size=rows)
-    first, second = (np.asarray(column, dtype=object)[picks] for column in train.columns)
-    table = pa.table(
-        {"id": np.arange(rows, dtype=np.int64), "sentence1": first, "sentence2": second}
-    )
+    first, second = (np.asarray(column, dtype=object) for column in train.columns)
+    generator = np.random.default_rng(seed)
+    schema = pa.schema([("id", pa.int64()), ("sentence1", pa.string()), ("sentence2", pa.string())])
+    WORK.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    pq.write_table(table, temporary, row_group_size=65536)
+    with pq.ParquetWriter(temporary, schema) as writer:
+        for start in range(0, rows, ROW_GROUP):
+            count = min(ROW_GROUP, rows - start)
+            picks = generator.integers(0, len(first), size=count)
+            ids = np.arange(start, start + count, dtype=np.int64)
+            writer.write_table(
+                pa.table([ids, first[picks], second[picks]], schema=schema),
+                row_group_size=ROW_GROUP,
+            )
     os.replace(temporary, path)
     return path
+
+
+def make_shards(path: Path, shards: int) -> Path:
+    """``path``'s rows split, in order, into a folder of ``shards`` Parquet files (made once)."""
+    import pyarrow.parquet as pq
+
+    folder = path.with_name(f"{path.stem}-{shards}-shards")
+    if (folder / "_done").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    parquet = pq.ParquetFile(path)
+    per_shard = -(-parquet.metadata.num_rows // shards)
+    writer, index, filled = None, 0, 0
+    for batch in parquet.iter_batches(batch_size=ROW_GROUP):
+        while batch.num_rows:
+            if writer is None:
+                writer = pq.ParquetWriter(folder / f"part-{index:04d}.parquet", batch.schema)
+            piece = batch.slice(0, per_shard - filled)
+            writer.write_batch(piece)
+            filled += piece.num_rows
+            batch = batch.slice(piece.num_rows)
+            if filled == per_shard:
+                writer.close()
+                writer, index, filled = None, index + 1, 0
+    if writer is not None:
+        writer.close()
+    (folder / "_done").write_text("")  # a leading _: input_files skips it
+    return folder
+
+
+class Results:
+    """One benchmark's JSON in ``bench/results/``: its settings and each finished run, written
+    as soon as the run ends. With ``resume``, the runs of an earlier invocation with the same
+    settings are kept (and not run again); otherwise it starts empty."""
+
+    def __init__(self, name: str, settings: dict, resume: bool) -> None:
+        self.path = RESULTS / f"{name}.json"
+        self.data = {"settings": settings, "machine": machine(), "runs": {}}
+        if resume and self.path.is_file():
+            before = json.loads(self.path.read_text())
+            if before.get("settings") == settings:
+                self.data["runs"] = before.get("runs", {})
+                done = ", ".join(self.data["runs"]) or "none"
+                print(f"resuming {self.path}: done before: {done}", file=sys.stderr)
+            else:
+                print(f"{self.path}: other settings; starting over", file=sys.stderr)
+
+    @property
+    def runs(self) -> dict:
+        """The finished runs by name."""
+        return self.data["runs"]
+
+    def add(self, key: str, run: dict) -> None:
+        """Record one finished run and write the file."""
+        self.runs[key] = run
+        self.write()
+
+    def write(self, summary: dict | None = None) -> None:
+        """Write the file (atomically), with ``summary`` if given."""
+        if summary is not None:
+            self.data["summary"] = summary
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        temporary.write_text(json.dumps(self.data, indent=2) + "\n")
+        os.replace(temporary, self.path)
+
+
+def machine() -> dict:
+    """The processor, its count and the load average when a benchmark started."""
+    return {
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average": [round(value, 2) for value in os.getloadavg()],
+    }
+
+
+def alternating(names: list[str], repeat: int):
+    """``(repetition, name)`` pairs: ``names`` in order on even repetitions, reversed on odd."""
+    for rep in range(repeat):
+        for name in names if rep % 2 == 0 else names[::-1]:
+            yield rep, name
+
+
+def spread(values: list[float]) -> dict:
+    """Median, min, max and count of some measurements."""
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        "n": len(values),
+    }
+
+
+def print_table(header: list[str], rows: list[list]) -> None:
+    """A Markdown table (ready for docs/performance.md)."""
+    print("| " + " | ".join(header) + " |")
+    print("| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |")
+    for row in rows:
+        print("| " + " | ".join(str(cell) for cell in row) + " |")
 
 
 def child(mode: str, source: str, input_path: str, args: argparse.Namespace) -> dict:
@@ -138,6 +263,8 @@ def main() -> int:
     parser.add_argument("--chunk-rows", type=int, default=10_000)
     parser.add_argument("--output-format", default="parquet", choices=["parquet", "jsonl", "csv"])
     parser.add_argument("--modes", default="read,in_memory,bulk")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each mode (alternated)")
+    parser.add_argument("--resume", action="store_true", help="keep the runs already recorded")
     parser.add_argument(
         "--child", nargs=3, metavar=("MODE", "SOURCE", "INPUT"), help=argparse.SUPPRESS
     )
@@ -148,8 +275,17 @@ def main() -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     source = args.source or str(make_export(args.precision))
     input_path = make_input(args.data_dir, args.rows, args.seed)
-    results = []
-    for mode in args.modes.split(","):
+    settings = {
+        "source": source, "input": str(input_path), "rows": args.rows, "threads": args.threads,
+        "batch_size": args.batch_size, "chunk_rows": args.chunk_rows,
+        "output_format": args.output_format,
+    }  # fmt: skip
+    results = Results("bulk_predict", settings, args.resume)
+    modes = args.modes.split(",")
+    for rep, mode in alternating(modes, args.repeat):
+        key = f"{mode}#{rep}"
+        if key in results.runs:
+            continue
         command = [
             sys.executable,
             __file__,
@@ -160,19 +296,34 @@ def main() -> int:
             str(input_path),
         ]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
-        results.append(json.loads(done.stdout.splitlines()[-1]))
-    rates = {r["mode"]: r["rows_per_s"] for r in results}
-    report = {
-        "source": source, "input": str(input_path), "rows": args.rows, "threads": args.threads,
-        "batch_size": args.batch_size, "chunk_rows": args.chunk_rows,
-        "output_format": args.output_format, "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(), "results": results,
-    }  # fmt: skip
-    if "bulk" in rates and "in_memory" in rates:
-        report["bulk_over_in_memory"] = round(rates["bulk"] / rates["in_memory"], 3)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bulk_predict.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+        run = json.loads(done.stdout.splitlines()[-1])
+        results.add(key, run)
+        print(f"{key}: {run['rows_per_s']} rows/s, {run['peak_rss_mib']} MiB", file=sys.stderr)
+    summary = {}
+    for mode in modes:
+        runs = [run for key, run in results.runs.items() if key.split("#")[0] == mode]
+        summary[mode] = {
+            "rows_per_s": spread([run["rows_per_s"] for run in runs]),
+            "peak_rss_mib": spread([run["peak_rss_mib"] for run in runs]),
+        }
+    if "bulk" in summary and "in_memory" in summary:
+        summary["bulk_over_in_memory"] = round(
+            summary["bulk"]["rows_per_s"]["median"] / summary["in_memory"]["rows_per_s"]["median"],
+            3,
+        )
+    results.write(summary)
+    print(f"wrote {results.path}")
+    print_table(
+        ["mode", "runs", "median rows/s", "min-max rows/s", "median peak RSS"],
+        [
+            [mode, row["rows_per_s"]["n"], f"{row['rows_per_s']['median']:,.1f}",
+             f"{row['rows_per_s']['min']:,.1f}-{row['rows_per_s']['max']:,.1f}",
+             f"{row['peak_rss_mib']['median']:,.0f} MiB"]
+            for mode, row in summary.items() if isinstance(row, dict)
+        ],
+    )  # fmt: skip
+    if "bulk_over_in_memory" in summary:
+        print(f"\nstreaming / in-memory (medians): {summary['bulk_over_in_memory']}x")
     return 0
 
 
