@@ -300,7 +300,8 @@ def main() -> int:
         results.add(key, run)
         print(f"{key}: {run['rows_per_s']} rows/s, {run['peak_rss_mib']} MiB", file=sys.stderr)
     summary = {}
-    for mode in modes:
+    # every mode recorded, so that invocations with one mode each (--resume) add up
+    for mode in dict.fromkeys([*modes, *(key.split("#")[0] for key in results.runs)]):
         runs = [run for key, run in results.runs.items() if key.split("#")[0] == mode]
         summary[mode] = {
             "rows_per_s": spread([run["rows_per_s"] for run in runs]),
