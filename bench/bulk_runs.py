@@ -164,13 +164,19 @@ def run_command(
         "exit": process.returncode,
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
         "peak_tree_rss_mib_sampled": round(peak_tree / 2**20, 1),
-        "last_line": (log.read_text().strip().splitlines() or [""])[-1],
+        "summary_line": summary_line(log),
     }
     if killed:  # read once the process is gone: what a rerun finds
         run["committed_rows_at_kill"] = committed_rows(output)
     elif process.returncode != 0:
         raise RuntimeError(f"{shown(command)} failed (exit {process.returncode}); see {log}")
     return run
+
+
+def summary_line(log: Path) -> str:
+    """The command's last ``bertfit:`` line (its summary), or its last line."""
+    lines = log.read_text(errors="replace").strip().splitlines() or [""]
+    return next((line for line in reversed(lines) if line.startswith("bertfit:")), lines[-1])
 
 
 def compare_outputs(first: Path, second: Path) -> dict:
@@ -304,7 +310,7 @@ def resume(args, source: str) -> Results:
         f"equal within {TOLERANCE}" if comparison["equal_within_tolerance"] else "DIFFERENT"
     )  # fmt: skip
     print(f"\noutputs, row for row ({comparison['rows'][0]:,} rows, every column): {verdict}")
-    print(f"rerun said: {pair['rerun']['last_line']}")
+    print(f"rerun said: {pair['rerun']['summary_line']}")
     return results
 
 
