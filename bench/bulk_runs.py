@@ -310,7 +310,7 @@ def resume(args, source: str) -> Results:
         f"equal within {TOLERANCE}" if comparison["equal_within_tolerance"] else "DIFFERENT"
     )  # fmt: skip
     print(f"\noutputs, row for row ({comparison['rows'][0]:,} rows, every column): {verdict}")
-    print(f"rerun said: {pair['rerun']['summary_line']}")
+    print(f"rerun said: {pair['rerun'].get('summary_line', '')}")
     return results
 
 
