@@ -43,6 +43,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -135,38 +136,45 @@ def run_command(
     path = [str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}  # this tree's bertfit
     log.parent.mkdir(parents=True, exist_ok=True)
+    peak_tree, killed, done = [0], threading.Event(), threading.Event()
+
+    def watch() -> None:  # samples the tree's RSS, and kills on time; the wait stays exact
+        while not done.wait(poll):
+            peak_tree[0] = max(peak_tree[0], tree_rss_bytes(process.pid))
+            late = kill_after is not None and time.perf_counter() - started >= kill_after
+            if late and not killed.is_set():
+                killed.set()
+                with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                    os.killpg(process.pid, signal.SIGKILL)
+
     with open(log, "w") as handle:
         started = time.perf_counter()
         process = subprocess.Popen(
             command, stdout=handle, stderr=subprocess.STDOUT, env=env,
             start_new_session=True, preexec_fn=_die_with_parent,
         )  # fmt: skip
-        peak_tree, killed = 0, False
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
         try:
-            while True:
-                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-                if pid:
-                    break
-                peak_tree = max(peak_tree, tree_rss_bytes(process.pid))
-                elapsed = time.perf_counter() - started
-                if kill_after is not None and not killed and elapsed >= kill_after:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    killed = True
-                time.sleep(poll)
+            _, status, usage = os.wait4(process.pid, 0)
         except BaseException:
-            os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             raise
+        finally:
+            done.set()
         seconds = time.perf_counter() - started
+        watcher.join()
     process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     run = {
         "command": shown(command),
         "wall_s": round(seconds, 2),
         "exit": process.returncode,
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
-        "peak_tree_rss_mib_sampled": round(peak_tree / 2**20, 1),
+        "peak_tree_rss_mib_sampled": round(peak_tree[0] / 2**20, 1),
         "summary_line": summary_line(log),
     }
-    if killed:  # read once the process is gone: what a rerun finds
+    if killed.is_set():  # read once the process is gone: what a rerun finds
         run["committed_rows_at_kill"] = committed_rows(output)
     elif process.returncode != 0:
         raise RuntimeError(f"{shown(command)} failed (exit {process.returncode}); see {log}")
