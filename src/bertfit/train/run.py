@@ -134,7 +134,8 @@ def load_task_data(
     """The run's task, training examples and dev sets (split name -> examples).
 
     Resolves ``config`` in place as ``RUN/config.json`` records it: the task's canonical name
-    and absolute data paths, and for the user's own files the task type and label names.
+    and absolute data paths, the main metric (``trainer.main_metric``, checked against the
+    task's metrics), and for the user's own files the task type and label names.
     The user's own files are checked and their labels read, but their texts stay on disk
     until encoded (:class:`~bertfit.data.user_stream.FileExamples`), whatever their size.
     """
@@ -143,6 +144,7 @@ def load_task_data(
         return _load_user_data(config)
     task = get_task(config.task)
     config.task = task.name
+    config.trainer.main_metric = config.trainer.main_metric_of(task)  # checked, and recorded
     task_dir = resolve_task_dir(task, config.data_dir, "train", download=download)
     config.data_dir = str(task_dir.resolve())
     train = read_glue_split(task_dir / "train.tsv", task, "train")
@@ -162,6 +164,7 @@ def _load_user_data(config: RunConfig) -> tuple[TaskSpec, FileExamples, dict[str
     if data.task_type == "auto":
         print(f"task type: {how}", file=sys.stderr)
     config.task = task.name
+    config.trainer.main_metric = config.trainer.main_metric_of(task)  # checked, and recorded
     data.train_file = str(Path(data.train_file).resolve())
     data.task_type = task_type_of(task.problem_type)
     data.label_names = None if task.problem_type == REGRESSION else list(task.label_names)
@@ -442,7 +445,8 @@ def _callbacks(config: RunConfig, task: TaskSpec, dev: dict) -> list[EvaluationC
         raise ConfigError(
             "trainer.early_stopping_patience needs a dev set to watch (--dev or data.dev_file)"
         )
-    key = metric_prefix(next(iter(dev))) + task.main_metric  # what picks the best model
+    # What picks the best model (the trainer's BestModel): trainer.main_metric, or the task's.
+    key = metric_prefix(next(iter(dev))) + trainer.main_metric_of(task)
     return [EarlyStopping(key, trainer.early_stopping_patience, trainer.early_stopping_delta)]
 
 
