@@ -129,3 +129,15 @@ def test_config_keys_lists_it(capsys):
     assert main(["config", "keys"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("trainer.main_"))
     assert line.split() == ["trainer.main_metric", "str", "|", "None", "null"]
+
+
+def test_a_run_recorded_before_the_key_existed_is_restarted_as_the_same_run(setup, tmp_path):
+    run = tmp_path / "run"
+    args = [*_args(setup, run, "--max-steps", "2"), "--resume-if-exists"]
+    assert main(args) == 0
+    config_file = run / "config.json"
+    config = json.loads(config_file.read_text())
+    del config["trainer"]["main_metric"]  # as a run of an earlier bertfit wrote it
+    config_file.write_text(json.dumps(config))
+    assert main(args) == 0  # not "a run of another config": it finished, nothing to resume
+    assert main([*args, "--main-metric", "f1"]) == 2  # another metric is another run

@@ -485,7 +485,10 @@ def _existing_run(config: RunConfig, output: Path) -> tuple[str, str | None]:
     ("error", why)."""
     if not (output / "config.json").is_file():
         return "start", None
-    saved = RunConfig.from_json_file(output / "config.json").to_dict()
+    saved_config = RunConfig.from_json_file(output / "config.json")
+    # A run from before trainer.main_metric was recorded used its task's first metric.
+    saved_config.trainer.main_metric = saved_config.trainer.main_metric_of(task_of(saved_config))
+    saved = saved_config.to_dict()
     wanted = resolve_run_config(RunConfig.from_dict(config.to_dict())).to_dict()
     # The step count also depends on the process count and on windows; a checkpoint checks it
     # against this run's (with the data and the process count) when it is loaded.
