@@ -135,6 +135,7 @@ def test_a_trained_run_has_a_card_whose_metadata_matches_its_results(tiny_run):
     assert f"{results['examples']['train']:,} train, {results['examples']['dev']} dev" in body
     assert f"learning rate {config['optimizer']['learning_rate']:g}" in body
     assert f"seed {config['trainer']['seed']}" in body
+    assert ", the best by Accuracy)" in body  # the main metric that chose the model
     assert 'pipeline("text-classification"' in body and "from_pretrained" in body
     assert "dev set" in body and "no test-set figure" in body
 

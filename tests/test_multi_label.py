@@ -16,6 +16,7 @@ from bertfit.data.user_files import Columns
 from bertfit.data.user_stream import scan_label_ids, scan_task, scan_user_file
 from bertfit.errors import DataError
 from bertfit.inference import TextClassifier
+from bertfit.problem import REGRESSION, SINGLE_LABEL
 
 from conftest import COOL, FILLERS, WARM, make_tiny_classifier
 
@@ -167,6 +168,26 @@ def test_bad_multi_label_input_names_file_line_and_column(tmp_path, lines, colum
         scan_task(scan_user_file(path, columns), columns, asked)
 
 
+@pytest.mark.parametrize(
+    ("asked", "word"), [(SINGLE_LABEL, "classification"), (REGRESSION, "regression")]
+)
+def test_a_problem_type_asked_for_separated_label_lists_is_refused(tmp_path, asked, word):
+    path = write_csv(
+        tmp_path / "t.csv", [("red cat .", ["warm"]), ("a red dog .", ["pet", "warm"])]
+    )
+    with pytest.raises(DataError) as error:
+        scan_task(scan_user_file(path, TAGS), TAGS, asked)
+    assert str(error.value) == (
+        f"{path}:3: column 'tags' holds labels separated by ';' (multi-label), not a {word} "
+        f"label; leave out --{word} (or give --multi-label), or another --label-separator if "
+        "it is part of a name"
+    )
+    # A separator that is part of the class names: another one leaves them whole.
+    bars = Columns("text", None, "tags", separator="|")
+    task, _ = scan_task(scan_user_file(path, bars), bars, SINGLE_LABEL)
+    assert list(task.label_names) == ["pet;warm", "warm"]
+
+
 def test_bad_parquet_labels_name_the_row(tmp_path):
     pq = pytest.importorskip("pyarrow.parquet")
     import pyarrow as pa
@@ -192,7 +213,9 @@ def test_a_label_only_in_dev_is_refused_with_its_line(tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", [("a .", ["x"]), ("b .", ["y"])])
     dev = write_jsonl(tmp_path / "dev.jsonl", [("a .", ["x"]), ("c .", ["y", "z"])])
     task, _ = scan_task(scan_user_file(train, TAGS), TAGS)
-    with pytest.raises(DataError, match=r"dev.jsonl:2: label 'z' never seen in train \(x, y\)"):
+    with pytest.raises(
+        DataError, match=r"dev.jsonl:2: column 'tags': label 'z' never seen in train \(x, y\)"
+    ):
         scan_label_ids(scan_user_file(dev, TAGS), task, "dev")
 
 

@@ -149,12 +149,14 @@ def test_dev_label_errors_name_the_row(tmp_path):
     dev_columns = pair_columns(12, 4)
     dev_columns["verdict"][10] = "maybe"
     dev = write_parquet(tmp_path / "dev.parquet", dev_columns)
-    with pytest.raises(DataError, match=r"dev\.parquet, row 11: label 'maybe' never seen in train"):
+    unseen = r"dev\.parquet, row 11: column 'verdict': label 'maybe' never seen in train"
+    with pytest.raises(DataError, match=unseen):
         read_user_examples(dev, PAIR, task, "dev")
-    with pytest.raises(DataError, match=r"dev\.parquet, row 11: label 'maybe' never seen in train"):
+    with pytest.raises(DataError, match=unseen):
         label_examples(read_user_file(dev, PAIR), task, "dev")
     regression, _ = scan_task(scan_user_file(train, PAIR), PAIR, problem_type=REGRESSION)
-    with pytest.raises(DataError, match=r"train\.parquet, row 1: regression target '\w+' is not"):
+    not_number = r"train\.parquet, row 1: column 'verdict': regression target '\w+' is not"
+    with pytest.raises(DataError, match=not_number):
         read_user_examples(train, PAIR, regression, "train")
 
 

@@ -70,5 +70,7 @@ def test_regression_by_flag_and_bad_dev_label(tmp_path, capsys, tiny_model_dir):
     capsys.readouterr()
     code = main([*args, "--train", str(train_cls), "--dev", str(dev)])
     assert code == 2
-    assert "dev.csv:3: label 'maybe' never seen in train" in capsys.readouterr().err
+    assert (
+        "dev.csv:3: column 'verdict': label 'maybe' never seen in train" in capsys.readouterr().err
+    )
     assert not (tmp_path / "run2").exists()

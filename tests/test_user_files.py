@@ -83,7 +83,9 @@ def test_dev_label_never_seen_in_train(tmp_path):
     train = read_user_file(_csv(tmp_path / "t.csv", ["a,b,yes", "c,d,no"]), PAIR)
     task, _ = user_task(train, PAIR)
     dev = read_user_file(_csv(tmp_path / "d.csv", ["a,b,yes", "c,d,maybe"]), PAIR)
-    with pytest.raises(DataError, match=r"d\.csv:3: label 'maybe' never seen in train"):
+    with pytest.raises(
+        DataError, match=r"d\.csv:3: column 'verdict': label 'maybe' never seen in train"
+    ):
         label_examples(dev, task, "dev")
 
 
@@ -91,5 +93,7 @@ def test_non_numeric_regression_target_in_dev(tmp_path):
     train = read_user_file(_csv(tmp_path / "t.csv", ["a,b,0.5", "c,d,1.5"]), PAIR)
     task, _ = user_task(train, PAIR, problem_type=REGRESSION)
     dev = read_user_file(_csv(tmp_path / "d.csv", ["a,b,high"]), PAIR)
-    with pytest.raises(DataError, match=r"d\.csv:2: regression target 'high' is not a number"):
+    with pytest.raises(
+        DataError, match=r"d\.csv:2: column 'verdict': regression target 'high' is not a number"
+    ):
         label_examples(dev, task, "dev")

@@ -85,7 +85,9 @@ def test_task_decisions_match_reading_whole(tmp_path):
     small = write_rows(tmp_path / "small.csv", [["a", "b", str(i % 3)] for i in range(9)])
     assert whole_and_streamed(small)[2].problem_type == SINGLE_LABEL
     _, scan, task = whole_and_streamed(small, label_names=["0", "1"])
-    with pytest.raises(DataError, match=r"small\.csv:4: label '2' not among the given labels"):
+    with pytest.raises(
+        DataError, match=r"small\.csv:4: column 'verdict': label '2' not among the given labels"
+    ):
         scan_label_ids(scan, task, "train")
     one = write_rows(tmp_path / "one.csv", [["a", "b", "x"], ["c", "d", "x"]])
     with pytest.raises(DataError, match="only one label"):
@@ -123,10 +125,14 @@ def test_dev_labels_unseen_or_not_numbers_name_the_line(tmp_path):
     task, _ = scan_task(scan_user_file(train, PAIR), PAIR)
     dev_rows = [["a", "b", "yes"]] * 30 + [["c", "d", "maybe"]]
     dev = write_rows(tmp_path / "d.csv", dev_rows)
-    with pytest.raises(DataError, match=r"d\.csv:32: label 'maybe' never seen in train"):
+    with pytest.raises(
+        DataError, match=r"d\.csv:32: column 'verdict': label 'maybe' never seen in train"
+    ):
         read_user_examples(dev, PAIR, task, "dev")
     regression, _ = scan_task(scan_user_file(train, PAIR), PAIR, problem_type=REGRESSION)
-    with pytest.raises(DataError, match=r"t\.csv:2: regression target 'yes' is not a number"):
+    with pytest.raises(
+        DataError, match=r"t\.csv:2: column 'verdict': regression target 'yes' is not a number"
+    ):
         read_user_examples(train, PAIR, regression, "train")
 
 

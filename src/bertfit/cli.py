@@ -262,6 +262,12 @@ def _add_evaluation_arguments(parser) -> None:
         "each epoch (default: per epoch)",
     )
     group.add_argument(
+        "--main-metric",
+        metavar="NAME",
+        help="the dev metric that picks the best model and that early stopping watches, one "
+        "of the task's (default: its first: GLUE's own, micro_f1 for multi-label)",
+    )
+    group.add_argument(
         "--early-stopping-patience",
         type=_positive_int,
         metavar="N",
@@ -435,6 +441,7 @@ def _run_distill(args) -> int:
     overrides = {
         "trainer.max_steps": args.max_steps,
         "trainer.eval_every_steps": args.eval_every_steps,
+        "trainer.main_metric": args.main_metric,
         "trainer.early_stopping_patience": args.early_stopping_patience,
         "trainer.early_stopping_delta": args.early_stopping_delta,
         "optimizer.learning_rate": args.learning_rate,
@@ -618,6 +625,7 @@ def _train_flag_overrides(args) -> list[tuple[str, object]]:
         "trainer.seed": args.seed,
         "trainer.max_steps": args.max_steps,
         "trainer.eval_every_steps": args.eval_every_steps,
+        "trainer.main_metric": args.main_metric,
         "trainer.early_stopping_patience": args.early_stopping_patience,
         "trainer.early_stopping_delta": args.early_stopping_delta,
         "trainer.class_weights": args.class_weights,

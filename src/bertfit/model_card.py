@@ -333,6 +333,9 @@ def _results_section(facts: CardFacts) -> str:
         cells = [f"{values[name]:.4f}" if name in values else "" for name in metrics]
         table.append([split, *([f"{examples[split]:,}"] if counted else []), *cells])
     place = f"epoch {best.get('epoch')}, step {best.get('step')}"
+    main = ((facts.run or {}).get("trainer") or {}).get("main_metric")
+    if main in HUB_METRICS:  # runs before trainer.main_metric was recorded name none
+        place += f", the best by {HUB_METRICS[main][1]}"
     return "\n".join(
         [
             "## Results",

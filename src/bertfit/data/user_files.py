@@ -182,6 +182,7 @@ class RawExamples:
     labels: list[str]
     lines: list[int]
     source: str
+    label_column: str = "label"
 
 
 def read_user_file(path: str | Path, columns: Columns) -> RawExamples:
@@ -197,7 +198,7 @@ def read_user_file(path: str | Path, columns: Columns) -> RawExamples:
         lines.append(line)
     if not lines:
         raise DataError(f"{path}: no examples found")
-    return RawExamples(texts, labels, lines, str(path))
+    return RawExamples(texts, labels, lines, str(path), columns.label)
 
 
 def _field(path: Path, line: int, record: dict, name: str, text: bool) -> str:
@@ -319,7 +320,8 @@ def label_examples(raw: RawExamples, task: TaskSpec, split: str) -> TextExamples
             value = _as_number(text)
             if value is None:
                 raise DataError(
-                    f"{row_location(path, line)}: regression target {text!r} is not a number"
+                    f"{row_location(path, line)}: column {raw.label_column!r}: regression "
+                    f"target {text!r} is not a number"
                 )
             labels.append(value)
         return TextExamples(raw.columns, labels, path)
@@ -329,7 +331,8 @@ def label_examples(raw: RawExamples, task: TaskSpec, split: str) -> TextExamples
         if text not in ids:
             where = "never seen in train" if split != "train" else "not among the given labels"
             raise DataError(
-                f"{row_location(path, line)}: label {text!r} {where} ({', '.join(ids)})"
+                f"{row_location(path, line)}: column {raw.label_column!r}: label {text!r} "
+                f"{where} ({', '.join(ids)})"
             )
         labels.append(ids[text])
     return TextExamples(raw.columns, labels, path)

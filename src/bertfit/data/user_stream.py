@@ -307,6 +307,13 @@ def _multi_label_reason(
                 f"labels (multi-label), not a {word} label; leave out --{word} (or give "
                 "--multi-label)"
             )
+        if scan.first_separated is not None:  # a CSV/TSV list: names joined by the separator
+            where = row_location(scan.source, scan.first_separated)
+            raise DataError(
+                f"{where}: column {columns.label!r} holds labels separated by "
+                f"{columns.separator!r} (multi-label), not a {word} label; leave out --{word} "
+                "(or give --multi-label), or another --label-separator if it is part of a name"
+            )
         return None
     if problem_type == MULTI_LABEL:
         return "multi-label (as asked)"
@@ -360,7 +367,8 @@ def scan_label_ids(scan: LabelScan, task: TaskSpec, split: str) -> np.ndarray:
         if scan.first_non_number is not None:
             line, text = scan.first_non_number
             raise DataError(
-                f"{row_location(scan.source, line)}: regression target {text!r} is not a number"
+                f"{row_location(scan.source, line)}: column {scan.label_column!r}: regression "
+                f"target {text!r} is not a number"
             )
         return scan.values.astype(np.float32)
     if scan.names is None:
@@ -374,8 +382,8 @@ def scan_label_ids(scan: LabelScan, task: TaskSpec, split: str) -> np.ndarray:
         text = scan.names[scan.codes[first]]
         where = "never seen in train" if split != "train" else "not among the given labels"
         raise DataError(
-            f"{row_location(scan.source, int(scan.lines[first]))}: label {text!r} {where} "
-            f"({', '.join(ids)})"
+            f"{row_location(scan.source, int(scan.lines[first]))}: column "
+            f"{scan.label_column!r}: label {text!r} {where} ({', '.join(ids)})"
         )
     return labels
 
@@ -396,7 +404,8 @@ def _multi_label_rows(scan: LabelScan, task: TaskSpec, split: str) -> np.ndarray
         code = int(scan.codes[np.flatnonzero(scan.lines == line)[0]])
         where = "never seen in train" if split != "train" else "not among the given labels"
         raise DataError(
-            f"{row_location(scan.source, line)}: label {bad[code]!r} {where} ({', '.join(ids)})"
+            f"{row_location(scan.source, line)}: column {scan.label_column!r}: label "
+            f"{bad[code]!r} {where} ({', '.join(ids)})"
         )
     return table[scan.codes]
 

@@ -1,4 +1,5 @@
-"""Which evaluation's model a run keeps: the best by the task's main metric on the first dev set."""
+"""Which evaluation's model a run keeps: the best by the main metric on the first dev set
+(``trainer.main_metric``, else the task's first metric)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bertfit.config import dataclass_from_dict, dataclass_to_dict, read_json
+from bertfit.data.tasks import TaskSpec
 from bertfit.data.user_files import DEFAULT_LABEL_SEPARATOR, Columns
 from bertfit.errors import ConfigError
 from bertfit.precision import PRECISIONS
@@ -41,6 +42,10 @@ class TrainerConfig:
     # Also evaluate (and keep the best model) every this many steps, not only after each epoch;
     # an evaluation record's train_loss then covers the steps since the one before.
     eval_every_steps: int | None = None
+    # The dev metric that picks the best model and that early stopping watches: one of the
+    # task's metric names (higher is better). None: the task's first (GLUE's own; micro_f1
+    # for multi-label). A run's config.json records the name it resolved to.
+    main_metric: str | None = None
     # Stop after this many evaluations in a row in which the main metric did not beat the best
     # before it by more than early_stopping_delta (bertfit.train.callbacks.EarlyStopping); the
     # best model is kept. None trains to the end. Needs a dev set.
@@ -104,6 +109,18 @@ class TrainerConfig:
                 "trainer.checkpoint_every_steps must be positive, "
                 f"got {self.checkpoint_every_steps}"
             )
+
+    def main_metric_of(self, task: TaskSpec) -> str:
+        """The metric that picks ``task``'s best model: ``main_metric`` when set (it must be
+        one of the task's metrics; :class:`ConfigError` names them otherwise), else the task's."""
+        if self.main_metric is None:
+            return task.main_metric
+        if self.main_metric not in task.metrics:
+            raise ConfigError(
+                f"trainer.main_metric: {task.name} has no metric {self.main_metric!r}; "
+                f"choose one of {', '.join(task.metrics)}"
+            )
+        return self.main_metric
 
     def global_batch_size(self, world_size: int = 1) -> int:
         """Examples per optimizer update: per-process batch x accumulation x processes."""

@@ -135,7 +135,8 @@ def load_task_data(
     """The run's task, training examples and dev sets (split name -> examples).
 
     Resolves ``config`` in place as ``RUN/config.json`` records it: the task's canonical name
-    and absolute data paths, and for the user's own files the task type and label names.
+    and absolute data paths, the main metric (``trainer.main_metric``, checked against the
+    task's metrics), and for the user's own files the task type and label names.
     The user's own files are checked and their labels read, but their texts stay on disk
     until encoded (:class:`~bertfit.data.user_stream.FileExamples`), whatever their size.
     """
@@ -144,6 +145,7 @@ def load_task_data(
         return _load_user_data(config)
     task = get_task(config.task)
     config.task = task.name
+    config.trainer.main_metric = config.trainer.main_metric_of(task)  # checked, and recorded
     task_dir = resolve_task_dir(task, config.data_dir, "train", download=download)
     config.data_dir = str(task_dir.resolve())
     train = read_glue_split(task_dir / "train.tsv", task, "train")
@@ -163,6 +165,7 @@ def _load_user_data(config: RunConfig) -> tuple[TaskSpec, FileExamples, dict[str
     if data.task_type == "auto":
         print(f"task type: {how}", file=sys.stderr)
     config.task = task.name
+    config.trainer.main_metric = config.trainer.main_metric_of(task)  # checked, and recorded
     data.train_file = str(Path(data.train_file).resolve())
     data.task_type = task_type_of(task.problem_type)
     data.label_names = None if task.problem_type == REGRESSION else list(task.label_names)
@@ -447,7 +450,8 @@ def _callbacks(config: RunConfig, task: TaskSpec, dev: dict) -> list[EvaluationC
         raise ConfigError(
             "trainer.early_stopping_patience needs a dev set to watch (--dev or data.dev_file)"
         )
-    key = metric_prefix(next(iter(dev))) + task.main_metric  # what picks the best model
+    # What picks the best model (the trainer's BestModel): trainer.main_metric, or the task's.
+    key = metric_prefix(next(iter(dev))) + trainer.main_metric_of(task)
     return [EarlyStopping(key, trainer.early_stopping_patience, trainer.early_stopping_delta)]
 
 
@@ -486,7 +490,10 @@ def _existing_run(config: RunConfig, output: Path) -> tuple[str, str | None]:
     ("error", why)."""
     if not (output / "config.json").is_file():
         return "start", None
-    saved = RunConfig.from_json_file(output / "config.json").to_dict()
+    saved_config = RunConfig.from_json_file(output / "config.json")
+    # A run from before trainer.main_metric was recorded used its task's first metric.
+    saved_config.trainer.main_metric = saved_config.trainer.main_metric_of(task_of(saved_config))
+    saved = saved_config.to_dict()
     wanted = resolve_run_config(RunConfig.from_dict(config.to_dict())).to_dict()
     # The step count also depends on the process count and on windows; a checkpoint checks it
     # against this run's (with the data and the process count) when it is loaded.

@@ -264,7 +264,8 @@ class Trainer:
         if isinstance(dev, EncodedExamples):
             dev = {"dev": dev}
         self._dev = dev or None  # also for evaluations inside an epoch (eval_every_steps)
-        main_key = metric_prefix(next(iter(dev))) + self.task.main_metric if dev else None
+        main_metric = self.config.main_metric_of(self.task)  # trainer.main_metric, checked
+        main_key = metric_prefix(next(iter(dev))) + main_metric if dev else None
         self.best_model = BestModel(main_key)
         self.history = []
         self._context = distributed.current()
