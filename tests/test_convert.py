@@ -306,14 +306,14 @@ def test_train_accepts_tensorflow_sources(path, tmp_path):
     assert torch.allclose(trained, original.float(), atol=1e-3)
 
 
-def test_readme_conversion_example_runs(tmp_path):
+def test_docs_conversion_example_runs(tmp_path):
     import re
 
     from conftest import REPO
 
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    (block,) = re.findall(r"```python3\n(.*?)```", readme, re.S)
+    doc = (REPO / "docs" / "encoders.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```python3\n(.*?)```", doc, re.S)
     code = block.replace('"uncased_L-12_H-768_A-12"', repr(str(FIXTURES / "tf1")))
     code = code.replace('"bert-base-hf"', repr(str(tmp_path / "hf")))
-    exec(compile(code, "README.md", "exec"), {})
+    exec(compile(code, "docs/encoders.md", "exec"), {})
     assert (tmp_path / "hf" / "model.safetensors").is_file()
