@@ -231,6 +231,17 @@ def test_trials_csv_lists_every_trial_with_its_state_value_and_params(searched):
     assert float(rows[0]["optimizer.warmup_fraction"]) == 0.06
 
 
+def test_trials_are_scored_by_the_main_metric_the_run_names(setup, tmp_path):
+    """--main-metric f1 picks each run's best model by F1, so the trial's value is F1 too."""
+    output = tmp_path / "by-f1"
+    args = tune_args(setup, output, "--trials", "2", "--main-metric", "f1")
+    assert main(args) == 0
+    for row in read_csv(output / "trials.csv"):
+        results = json.loads((output / "trials" / row["number"] / "results.json").read_text())
+        assert float(row["value"]) == pytest.approx(results["best"]["dev_f1"])
+        assert results["best"]["dev_f1"] != pytest.approx(results["best"]["dev_accuracy"])
+
+
 def test_flags_are_fixed_for_every_trial(searched):
     for number in range(3):
         for seed in (1, 2):

@@ -53,9 +53,11 @@ def trial_config(base: RunConfig, params: dict[str, Any]) -> RunConfig:
 
 
 def main_metric_key(run_dir: Path) -> str:
-    """The record key of a finished run's main dev metric (``dev_accuracy``)."""
-    task = task_of(RunConfig.from_json_file(run_dir / "config.json"))
-    return metric_prefix(task.dev_splits[0]) + task.main_metric
+    """The record key of a finished run's main dev metric (``dev_accuracy``): the one that
+    picked its best model (``trainer.main_metric``, else the task's first)."""
+    config = RunConfig.from_json_file(run_dir / "config.json")
+    task = task_of(config)
+    return metric_prefix(task.dev_splits[0]) + config.trainer.main_metric_of(task)
 
 
 def remove_weights(run_dir: Path) -> None:
