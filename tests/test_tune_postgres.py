@@ -116,3 +116,31 @@ def test_a_dead_workers_trial_is_failed_and_retried(setup, postgres_url, tmp_pat
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 2
     assert orphan.params in [t.params for t in complete]  # queued again with its values
+
+
+OPEN_STORAGE = """
+import sys
+from bertfit.tune.storage import open_storage, storage_url
+open_storage(storage_url(sys.argv[1], None), True)
+"""
+
+
+def test_workers_starting_together_on_an_empty_database_all_open_it(postgres_url):
+    """Each process creates Optuna's tables in a database that has none; all but one lose that
+    race ("already exists") and must open the winner's tables instead of failing. The race is
+    run on three fresh databases, eight processes each: one round alone does not always lose."""
+    import psycopg
+
+    for round_ in range(3):
+        name = f"empty_at_start_{round_}"
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute(f"CREATE DATABASE {name}")
+        url = postgres_url.rsplit("/", 1)[0] + "/" + name
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-c", OPEN_STORAGE, url], stderr=subprocess.PIPE, text=True
+            )  # fmt: skip
+            for _ in range(8)
+        ]
+        errors = [worker.communicate(timeout=300)[1] for worker in workers]
+        assert [worker.returncode for worker in workers] == [0] * 8, errors

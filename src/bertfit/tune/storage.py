@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import warnings
 from pathlib import Path
 
@@ -33,6 +34,9 @@ GRACE_SECONDS = 180
 MAX_RETRY = 1
 # Seconds a PostgreSQL connection may take before the URL counts as unreachable.
 CONNECT_TIMEOUT_SECONDS = 10
+# Workers started together on an empty database all create Optuna's tables; all but one lose
+# that race with "already exists" and simply open the tables the winner made, on a later try.
+SCHEMA_ATTEMPTS = 5
 
 
 def storage_url(storage: str | None, output: Path) -> str:
@@ -70,15 +74,19 @@ def open_storage(url: str, shared: bool):
             grace_period=GRACE_SECONDS,
             heartbeat_stale_trial_callback=retry,
         )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, **options)
-    except Exception as error:  # SQLAlchemy's and the drivers' errors: all mean "cannot use it"
-        reason = " ".join(str(getattr(error, "orig", None) or error).split())
-        if len(reason) > 200:
-            reason = reason[:200] + "..."
-        raise ConfigError(f"storage {redact(url)}: cannot open it ({reason})") from None
+    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, **options)
+        except Exception as error:  # SQLAlchemy's and the drivers' errors: "cannot use it"
+            reason = " ".join(str(getattr(error, "orig", None) or error).split())
+            if "already exists" in reason and attempt < SCHEMA_ATTEMPTS:
+                time.sleep(0.2 * attempt)  # another worker is creating the tables
+                continue
+            if len(reason) > 200:
+                reason = reason[:200] + "..."
+            raise ConfigError(f"storage {redact(url)}: cannot open it ({reason})") from None
 
 
 class OutputLock:
