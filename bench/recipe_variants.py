@@ -199,10 +199,11 @@ def _variant_table(records: list[dict]) -> list[str]:
 
 
 def _paired_table(records: list[dict], baseline: str) -> list[str]:
-    """Each variant minus ``baseline`` on the same seed: main metric and wall time."""
+    """Each variant minus ``baseline`` on the same seed: main metric, training steps and wall
+    time (steps are exact; wall times compare only between runs that met the same load)."""
     by_key = {job_key(r): r for r in records}
     header = ["variant - " + baseline, "pairs", "main metric: mean difference ± s.e."]
-    header += ["per seed", "wall time saved (median)"]
+    header += ["per seed", "steps saved (median)", "wall time saved (median)"]
     lines = [_row(header), _row(["---"] * len(header))]
     for variant in dict.fromkeys(r["variant"] for r in records):
         if variant == baseline:
@@ -218,6 +219,7 @@ def _paired_table(records: list[dict], baseline: str) -> list[str]:
         differences = np.array([other["best"][key] - base["best"][key] for base, other in pairs])
         error = differences.std(ddof=1) / np.sqrt(len(pairs)) if len(pairs) > 1 else 0.0
         saved = [1 - other["wall_seconds"] / base["wall_seconds"] for base, other in pairs]
+        steps = [1 - other["steps"] / base["steps"] for base, other in pairs]
         per_seed = " / ".join(f"{d:+.4f}" for d in differences)
         lines.append(
             _row(
@@ -226,6 +228,7 @@ def _paired_table(records: list[dict], baseline: str) -> list[str]:
                     str(len(pairs)),
                     f"{key[4:]} {differences.mean():+.4f} ± {error:.4f}",
                     per_seed,
+                    f"{np.median(steps):.1%}",
                     f"{np.median(saved):.1%}",
                 ]
             )
