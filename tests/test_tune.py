@@ -400,3 +400,6 @@ def test_tune_help_lists_the_search_flags_and_trains_flags():
              "--learning-rate", "--layer-decay", "--reinit-layers", "--train", "--dev"]  # fmt: skip
     for flag in flags:
         assert flag in result.stdout
+    # Flags that continue, replace or shard one run are refused by tune, so not offered.
+    for flag in ["--resume", "--resume-if-exists", "--overwrite", "--fsdp"]:
+        assert f"{flag} " not in result.stdout and f"{flag}\n" not in result.stdout

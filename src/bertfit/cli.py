@@ -114,8 +114,11 @@ def _add_train(commands) -> None:
     parser.set_defaults(handler=_run_train)
 
 
-def _add_run_arguments(parser, output: str, seeds: str) -> None:
-    """The flags of a training run, shared by ``train`` and ``tune`` (whose trials are runs)."""
+def _add_run_arguments(parser, output: str, seeds: str, tune: bool = False) -> None:
+    """The flags of a training run, shared by ``train`` and ``tune`` (whose trials are runs).
+
+    ``tune`` hides the flags that continue or replace one run, or shard it: its handler refuses
+    them with a line saying what to do instead, and its help does not offer them."""
     # Flags default to None: only a flag given on the command line overrides the --config file
     # (and, for tune, leaves the search).
     parser.add_argument("--task", help=f"task name (default: {_RUN.task})")
@@ -187,14 +190,16 @@ def _add_run_arguments(parser, output: str, seeds: str) -> None:
     parser.add_argument("--device", help="auto (default: CUDA if visible), cpu, cuda or cuda:N")
     parser.add_argument("--seeds", type=_seed_list, help=seeds)
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing run directory's contents"
+        "--overwrite",
+        action="store_true",
+        help=argparse.SUPPRESS if tune else "replace an existing run directory's contents",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars; a line per epoch")
     _add_config_arguments(parser)
     parser.add_argument(
         "--tensorboard", action="store_true", help="also log to TensorBoard in RUN/tensorboard"
     )
-    _add_scale_arguments(parser)
+    _add_scale_arguments(parser, tune)
 
 
 def _add_tune(commands) -> None:
@@ -206,6 +211,7 @@ def _add_tune(commands) -> None:
         output="folder of the search: study.db, trials/, trials.csv, best.yaml, best/",
         seeds="score each trial by the mean of its runs on these seeds, e.g. 1,2 "
         "(default: one run on --seed)",
+        tune=True,
     )
     group = parser.add_argument_group(
         "the search (a flag above fixes its key for every trial: it is not searched)"
@@ -283,17 +289,21 @@ def _add_evaluation_arguments(parser) -> None:
     )
 
 
-def _add_scale_arguments(parser) -> None:
+def _add_scale_arguments(parser, tune: bool = False) -> None:
     group = parser.add_argument_group("checkpoints, accumulation, several processes")
     group.add_argument(
         "--resume",
         metavar="RUN",
-        help="continue RUN from its latest complete checkpoint, with its own saved settings",
+        help=argparse.SUPPRESS
+        if tune
+        else "continue RUN from its latest complete checkpoint, with its own saved settings",
     )
     group.add_argument(
         "--resume-if-exists",
         action="store_true",
-        help="with --output RUN: continue RUN from its latest checkpoint if it holds one, "
+        help=argparse.SUPPRESS
+        if tune
+        else "with --output RUN: continue RUN from its latest checkpoint if it holds one, "
         "else start it (for jobs restarted with the same command: torchrun --max-restarts)",
     )
     group.add_argument(
@@ -318,7 +328,9 @@ def _add_scale_arguments(parser) -> None:
     group.add_argument(
         "--fsdp",
         action="store_true",
-        help="under torchrun, shard the model between processes (FSDP) instead of DDP",
+        help=argparse.SUPPRESS
+        if tune
+        else "under torchrun, shard the model between processes (FSDP) instead of DDP",
     )
 
 
