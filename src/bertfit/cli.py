@@ -114,11 +114,8 @@ def _add_train(commands) -> None:
     parser.set_defaults(handler=_run_train)
 
 
-def _add_run_arguments(parser, output: str, seeds: str, tune: bool = False) -> None:
-    """The flags of a training run, shared by ``train`` and ``tune`` (whose trials are runs).
-
-    ``tune`` hides the flags that continue or replace one run, or shard it: its handler refuses
-    them with a line saying what to do instead, and its help does not offer them."""
+def _add_run_arguments(parser, output: str, seeds: str) -> None:
+    """The flags of a training run, shared by ``train`` and ``tune`` (whose trials are runs)."""
     # Flags default to None: only a flag given on the command line overrides the --config file
     # (and, for tune, leaves the search).
     parser.add_argument("--task", help=f"task name (default: {_RUN.task})")
@@ -190,16 +187,19 @@ def _add_run_arguments(parser, output: str, seeds: str, tune: bool = False) -> N
     parser.add_argument("--device", help="auto (default: CUDA if visible), cpu, cuda or cuda:N")
     parser.add_argument("--seeds", type=_seed_list, help=seeds)
     parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help=argparse.SUPPRESS if tune else "replace an existing run directory's contents",
+        "--overwrite", action="store_true", help="replace an existing run directory's contents"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars; a line per epoch")
     _add_config_arguments(parser)
     parser.add_argument(
         "--tensorboard", action="store_true", help="also log to TensorBoard in RUN/tensorboard"
     )
-    _add_scale_arguments(parser, tune)
+    _add_scale_arguments(parser)
+
+
+#: train's flags that continue, replace or shard one run: tune refuses them (with a line saying
+#: what to do instead) and so does not offer them in its help.
+_TUNE_REFUSED = ("--resume", "--resume-if-exists", "--overwrite", "--fsdp")
 
 
 def _add_tune(commands) -> None:
@@ -211,8 +211,9 @@ def _add_tune(commands) -> None:
         output="folder of the search: study.db, trials/, trials.csv, best.yaml, best/",
         seeds="score each trial by the mean of its runs on these seeds, e.g. 1,2 "
         "(default: one run on --seed)",
-        tune=True,
     )
+    for flag in _TUNE_REFUSED:
+        parser._option_string_actions[flag].help = argparse.SUPPRESS
     group = parser.add_argument_group(
         "the search (a flag above fixes its key for every trial: it is not searched)"
     )
@@ -289,21 +290,17 @@ def _add_evaluation_arguments(parser) -> None:
     )
 
 
-def _add_scale_arguments(parser, tune: bool = False) -> None:
+def _add_scale_arguments(parser) -> None:
     group = parser.add_argument_group("checkpoints, accumulation, several processes")
     group.add_argument(
         "--resume",
         metavar="RUN",
-        help=argparse.SUPPRESS
-        if tune
-        else "continue RUN from its latest complete checkpoint, with its own saved settings",
+        help="continue RUN from its latest complete checkpoint, with its own saved settings",
     )
     group.add_argument(
         "--resume-if-exists",
         action="store_true",
-        help=argparse.SUPPRESS
-        if tune
-        else "with --output RUN: continue RUN from its latest checkpoint if it holds one, "
+        help="with --output RUN: continue RUN from its latest checkpoint if it holds one, "
         "else start it (for jobs restarted with the same command: torchrun --max-restarts)",
     )
     group.add_argument(
@@ -328,9 +325,7 @@ def _add_scale_arguments(parser, tune: bool = False) -> None:
     group.add_argument(
         "--fsdp",
         action="store_true",
-        help=argparse.SUPPRESS
-        if tune
-        else "under torchrun, shard the model between processes (FSDP) instead of DDP",
+        help="under torchrun, shard the model between processes (FSDP) instead of DDP",
     )
 
 
@@ -698,9 +693,7 @@ def _run_train(args) -> int:
 
 
 def _run_tune(args) -> int:
-    refused = {"--resume": args.resume, "--resume-if-exists": args.resume_if_exists,
-               "--overwrite": args.overwrite, "--fsdp": args.fsdp}  # fmt: skip
-    given = [flag for flag, value in refused.items() if value]
+    given = [flag for flag in _TUNE_REFUSED if getattr(args, flag[2:].replace("-", "_"))]
     if given:
         raise ConfigError(
             f"tune does not take {given[0]}: the same command continues a stopped search; "
