@@ -18,8 +18,8 @@ from bertfit.errors import CheckpointError, ConfigError, DataError
 from bertfit.export import export as export_module
 from bertfit.export import onnx_export
 from bertfit.export.export import export_classifier
-from bertfit.export.manifest import sha256_file
 from bertfit.export.runtime import load_exported
+from bertfit.paths import sha256_file
 
 from conftest import BLOCK_TORCH, GLUE_DIR, make_tiny_classifier
 

@@ -1,10 +1,11 @@
-"""The names of bertfit's own files and where it keeps them: the user cache, a saved classifier.
+"""The names of bertfit's own files, where it keeps them, and the digest that checks them.
 
 Torch-free, so the commands that only read files (``inspect``, ``plot``) use it too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -19,6 +20,15 @@ RUN_MODEL_DIR = "model"
 MODEL_CARD_FILE = "README.md"
 #: A run's temperature fit (see bertfit.train.calibrate), beside its model directory.
 CALIBRATION_FILE = "calibration.json"
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (so a large weights file is never held whole)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def cache_root() -> Path:

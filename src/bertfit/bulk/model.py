@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from bertfit.export.manifest import MANIFEST_FILE, sha256_file
-from bertfit.paths import find_model_dir
+from bertfit.export.manifest import MANIFEST_FILE
+from bertfit.paths import find_model_dir, sha256_file
 from bertfit.predictions import prediction_columns
 from bertfit.predictors import EXPORT, load_predictor, source_kind
 from bertfit.problem import MULTI_LABEL, REGRESSION
@@ -91,8 +91,8 @@ def load_model(source: str | Path, batch_size: int, threads: int | None = None) 
 
 
 def _fingerprint(paths: Sequence[Path]) -> str:
-    """One sha256 over the files' names and contents (each hashed by the export's own
-    :func:`~bertfit.export.manifest.sha256_file`)."""
+    """One sha256 over the files' names and contents (each hashed by
+    :func:`~bertfit.paths.sha256_file`)."""
     digest = hashlib.sha256()
     for path in paths:
         digest.update(f"{path.name}\0{sha256_file(path)}\n".encode())

@@ -20,12 +20,12 @@ This module needs only the standard library: it is imported by the torch-free ru
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from bertfit.errors import CheckpointError
+from bertfit.paths import sha256_file
 from bertfit.text.tokenizer import VOCAB_FILE_NAME
 
 FORMAT_NAME = "bertfit-export"
@@ -36,17 +36,6 @@ CLASSIFIER_FILE = "classifier.json"
 
 #: Model file of each export format.
 MODEL_FILES = {"onnx": "model.onnx", "torch-export": "model.pt2"}
-
-_CHUNK = 1 << 20
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def describe_files(directory: Path, names: list[str]) -> dict[str, dict[str, Any]]:

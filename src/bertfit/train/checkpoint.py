@@ -21,7 +21,6 @@ warning.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -40,6 +39,7 @@ from safetensors.torch import load_file, save_file
 
 from bertfit.config import make_staging_dir
 from bertfit.errors import CheckpointError
+from bertfit.paths import sha256_file
 
 CHECKPOINTS_DIR = "checkpoints"
 MODEL_FILE = "model.safetensors"
@@ -139,7 +139,7 @@ def verify_checkpoint(path: str | os.PathLike) -> None:
             raise CheckpointError(f"{path}: {name} is missing")
         if file.stat().st_size != expected["bytes"]:
             raise CheckpointError(f"{path}: {name} has the wrong size (truncated?)")
-        if _sha256(file) != expected["sha256"]:
+        if sha256_file(file) != expected["sha256"]:
             raise CheckpointError(f"{path}: {name} does not match its checksum (corrupted)")
 
 
@@ -223,15 +223,7 @@ def _remove_stale_staging(directory: Path) -> None:
 
 
 def _describe(path: Path) -> dict[str, Any]:
-    return {"bytes": path.stat().st_size, "sha256": _sha256(path)}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def _fsync(path: Path) -> None:
