@@ -26,6 +26,7 @@ from bertfit.model.encoder import BertEncoder
 from bertfit.model.sources import describe_source, load_encoder_source
 from bertfit.model.tf_checkpoint import CheckpointReader
 from bertfit.model.weights import load_pretrained
+from bertfit.text.tokenizer import WordpieceTokenizer
 
 from conftest import write_synthetic_glue
 
@@ -232,15 +233,23 @@ def test_corrupt_weights_fail_with_the_file_named(tmp_path):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_converted_directory_loads_in_transformers_and_matches_tensorflow(layout, tmp_path):
-    from transformers import BertModel
+    from transformers import AutoTokenizer, BertModel
 
     result = convert_to_hf(FIXTURES / layout, tmp_path / "out")
     assert sorted(p.name for p in result.output.iterdir()) == [
-        "config.json", "model.safetensors", "tokenizer_config.json", "vocab.txt"
+        "config.json", "model.safetensors", "special_tokens_map.json", "tokenizer_config.json",
+        "vocab.txt",
     ]  # fmt: skip
     config = json.loads((result.output / "config.json").read_text())
     assert config["hidden_act"] == "gelu_new"  # the tanh GELU, in Hugging Face's words
-    assert json.loads((result.output / "tokenizer_config.json").read_text())["do_lower_case"]
+    tokenizer_config = json.loads((result.output / "tokenizer_config.json").read_text())
+    assert tokenizer_config["do_lower_case"] and tokenizer_config["strip_accents"]
+    assert tokenizer_config["model_max_length"] == config["max_position_embeddings"]
+    # transformers' tokenizer, read from those files, splits text as bertfit's does.
+    hf_tokenizer = AutoTokenizer.from_pretrained(result.output)
+    ours = WordpieceTokenizer(result.output / "vocab.txt", lower_case=True)
+    text = "The Café sat on the MAT, unknownword."
+    assert hf_tokenizer(text, add_special_tokens=False)["input_ids"] == ours.encode(text)
     model = BertModel.from_pretrained(result.output).eval()
     ids = inputs()
     with torch.no_grad():

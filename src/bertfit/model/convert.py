@@ -3,8 +3,9 @@
 The output holds ``config.json`` (``BertModel``; ``hidden_act`` names the GELU the source
 used: ``gelu_new`` for the tanh approximation of Google's and Model Garden's BERTs, ``gelu``
 for the exact one), ``model.safetensors`` (float32, Hugging Face's names), ``vocab.txt`` and
-``tokenizer_config.json`` (``do_lower_case``). ``transformers.BertModel.from_pretrained`` loads
-it, and so does every bertfit command. The weights go through the same strict load as
+``tokenizer_config.json`` with ``special_tokens_map.json`` (as a saved classifier has them).
+``transformers.BertModel.from_pretrained`` and ``AutoTokenizer`` load it, and so does every
+bertfit command. The weights go through the same strict load as
 training does, so a checkpoint that does not fit its config is refused, naming the tensors.
 """
 
@@ -21,6 +22,7 @@ from bertfit.errors import CheckpointError, ConfigError
 from bertfit.model.encoder import BertEncoder
 from bertfit.model.sources import ModelSource, load_encoder_source
 from bertfit.model.weights import LoadReport, restore_encoder_source, to_hf_state_dict
+from bertfit.text.tokenizer import WordpieceTokenizer
 
 
 @dataclass
@@ -58,14 +60,10 @@ def convert_to_hf(
         save_file(tensors, staging / "model.safetensors", metadata={"format": "pt"})
         write_json(staging / "config.json", loaded.config.to_hf_dict())
         shutil.copyfile(loaded.vocab_path, staging / "vocab.txt")
-        write_json(
-            staging / "tokenizer_config.json",
-            {
-                "tokenizer_class": "BertTokenizer",
-                "do_lower_case": loaded.source.lower_case,
-                "model_max_length": loaded.config.max_position_embeddings,
-            },
-        )
+        # The same tokenizer files a saved classifier gets, so transformers' AutoTokenizer
+        # splits text exactly as bertfit does (accents, special tokens, maximum length).
+        tokenizer = WordpieceTokenizer(staging / "vocab.txt", lower_case=loaded.source.lower_case)
+        tokenizer.save_hf_settings(staging, loaded.config.max_position_embeddings)
         replace_directory(staging, output)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
