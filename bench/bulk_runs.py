@@ -17,8 +17,8 @@ two-class head, int8), made once under ``bench/results/bulk/`` and reused:
   for row, every column in order (see :func:`compare_outputs` for the tolerance).
 - ``ray``: ``--engine ray`` on a local Ray against the in-process engine at the same total
   threads (``--threads T`` in-process; ``--workers W --threads T/W`` on Ray, ``--ray-layout
-  WxT/W``), on the same input split into ``--shards`` Parquet files (Ray reads one file as
-  one block, and one block goes to one actor), ``--repeat`` times in alternating order.
+  WxT/W``), on the same input split into a folder of ``--shards`` Parquet files (the form
+  data teams keep), ``--repeat`` times in alternating order.
   Reports the wall time of each whole command (Ray's start included: it is what a user waits
   for), the ratio of the medians, and whether the two outputs are the same rows.
 

@@ -10,7 +10,8 @@ import pytest
 import ray
 
 from bertfit.bulk import BulkOptions, predict_bulk
-from bertfit.bulk.ray_engine import predict_bulk_ray
+from bertfit.bulk.ray_engine import predict_bulk_ray, read_blocks
+from bertfit.bulk.sources import Layout, input_files
 from bertfit.cli import main
 from bertfit.errors import ConfigError
 from bertfit.export.export import export_classifier
@@ -76,3 +77,17 @@ def test_ray_reads_a_folder_of_shards_as_the_in_process_engine(local_ray, tmp_pa
     local = (tmp_path / "local.jsonl").read_text().splitlines()
     assert [json.loads(line)["id"] for line in local] == list(range(128))
     assert (tmp_path / "ray.jsonl").read_text().splitlines() == local
+
+
+def test_every_actor_gets_blocks_when_the_reader_makes_one(local_ray, tmp_path):
+    # Ray 2.60 reads these 4 small files as one block; the actor pool gives a block to one
+    # actor, so without the split a pool of 2 would run on one actor.
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for k in range(4):
+        rows = [{"id": i, "sentence1": f"text {i}"} for i in range(50 * k, 50 * k + 50)]
+        pq.write_table(pa.Table.from_pylist(rows), shards / f"part-{k}.parquet")
+    files = input_files(str(shards))
+    blocks = read_blocks(files, Layout(("sentence1",)), rows_per_block=30).materialize()
+    assert blocks.num_blocks() == 7  # 200 rows in blocks of at most 30
+    assert [row["id"] for row in blocks.iter_rows()] == list(range(200))
